@@ -1,0 +1,3 @@
+from specnn.cli import main
+
+main()

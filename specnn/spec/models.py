@@ -1,0 +1,207 @@
+"""The spec format, version 1, as pydantic models: the single source of truth.
+
+The JSON Schema in ``specnn/schema/spec.schema.json`` is generated from these models
+(``specnn schema``); ``spec/validate.py`` applies it with jsonschema first, so every problem is
+reported with its location, then builds these models. Nothing here imports torch.
+
+A *choice* is a mapping holding exactly one key from a catalogue table, whose value is that
+entry's arguments, next to a few common keys::
+
+    - Linear: {out_features: 10}      # a layer node
+      name: fc1
+    loss: {CrossEntropyLoss: {label_smoothing: 0.1}}
+    data: {csv: {path: iris.csv, target: species}, validation_split: 0.2}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Optional, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    PrivateAttr,
+    create_model,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from specnn.catalog.base import Args
+from specnn.catalog.exporters import EXPORTERS
+from specnn.catalog.layers import LAYERS
+from specnn.catalog.losses import LOSSES
+from specnn.catalog.optimizers import OPTIMIZERS
+from specnn.catalog.sources import SOURCES
+
+FORMAT_VERSION = 1
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Choice(Strict):
+    """A mapping with exactly one key from a catalogue table (see the module docstring)."""
+
+    table: ClassVar[dict[str, Any]] = {}
+    what: ClassVar[str] = "entry"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_args(cls, data: Any) -> Any:
+        # `- ReLU:` in YAML is {"ReLU": None}: the same as {"ReLU": {}}.
+        if isinstance(data, dict):
+            return {k: ({} if v is None and k in cls.table else v) for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Choice":
+        chosen = [k for k in self.table if k in self.model_fields_set]
+        if len(chosen) != 1:
+            raise PydanticCustomError(
+                "choice",
+                "needs exactly one {what} key, got {got}",
+                {"what": self.what, "got": ", ".join(chosen) or "none"},
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The chosen table key, e.g. ``"Linear"``."""
+        return next(k for k in self.table if k in self.model_fields_set)
+
+    @property
+    def args(self) -> Args:
+        return getattr(self, self.kind)
+
+
+def choice_model(model_name: str, table: dict[str, Any], what: str, doc: str, **common: Any) -> type[Choice]:
+    fields = {key: (Optional[entry.args], Field(None)) for key, entry in table.items()}
+    model = create_model(
+        model_name,
+        __base__=Choice,
+        __doc__=doc,
+        **common,
+        **fields,
+    )
+    model.table = table
+    model.what = what
+    model.model_config["json_schema_extra"] = {"x-choice": what, "x-choices": list(table)}
+    model.model_rebuild(force=True)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# model
+
+Node = choice_model(
+    "Node",
+    LAYERS,
+    "layer type",
+    "One layer. Its input is the previous node (or the model input), unless `from` names others.",
+    name=(Optional[str], Field(None, pattern=IDENTIFIER, description="attribute name in the generated module")),
+    from_=(
+        Optional[Union[str, list[str]]],
+        Field(None, alias="from", description="node or model-input name(s) feeding this node"),
+    ),
+)
+
+
+class TensorInput(Strict):
+    shape: list[PositiveInt] = Field(min_length=1, description="per-sample shape, no batch dimension")
+    dtype: Literal["float32", "float64", "int64"] = "float32"
+
+
+class ModelSpec(Strict):
+    class_name: Optional[str] = Field(None, pattern=IDENTIFIER, description="default: from the spec's name")
+    input: Optional[list[PositiveInt]] = Field(
+        None, min_length=1, description="per-sample input shape (no batch dimension), e.g. [4] or [1, 28, 28]"
+    )
+    inputs: Optional[dict[str, TensorInput]] = Field(None, description="several named inputs")
+    layers: list[Node] = Field(min_length=1)  # type: ignore[valid-type]
+    outputs: Optional[list[str]] = Field(None, description="output node names; default: the last node")
+
+    @model_validator(mode="after")
+    def _one_input_form(self) -> "ModelSpec":
+        if (self.input is None) == (self.inputs is None):
+            raise PydanticCustomError("input", "give exactly one of 'input' (one tensor) or 'inputs' (named tensors)")
+        return self
+
+    @property
+    def input_tensors(self) -> dict[str, TensorInput]:
+        if self.inputs is not None:
+            return self.inputs
+        return {"x": TensorInput(shape=self.input or [])}
+
+
+# ---------------------------------------------------------------------------------------------
+# data, loss, optimizer, train, export
+
+DataSpec = choice_model(
+    "DataSpec",
+    SOURCES,
+    "data source",
+    "Where samples come from, and how they are split.",
+    validation_split=(float, Field(0.2, ge=0, lt=1, description="fraction held out for validation")),
+)
+
+LossSpec = choice_model("LossSpec", LOSSES, "loss", "A torch.nn loss and its arguments.")
+OptimizerSpec = choice_model("OptimizerSpec", OPTIMIZERS, "optimizer", "A torch.optim optimizer and its arguments.")
+
+
+class TrainSpec(Strict):
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+    shuffle: bool = True
+
+
+ExportFormat = Literal[tuple(EXPORTERS)]  # type: ignore[valid-type]
+
+
+class Spec(Strict):
+    """A whole spec file."""
+
+    specnn: Literal[1] = Field(FORMAT_VERSION, description="spec format version")
+    name: str = Field(pattern=RUN_NAME, description="run name; runs go to runs/<name>/")
+    seed: int = 0
+    model: ModelSpec
+    data: DataSpec  # type: ignore[valid-type]
+    loss: LossSpec  # type: ignore[valid-type]
+    optimizer: OptimizerSpec  # type: ignore[valid-type]
+    train: TrainSpec = TrainSpec()
+    export: list[ExportFormat] = Field(default_factory=list)  # type: ignore[valid-type]
+
+    # Where the spec came from: set by the loader, used for relative data paths and for
+    # locating compile-time problems (shape mismatches, lints) in the file.
+    _file: Optional[str] = PrivateAttr(None)
+    _locations: dict = PrivateAttr(default_factory=dict)
+
+    @property
+    def file(self) -> Optional[str]:
+        return self._file
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self._file).resolve().parent if self._file else Path.cwd()
+
+    def locate(self, path: tuple) -> tuple[Optional[str], Optional[int], Optional[int]]:
+        """(file, line, col) of the value at a JSON path, or of its nearest located parent."""
+        path = tuple(path)
+        while path and path not in self._locations:
+            path = path[:-1]
+        line, col = self._locations.get(path, (None, None))
+        return self._file, line, col
+
+    @property
+    def class_name(self) -> str:
+        if self.model.class_name:
+            return self.model.class_name
+        words = [w for w in __import__("re").split(r"[^A-Za-z0-9]+", self.name) if w]
+        name = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
+        return name if name[0].isalpha() else "Model" + name
