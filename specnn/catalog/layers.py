@@ -225,19 +225,29 @@ def softmax_like(name: str) -> Callable[[Args, Shape], tuple[Shape, Args]]:
 
 # ---------------------------------------------------------------------------------------------
 
-Role = Literal["linear", "conv", "pool", "norm", "dropout", "reshape", "activation", "output", "identity"]
+Role = Literal[
+    "linear", "conv", "pool", "norm", "dropout", "reshape", "activation", "output", "identity",
+    "recurrent", "attention", "embedding", "operation",
+]
 
 
 @dataclass(frozen=True)
 class LayerDef:
-    """One layer type.
+    """One layer type (or graph operation).
 
     Attributes:
-        name: the ``torch.nn`` class name, also the spec key.
+        name: the ``torch.nn`` class name (or operation name such as ``add``), also the spec key.
         args: the argument model.
-        rule: shape rule taking (args, per-sample input shape).
+        rule: shape rule taking (args, per-sample input shape) -- or, when ``arity`` is not 1,
+            (args, list of per-sample input shapes).
         role: what lints need to know about it (``activation``, ``linear``, ``output`` ...).
         positional: arguments written positionally in generated code, as people write them.
+        call: how generated ``forward`` calls it: (attribute expression such as ``self.fc1``,
+            input variable names, resolved args) -> Python expression. None: ``attr(x)``.
+        spec_only: spec arguments that are not constructor arguments (e.g. which RNN output to take).
+        is_module: False for graph operations (add, concat, ...): no attribute, only an expression.
+        arity: number of inputs; None for "two or more".
+        input_dtype: dtype the layer needs (``int64`` for Embedding); None for any float.
     """
 
     name: str
@@ -245,11 +255,23 @@ class LayerDef:
     rule: Callable[..., tuple[Shape, Args]]
     role: Role
     positional: tuple[str, ...] = ()
+    call: Optional[Callable[[str, Sequence[str], Args], str]] = None
+    spec_only: tuple[str, ...] = ()
+    is_module: bool = True
+    arity: Optional[int] = 1
+    input_dtype: Optional[str] = None
 
     def infer(self, args: Args, inputs: Sequence[Shape]) -> tuple[Shape, Args]:
-        if len(inputs) != 1:
-            raise ShapeMismatch(f"{self.name} takes one input, got {len(inputs)}")
-        return self.rule(args, tuple(inputs[0]))
+        shapes = [tuple(s) for s in inputs]
+        if self.arity == 1:
+            if len(shapes) != 1:
+                raise ShapeMismatch(f"{self.name} takes one input, got {len(shapes)}")
+            return self.rule(args, shapes[0])
+        if self.arity is None and len(shapes) < 2:
+            raise ShapeMismatch(f"{self.name} joins two or more inputs, got {len(shapes)}", hint="list them in 'from'")
+        if self.arity is not None and len(shapes) != self.arity:
+            raise ShapeMismatch(f"{self.name} takes {self.arity} inputs, got {len(shapes)}")
+        return self.rule(args, shapes)
 
 
 def _table(*defs: LayerDef) -> dict[str, LayerDef]:
