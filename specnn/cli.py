@@ -1,0 +1,155 @@
+"""The ``specnn`` command line: parse arguments, call the public API, print.
+
+Every command here is a thin wrapper over a function a Python user can call
+(``specnn.load_spec``, ``specnn.compile_spec``, ``specnn.train`` ...). Bad input of any kind
+arrives as a :class:`~specnn.spec.errors.SpecError` and leaves as one line per problem on stderr
+with exit code 2; nothing here formats an error message itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Iterable
+
+import click
+
+from specnn.catalog.exporters import EXPORTERS
+from specnn.spec.errors import Problem, SpecError
+
+EXIT_BAD_INPUT = 2
+
+
+class ProblemsReported(click.ClickException):
+    """Bad input: the problems were already printed, one per line; exit 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, count: int):
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} found")
+
+    def show(self, file=None) -> None:  # the problem lines are the message
+        pass
+
+
+def echo_problems(problems: Iterable[Problem]) -> int:
+    errors = 0
+    for problem in problems:
+        click.echo(problem.format(), err=True)
+        errors += problem.severity == "error"
+    return errors
+
+
+def reports_problems(command: Callable) -> Callable:
+    """Turn a SpecError (and Ctrl-C) raised by the API into printed problems and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except SpecError as error:
+            raise ProblemsReported(echo_problems(error.problems)) from None
+
+    return wrapper
+
+
+def load_and_compile(spec_path: str):
+    """Load a spec and compile it, printing compiler warnings; SpecError on any error."""
+    from specnn.compiler import compile_spec
+    from specnn.spec.loader import load_spec
+
+    spec = load_spec(spec_path)
+    compiled = compile_spec(spec)
+    echo_problems(compiled.warnings)
+    return spec, compiled
+
+
+SPEC_FILE = click.Path(exists=True, dir_okay=False, path_type=str)
+RUN_DIR = click.Path(exists=True, file_okay=False, path_type=str)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="specnn")
+def cli() -> None:
+    """specnn: a model spec (YAML/JSON) in; a checked, compiled, trained, exported PyTorch model out."""
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=SPEC_FILE)
+def validate(files: tuple[str, ...]) -> None:
+    """Check spec FILES: schema, shapes and lints; every problem is reported."""
+    failed = 0
+    for path in files:
+        try:
+            load_and_compile(path)
+        except SpecError as error:
+            failed += 1
+            echo_problems(error.problems)
+            continue
+        click.echo(f"{path}: ok")
+    if failed:
+        raise ProblemsReported(failed)
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="write to a file")
+def schema(output: str | None) -> None:
+    """Print the JSON Schema of the spec format (for editors and CI)."""
+    from specnn.spec.schema import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command(name="compile")
+@click.argument("spec_file", type=SPEC_FILE)
+@click.option("-o", "--output", "out_dir", default="build", show_default=True,
+              type=click.Path(file_okay=False), help="folder for model.py")
+@reports_problems
+def compile_command(spec_file: str, out_dir: str) -> None:
+    """Write the generated nn.Module of SPEC_FILE to OUT_DIR/model.py (needs only torch)."""
+    from specnn.compiler import write_model_py
+
+    _, compiled = load_and_compile(spec_file)
+    click.echo(f"wrote {write_model_py(compiled, out_dir)}")
+
+
+@cli.command()
+@click.argument("spec_file", type=SPEC_FILE)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="run folder (default runs/<name>)")
+@click.option("-q", "--quiet", is_flag=True, help="only the final summary")
+@reports_problems
+def train(spec_file: str, out_dir: str | None, quiet: bool) -> None:
+    """Train SPEC_FILE; the run (spec, model.py, metrics, weights, exports) goes to a folder."""
+    from specnn.runtime.trainer import train as train_spec
+    from specnn.spec.loader import load_spec
+
+    run = train_spec(load_spec(spec_file), out=out_dir, quiet=quiet, echo=click.echo)
+    click.echo(f"run saved to {run.path}")
+
+
+@cli.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.option("--format", "fmt", required=True, type=click.Choice(list(EXPORTERS)), help="export format")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="file to write (default: in the run)")
+@reports_problems
+def export(run_dir: str, fmt: str, output: str | None) -> None:
+    """Export a trained RUN_DIR's model."""
+    from specnn.runtime.export import export as export_run
+    from specnn.runtime.run import load_run
+
+    report = export_run(load_run(run_dir), fmt, output)
+    click.echo(str(report))
+
+
+def main() -> None:
+    cli(prog_name="specnn")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
