@@ -1,0 +1,70 @@
+"""The command line as a user meets it: a spec in, files and exit codes out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import torch
+
+from specnn.cli import cli
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "specnn", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for command in ("validate", "schema", "compile", "train", "export"):
+        assert command in result.stdout
+
+
+def test_validate_accepts_the_iris_example(cli_runner, iris_spec):
+    result = cli_runner.invoke(cli, ["validate", str(iris_spec)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"{iris_spec}: ok"
+
+
+def test_schema_prints_the_committed_json_schema(cli_runner):
+    result = cli_runner.invoke(cli, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert "model" in schema["properties"] and "Linear" in json.dumps(schema)
+
+
+def test_compile_writes_model_py_that_needs_only_torch(cli_runner, iris_spec, tmp_path):
+    result = cli_runner.invoke(cli, ["compile", str(iris_spec), "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    source = (tmp_path / "model.py").read_text()
+    imports = {line for line in source.splitlines() if line.startswith(("import ", "from "))}
+    assert imports <= {"import torch", "from torch import nn", "import torch.nn.functional as F"}
+    assert "class IrisMlp(nn.Module):" in source
+
+
+def test_train_then_export_from_the_command_line(cli_runner, iris_spec, tmp_path):
+    run_dir = tmp_path / "run"
+    result = cli_runner.invoke(cli, ["train", str(iris_spec), "--out", str(run_dir), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert f"run saved to {run_dir}" in result.output
+    for name in ("spec.yaml", "model.py", "metrics.jsonl", "weights.pt", "meta.json", "model.onnx"):
+        assert (run_dir / name).is_file(), name
+    state = torch.load(run_dir / "weights.pt", weights_only=True)
+    assert set(state) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+
+    out = tmp_path / "exported.pt"
+    result = cli_runner.invoke(cli, ["export", str(run_dir), "--format", "state_dict", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert torch.equal(torch.load(out, weights_only=True)["fc1.weight"], state["fc1.weight"])
+
+
+def test_unknown_export_format_is_a_usage_error(cli_runner, tmp_path):
+    result = cli_runner.invoke(cli, ["export", str(tmp_path), "--format", "onx"])
+    assert result.exit_code == 2
+    assert "'onx' is not one of" in result.output
+
+
+def test_export_of_a_folder_that_is_not_a_run_says_what_is_missing(cli_runner, tmp_path):
+    result = cli_runner.invoke(cli, ["export", str(tmp_path), "--format", "onnx"])
+    assert result.exit_code == 2
+    assert str(tmp_path) in result.output
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
