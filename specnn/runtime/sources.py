@@ -1,0 +1,214 @@
+"""Data sources: the loaders named in ``catalog/sources.py``.
+
+Each loader takes ``(args, base_dir, seed)`` and returns :class:`Arrays`: the whole data set as
+numpy arrays, held in memory. Bad data never raises a Python error at the user: it becomes a
+:class:`~specnn.spec.errors.DataError` naming the file, the row (1-based, header = row 1, as a
+spreadsheet shows it) and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from specnn.catalog.sources import CsvArgs, NpzArgs, SyntheticArgs
+from specnn.spec.errors import DataError, Problem, suggestion_hint
+
+
+@dataclass
+class Arrays:
+    """A whole data set in memory.
+
+    Attributes:
+        features: float32, shape (N, *per-sample shape).
+        targets: int64 class indices, or float32 values; first dimension N.
+        classes: label names for string labels (index i is class i); None otherwise.
+    """
+
+    features: np.ndarray
+    targets: np.ndarray
+    classes: Optional[list[str]] = None
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def data_error(file: Path | str, message: str, *, code: str = "data", hint: str | None = None) -> DataError:
+    """A DataError located in a data file (row and column, when known, are in the message)."""
+    return DataError([Problem(code, message, file=str(file), hint=hint)])
+
+
+def resolve_path(path: str, base_dir: Path) -> Path:
+    """A data path as the spec means it: relative to the spec file's folder."""
+    return Path(base_dir, Path(path).expanduser())
+
+
+# ---------------------------------------------------------------------------------------------
+# csv
+
+
+def load_csv(args: CsvArgs, base_dir: Path, seed: int = 0) -> Arrays:
+    """Read a CSV file with a header row: feature columns and one target column, by name.
+
+    String targets are encoded as indices in sorted order (the names are kept in ``classes``);
+    integer targets are kept as they are, other numbers as float32.
+
+    Raises:
+        DataError: missing or empty file, missing column, missing or non-numeric value.
+    """
+    path = resolve_path(args.path, base_dir)
+    header, rows = _read_rows(path, args.delimiter)
+    target_at = _column_index(path, header, args.target)
+    feature_names = args.features if args.features is not None else [h for h in header if h != args.target]
+    if not feature_names:
+        raise data_error(path, f"row 1: no feature columns besides the target '{args.target}'")
+    feature_at = [_column_index(path, header, name) for name in feature_names]
+
+    features = np.empty((len(rows), len(feature_at)), dtype=np.float32)
+    labels: list[str] = []
+    for i, (row_number, row) in enumerate(rows):
+        if len(row) != len(header):
+            raise data_error(path, f"row {row_number}: has {len(row)} fields, the header has {len(header)}")
+        for j, (name, at) in enumerate(zip(feature_names, feature_at)):
+            features[i, j] = _number(path, row_number, name, row[at])
+        labels.append(_present(path, row_number, args.target, row[target_at]))
+    targets, classes = encode_labels(labels)
+    return Arrays(features, targets, classes)
+
+
+def _read_rows(path: Path, delimiter: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the non-blank data rows, each with its spreadsheet row number."""
+    if not path.is_file():
+        raise data_error(path, "data file not found", code="file")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            # Blank lines are skipped but still counted, so row numbers match a spreadsheet.
+            table = [(n, row) for n, row in enumerate(csv.reader(f, delimiter=delimiter), start=1) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise data_error(path, f"cannot read the file as CSV: {e}", code="file") from None
+    if not table:
+        raise data_error(path, "the file is empty: expected a header row and data rows", code="empty")
+    header = [name.strip() for name in table[0][1]]
+    if len(table) == 1:
+        raise data_error(path, "the file has a header row but no data rows", code="empty")
+    return header, table[1:]
+
+
+def _column_index(path: Path, header: list[str], name: str) -> int:
+    if name not in header:
+        raise data_error(
+            path,
+            f"row 1: no column '{name}' (columns: {', '.join(header)})",
+            code="column",
+            hint=suggestion_hint(name, header),
+        )
+    return header.index(name)
+
+
+def _present(path: Path, row: int, column: str, text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise data_error(path, f"row {row}, column '{column}': missing value")
+    return text
+
+
+def _number(path: Path, row: int, column: str, text: str) -> float:
+    text = _present(path, row, column, text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise data_error(path, f"row {row}, column '{column}': '{text}' is not a number") from None
+    if not math.isfinite(value):
+        raise data_error(path, f"row {row}, column '{column}': '{text}' is not a finite number")
+    return value
+
+
+def encode_labels(labels: Sequence[str]) -> tuple[np.ndarray, Optional[list[str]]]:
+    """Targets from label text: integers kept, other numbers as float32, strings as sorted indices.
+
+    >>> encode_labels(["b", "a", "b"])
+    (array([1, 0, 1]), ['a', 'b'])
+    >>> encode_labels(["2", "0"])
+    (array([2, 0]), None)
+    """
+    try:
+        values = np.array([float(text) for text in labels], dtype=np.float64)
+    except ValueError:
+        classes = sorted(set(labels))
+        index = {name: i for i, name in enumerate(classes)}
+        return np.array([index[name] for name in labels], dtype=np.int64), classes
+    if np.all(values == np.round(values)):
+        return values.astype(np.int64), None
+    return values.astype(np.float32), None
+
+
+# ---------------------------------------------------------------------------------------------
+# npz
+
+
+def load_npz(args: NpzArgs, base_dir: Path, seed: int = 0) -> Arrays:
+    """Read features and targets from named arrays in a ``.npz`` file (no pickled objects).
+
+    Raises:
+        DataError: missing or unreadable file, or an array name the file does not hold.
+    """
+    path = resolve_path(args.path, base_dir)
+    if not path.is_file():
+        raise data_error(path, "data file not found", code="file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            available = list(archive.files)
+            missing = [name for name in (args.x, args.y) if name not in available]
+            if missing:
+                raise data_error(
+                    path,
+                    f"no array named {', '.join(repr(m) for m in missing)} (arrays: {', '.join(available) or 'none'})",
+                    code="column",
+                    hint=suggestion_hint(missing[0], available),
+                )
+            x, y = archive[args.x], archive[args.y]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise data_error(path, f"cannot read the file as .npz: {e}", code="file") from None
+    if len(x) != len(y):
+        raise data_error(path, f"'{args.x}' has {len(x)} samples but '{args.y}' has {len(y)}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise data_error(path, f"'{args.x}' holds {x.dtype} values, not numbers")
+    return Arrays(x.astype(np.float32), *_npz_targets(y))
+
+
+def _npz_targets(y: np.ndarray) -> tuple[np.ndarray, Optional[list[str]]]:
+    if y.dtype.kind in "US":  # label names
+        return encode_labels([str(v) for v in y.reshape(-1)])
+    if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
+        return y.astype(np.int64), None
+    return y.astype(np.float32), None
+
+
+# ---------------------------------------------------------------------------------------------
+# synthetic
+
+
+def make_synthetic(args: SyntheticArgs, base_dir: Path, seed: int = 0) -> Arrays:
+    """A seeded, learnable data set.
+
+    Classification: each class has its own mean (a standard normal draw); samples are that mean
+    plus ``noise``-scaled normal noise. Regression: a random linear map plus noise.
+    """
+    rng = np.random.default_rng(args.seed if args.seed is not None else seed)
+    shape = tuple(args.shape)
+    if args.task == "classification":
+        centers = rng.standard_normal((args.classes, *shape))
+        labels = rng.integers(0, args.classes, size=args.samples)
+        x = centers[labels] + args.noise * rng.standard_normal((args.samples, *shape))
+        return Arrays(x.astype(np.float32), labels.astype(np.int64), [str(c) for c in range(args.classes)])
+    size = math.prod(shape)
+    weights = rng.standard_normal((size, args.outputs)) / math.sqrt(size)
+    x = rng.standard_normal((args.samples, *shape))
+    y = x.reshape(args.samples, size) @ weights + args.noise * rng.standard_normal((args.samples, args.outputs))
+    return Arrays(x.astype(np.float32), y.astype(np.float32), None)
