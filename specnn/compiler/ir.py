@@ -1,0 +1,301 @@
+"""The compiler's intermediate representation: a flat graph of named nodes.
+
+A spec's ``layers`` list becomes a :class:`Graph`. Each node reads the previous node (or the
+model input), unless its ``from`` names others: model inputs or earlier nodes. Every node gets a
+unique, legal Python identifier (the spec's ``name``, else one from :data:`NAME_STEMS`), which is
+both its attribute name in the generated module and its variable name in a graph's ``forward``.
+
+Passes never mutate a graph; they return a new one (``dataclasses.replace``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import keyword
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from specnn.catalog.base import Args
+from specnn.catalog.layers import LAYERS, LayerDef
+from specnn.spec.errors import Path, Problem
+
+Shape = tuple[int, ...]
+
+# Names a generated module must not use as attributes: nn.Module's own members (an attribute
+# called `eval` or `to` would silently replace the method) and what generated code refers to.
+RESERVED = frozenset({"self", "torch", "nn", "forward", "super"})
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """A per-sample shape (no batch dimension) and a dtype name such as ``float32``."""
+
+    shape: Shape
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer or operation.
+
+    Attributes:
+        name: unique identifier: attribute name in ``__init__`` and variable name in a graph.
+        kind: the catalogue key, e.g. ``Linear``.
+        args: the layer's arguments; after shape inference, with inferred values filled in.
+        inputs: names of the nodes or model inputs it reads, in order.
+        path: JSON path of the node in the spec, e.g. ``("model", "layers", 0, "Linear")``.
+        shape: per-sample output shape; None until inferred (or when inference failed).
+        dtype: output dtype name; None until inferred.
+    """
+
+    name: str
+    kind: str
+    args: Args
+    inputs: tuple[str, ...]
+    path: Path
+    shape: Optional[Shape] = None
+    dtype: Optional[str] = None
+
+    @property
+    def layer(self) -> LayerDef:
+        return LAYERS[self.kind]
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Model inputs (name -> type), nodes in execution order, and output names."""
+
+    inputs: dict[str, TensorType]
+    nodes: tuple[Node, ...]
+    outputs: tuple[str, ...]
+
+    def node(self, name: str) -> Node:
+        return self.by_name[name]
+
+    @functools.cached_property
+    def by_name(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
+    def is_chain(self) -> bool:
+        """True when each node reads only the one before it and only the last is returned.
+
+        A chain's forward reuses one variable (``x = self.fc1(x)``) as people write it.
+        """
+        if len(self.inputs) != 1 or len(self.outputs) != 1 or not self.nodes:
+            return False
+        previous = next(iter(self.inputs))
+        for node in self.nodes:
+            if node.inputs != (previous,):
+                return False
+            previous = node.name
+        return self.outputs == (previous,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Naming
+
+
+# Role -> (stem, numbered). A stem of None means the layer's own name in lower case (relu, gelu).
+NAME_STEMS: dict[str, tuple[Optional[str], bool]] = {
+    "linear": ("fc", True),
+    "conv": ("conv", True),
+    "pool": ("pool", True),
+    "norm": ("bn", True),
+    "dropout": ("dropout", True),
+    "reshape": (None, False),
+    "activation": (None, True),
+    "output": (None, False),
+    "identity": ("identity", True),
+    "recurrent": (None, True),
+    "attention": ("attn", True),
+    "embedding": ("embed", True),
+    "operation": (None, True),
+}
+
+
+def _module_members() -> frozenset[str]:
+    # Read lazily from torch only if it is already imported; otherwise a fixed list of the
+    # members a user is likely to pick. Compiling must not pay for importing torch.
+    import sys
+
+    torch_nn = sys.modules.get("torch.nn")
+    if torch_nn is not None:
+        return frozenset(dir(torch_nn.Module))
+    return frozenset({
+        "training", "eval", "train", "to", "cuda", "cpu", "parameters", "buffers", "children",
+        "modules", "state_dict", "load_state_dict", "apply", "zero_grad", "half", "float", "double",
+        "type", "register_buffer", "register_parameter", "add_module", "named_modules",
+    })
+
+
+class Namespace:
+    """Hands out unique, legal identifiers that never shadow keywords, builtins or reserved names.
+
+    >>> ns = Namespace()
+    >>> ns.numbered("fc"), ns.numbered("fc"), ns.fresh("list"), ns.fresh("flatten"), ns.fresh("flatten")
+    ('fc1', 'fc2', 'list_', 'flatten', 'flatten_1')
+    """
+
+    def __init__(self, reserved: frozenset[str] = RESERVED):
+        self._taken: set[str] = set(reserved)
+        self._counters: dict[str, int] = {}
+
+    def reserve(self, name: str) -> None:
+        self._taken.add(name)
+
+    def is_free(self, name: str) -> bool:
+        return name not in self._taken and not _is_forbidden(name)
+
+    def fresh(self, candidate: str) -> str:
+        """``candidate`` itself when free, else ``candidate_1``, ``candidate_2``, ..."""
+        if _is_forbidden(candidate):
+            candidate += "_"
+        name, n = candidate, 0
+        while name in self._taken:
+            n += 1
+            name = f"{candidate}_{n}"
+        self._taken.add(name)
+        return name
+
+    def numbered(self, stem: str) -> str:
+        """The next free ``stem1``, ``stem2``, ..."""
+        n = self._counters.get(stem, 0)
+        while True:
+            n += 1
+            name = f"{stem}{n}"
+            if name not in self._taken:
+                self._counters[stem] = n
+                self._taken.add(name)
+                return name
+
+
+def _is_forbidden(name: str) -> bool:
+    return keyword.iskeyword(name) or hasattr(builtins, name) or name in RESERVED
+
+
+def generated_name(kind: str, namespace: Namespace) -> str:
+    """A readable attribute name for a node of this kind: fc1, conv2, relu1, flatten, ..."""
+    stem, numbered = NAME_STEMS.get(LAYERS[kind].role, (None, True))
+    stem = stem or kind.lower()
+    return namespace.numbered(stem) if numbered else namespace.fresh(stem)
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec -> Graph
+
+
+@dataclass
+class _Builder:
+    """State while walking the layers list once: names seen so far and problems found."""
+
+    inputs: dict[str, TensorType]
+    namespace: Namespace = field(default_factory=Namespace)
+    known: dict[str, str] = field(default_factory=dict)  # spec-visible name -> node/input name
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem(self, code: str, message: str, path: Path, hint: str | None = None) -> None:
+        self.problems.append(Problem(code, message, path, hint=hint))
+
+
+def build_graph(model: Any) -> tuple[Graph, list[Problem]]:
+    """Turn a spec's ``model`` section into a graph, collecting (unlocated) problems.
+
+    Args:
+        model: a :class:`specnn.spec.models.ModelSpec`.
+
+    Returns:
+        The graph and the problems found: bad input names, duplicate node names, unknown
+        ``from`` or ``outputs`` names. Nodes with a bad ``from`` are kept without that input.
+    """
+    inputs = {name: TensorType(tuple(t.shape), t.dtype) for name, t in model.input_tensors.items()}
+    builder = _Builder(inputs)
+    _add_inputs(builder, model)
+    names = _reserve_user_names(builder, model.layers)
+    nodes: list[Node] = []
+    previous = next(iter(inputs))
+    for index, spec_node in enumerate(model.layers):
+        node = _make_node(builder, index, spec_node, names[index], previous)
+        nodes.append(node)
+        previous = node.name
+    outputs = _resolve_outputs(builder, model.outputs, previous)
+    return Graph(inputs, tuple(nodes), outputs), builder.problems
+
+
+def _add_inputs(builder: _Builder, model: Any) -> None:
+    for name in builder.inputs:
+        path = ("model", "inputs", name) if model.inputs is not None else ("model", "input")
+        # Inputs are forward()'s parameters: shadowing a builtin there (`input`) is harmless.
+        if not name.isidentifier() or keyword.iskeyword(name) or name in RESERVED:
+            builder.problem("name", f"input name {name!r} cannot be a Python parameter name", path,
+                            hint="use letters, digits and _, not a Python keyword")
+        builder.namespace.reserve(name)
+        builder.known[name] = name
+
+
+def _reserve_user_names(builder: _Builder, layers: list[Any]) -> list[Optional[str]]:
+    """Claim every ``name`` given in the spec first, so generated names never take them."""
+    names: list[Optional[str]] = []
+    members = _module_members()
+    for index, spec_node in enumerate(layers):
+        name = spec_node.name
+        path = ("model", "layers", index, "name")
+        if name is None:
+            names.append(None)
+        elif name in builder.known:
+            builder.problem("duplicate-name", f"name {name!r} is already used by an earlier node or input", path)
+            names.append(None)
+        elif keyword.iskeyword(name) or name in RESERVED or name in members:
+            builder.problem("name", f"name {name!r} is reserved in a generated nn.Module", path,
+                            hint=f"choose another name, e.g. '{name}_layer'")
+            names.append(None)
+        else:
+            builder.namespace.reserve(name)
+            builder.known[name] = name
+            names.append(name)
+    return names
+
+
+def _make_node(builder: _Builder, index: int, spec_node: Any, name: Optional[str], previous: str) -> Node:
+    kind = spec_node.kind
+    name = name or generated_name(kind, builder.namespace)
+    path = ("model", "layers", index, kind)
+    sources = spec_node.from_
+    if sources is None:
+        inputs: tuple[str, ...] = (previous,)
+    else:
+        listed = [sources] if isinstance(sources, str) else list(sources)
+        inputs = tuple(_resolve_from(builder, ref, ("model", "layers", index, "from"), name) for ref in listed)
+        inputs = tuple(i for i in inputs if i is not None)
+    return Node(name, kind, spec_node.args, inputs, path)
+
+
+def _resolve_from(builder: _Builder, ref: str, path: Path, own: str) -> Optional[str]:
+    if ref in builder.known and ref != own:
+        return builder.known[ref]
+    later = "it is this node or a later one" if ref == own else "no input or earlier node has that name"
+    builder.problem("unknown-name", f"'from' names {ref!r} but {later}", path,
+                    hint=_known_hint(ref, builder.known))
+    return None
+
+
+def _resolve_outputs(builder: _Builder, outputs: Optional[list[str]], last: str) -> tuple[str, ...]:
+    if outputs is None:
+        return (last,)
+    resolved = []
+    for i, ref in enumerate(outputs):
+        if ref in builder.known:
+            resolved.append(builder.known[ref])
+        else:
+            builder.problem("unknown-name", f"output {ref!r} is not an input or a named node",
+                            ("model", "outputs", i), hint=_known_hint(ref, builder.known))
+    return tuple(resolved)
+
+
+def _known_hint(ref: str, known: dict[str, str]) -> str:
+    from specnn.spec.errors import did_you_mean
+
+    match = did_you_mean(ref, known)
+    if match:
+        return f"did you mean '{match}'?"
+    return "known names: " + ", ".join(known) if known else "give the node a 'name' first"

@@ -1,0 +1,128 @@
+"""The compiler's passes in order: spec -> graph -> shapes -> source, as one :class:`CompiledModel`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from specnn.compiler.codegen import GeneratedSource, generate
+from specnn.compiler.ir import Graph, Shape, TensorType, build_graph
+from specnn.compiler.shapes import infer_shapes
+from specnn.spec.errors import Problem, SpecError
+
+
+@dataclass
+class CompiledModel:
+    """A checked spec's model: its graph with every shape known, and the generated source.
+
+    Attributes:
+        class_name: the generated ``nn.Module`` subclass.
+        source: the full text of ``model.py``.
+        graph: the typed IR.
+        inputs: model input name -> per-sample shape and dtype.
+        outputs: output name -> per-sample shape.
+        warnings: located problems of severity ``warning``.
+        init_lines, forward_lines: node name -> 1-based line in ``source``.
+        spec: the spec it came from (for :meth:`resolved_spec`).
+    """
+
+    class_name: str
+    source: str
+    graph: Graph
+    inputs: dict[str, TensorType]
+    outputs: dict[str, Shape]
+    warnings: list[Problem] = field(default_factory=list)
+    init_lines: dict[str, int] = field(default_factory=dict)
+    forward_lines: dict[str, int] = field(default_factory=dict)
+    spec: Any = None
+
+    def resolved_spec(self) -> dict:
+        """The spec as a plain JSON-ready dict: what the user wrote, plus every inferred argument.
+
+        Each layer's arguments are those the spec set, and those shape inference filled in
+        (``in_features``, ``in_channels`` ...), in the argument model's order.
+        """
+        data = self.spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        data = {"specnn": self.spec.specnn, **data}
+        layers = data["model"]["layers"]
+        for node in self.graph.nodes:
+            index = node.path[2]
+            original = self.spec.model.layers[index].args
+            keep = original.model_fields_set | {
+                name for name in type(node.args).model_fields if getattr(original, name) != getattr(node.args, name)
+            }
+            resolved = node.args.model_dump(mode="json")
+            layers[index][node.kind] = {k: v for k, v in resolved.items() if k in keep}
+        return data
+
+    def parameter_count(self) -> int:
+        """Number of parameters, counted on the meta device (no memory is allocated)."""
+        import torch
+
+        from specnn.compiler.build import build_model
+
+        with torch.device("meta"):
+            model = build_model(self)
+        return sum(p.numel() for p in model.parameters())
+
+
+def compile_spec(spec: Any) -> CompiledModel:
+    """Check a spec's model and generate its source.
+
+    Args:
+        spec: a :class:`specnn.spec.models.Spec`.
+
+    Returns:
+        The compiled model; build it with :func:`specnn.compiler.build.build_model`.
+
+    Raises:
+        SpecError: listing every problem found (names, ``from`` references, shapes, dtypes),
+            each located in the spec file.
+    """
+    graph, problems = build_graph(spec.model)
+    graph, shape_problems = infer_shapes(graph)
+    located = [_locate(spec, p) for p in (*problems, *shape_problems)]
+    errors = [p for p in located if p.severity == "error"]
+    if errors:
+        raise SpecError(sorted(errors, key=_document_order))
+    generated: GeneratedSource = generate(graph, spec.class_name, _origin(spec.file), _version())
+    return CompiledModel(
+        class_name=spec.class_name,
+        source=generated.text,
+        graph=graph,
+        inputs=dict(graph.inputs),
+        outputs={name: _shape_of(graph, name) for name in graph.outputs},
+        warnings=[p for p in located if p.severity == "warning"],
+        init_lines=generated.init_lines,
+        forward_lines=generated.forward_lines,
+        spec=spec,
+    )
+
+
+def _locate(spec: Any, problem: Problem) -> Problem:
+    return problem.at(*spec.locate(problem.path))
+
+
+def _document_order(problem: Problem) -> tuple:
+    return (problem.line or 0, problem.col or 0)
+
+
+def _shape_of(graph: Graph, name: str) -> Shape:
+    if name in graph.inputs:
+        return graph.inputs[name].shape
+    return graph.node(name).shape or ()
+
+
+def _origin(file: Optional[str]) -> Optional[str]:
+    """The spec file as a reader would name it: relative to the working directory when inside it."""
+    if not file:
+        return None
+    relative = os.path.relpath(os.path.abspath(file))
+    return relative if not relative.startswith("..") else file
+
+
+def _version() -> str:
+    from specnn import __version__
+
+    return __version__
