@@ -1,0 +1,163 @@
+"""Problem messages, written in one place from error records.
+
+Checks (the JSON Schema pass, the pydantic pass) describe what they found as a :class:`Finding`: a
+kind, a JSON path and the values the message needs, much like pydantic's ``ErrorDetails``. This
+module alone turns a finding into words and a hint, so every message reads the same way.
+
+>>> render(Finding("type", ("train", "shuffle"), {"expected": ["boolean"], "value": "yes"}))
+("expected a boolean, got string 'yes'", 'write true or false')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from specnn.spec.errors import Path, did_you_mean
+from specnn.spec.models import IDENTIFIER, RUN_NAME
+from specnn.spec.yaml_reader import core_scalar
+
+# Problem.code of each kind of finding.
+CODES = {
+    "unknown-key": "unknown-key",
+    "missing-key": "missing-key",
+    "type": "type",
+    "enum": "value",
+    "const": "value",
+    "bound": "value",
+    "size": "value",
+    "pattern": "value",
+    "choice": "choice",
+    "other": "value",
+}
+
+TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "string": "a string",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+
+BOUND_SIGNS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+
+SIZE_WORDS = {
+    "minItems": ("at least", "item"),
+    "maxItems": ("at most", "item"),
+    "minLength": ("at least", "character"),
+    "maxLength": ("at most", "character"),
+    "minProperties": ("at least", "key"),
+    "maxProperties": ("at most", "key"),
+}
+
+# What each pattern in the schema means, in words (a test checks every schema pattern is here).
+PATTERN_WORDS = {
+    IDENTIFIER: "a Python identifier (letters, digits and _, not starting with a digit)",
+    RUN_NAME: "a run name (letters, digits, '.', '_' and '-', starting with a letter or digit)",
+    r"^(auto|cpu|mps|cuda(:[0-9]+)?)$": "auto, cpu, mps, cuda or cuda:N",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a check found, before it is put into words.
+
+    Attributes:
+        kind: a key of :data:`CODES`.
+        path: JSON path of the offending value (for ``unknown-key``: of the unknown key).
+        ctx: what the message needs (``key``, ``value``, ``expected``, ``choices`` ...).
+        at_key: locate the problem at the key naming ``path`` rather than at its value.
+    """
+
+    kind: str
+    path: Path
+    ctx: dict[str, Any] = field(default_factory=dict)
+    at_key: bool = False
+
+    @property
+    def code(self) -> str:
+        return CODES[self.kind]
+
+
+def describe(value: Any) -> str:
+    """A value as a message shows it.
+
+    >>> [describe(v) for v in ["3", 3, 0.5, True, None, [1], {}]]
+    ["string '3'", 'integer 3', 'number 0.5', 'true', 'null', 'a list', 'a mapping']
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"string '{value}'"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"number {value:g}"
+    if value is None:
+        return "null"
+    return "a list" if isinstance(value, list) else "a mapping"
+
+
+def plain(value: Any) -> str:
+    """A value inside a sentence: strings quoted, numbers as written."""
+    if isinstance(value, str):
+        return f"'{value}'"
+    return describe(value).split(" ", 1)[-1] if isinstance(value, (int, float)) else describe(value)
+
+
+def one_of(words: Sequence[str]) -> str:
+    """>>> one_of(["a", "b", "c"])
+    'a, b or c'
+    """
+    words = list(words)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def render(finding: Finding) -> tuple[str, Optional[str]]:
+    """The message and hint of a finding."""
+    c = finding.ctx
+    kind = finding.kind
+    if kind == "unknown-key":
+        return f"unknown {c['what']} '{c['key']}'", _suggest(c["key"], c["choices"])
+    if kind == "missing-key":
+        return f"missing required key '{c['key']}'", None
+    if kind == "type":
+        expected = [w for w in c["expected"] if w != "null"] or ["null"]
+        message = f"expected {one_of([TYPE_WORDS.get(w, w) for w in expected])}, got {describe(c['value'])}"
+        return message, _type_hint(expected, c["value"])
+    if kind in ("enum", "const"):
+        choices = c["choices"]
+        value = c["value"]
+        hint = _suggest(value, [str(x) for x in choices]) if isinstance(value, str) else None
+        return f"must be {one_of([plain(x) for x in choices])}, got {plain(value)}", hint
+    if kind == "bound":
+        return f"must be {BOUND_SIGNS[c['keyword']]} {plain(c['limit'])}, got {plain(c['value'])}", None
+    if kind == "size":
+        how, unit = SIZE_WORDS[c["keyword"]]
+        limit, actual = c["limit"], c["actual"]
+        return f"needs {how} {limit} {unit}{'s' if limit != 1 else ''}, got {actual}", None
+    if kind == "pattern":
+        words = PATTERN_WORDS.get(c["pattern"], f"text matching {c['pattern']}")
+        return f"must be {words}, got {plain(c['value'])}", None
+    if kind == "choice":
+        return c["text"], c.get("hint")
+    return c["text"], None
+
+
+def _suggest(word: str, choices: Sequence[str]) -> Optional[str]:
+    match = did_you_mean(word, choices)
+    return f"did you mean '{match}'?" if match and match != word else None
+
+
+def _type_hint(expected: Sequence[str], value: Any) -> Optional[str]:
+    if not isinstance(value, str):
+        return None
+    if "boolean" in expected:
+        return "write true or false"
+    wants_number = "integer" in expected or "number" in expected
+    number = core_scalar(value.strip())
+    if wants_number and isinstance(number, (int, float)) and not isinstance(number, bool):
+        return "remove the quotes"
+    return None

@@ -1,0 +1,65 @@
+"""The JSON Schema of the spec format, generated from the pydantic models.
+
+Editors (VS Code's YAML extension, JetBrains) use the committed copy,
+``specnn/schema/spec.schema.json``; validation applies the same schema first so that every problem
+is found and located. Regenerate the committed copy after changing a model or a catalogue table::
+
+    python -m specnn.spec.schema > specnn/schema/spec.schema.json
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from specnn.spec.models import FORMAT_VERSION, Spec
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_ID = f"urn:specnn:spec:{FORMAT_VERSION}"
+REGENERATE = "python -m specnn.spec.schema > specnn/schema/spec.schema.json"
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a spec file.
+
+    Besides the generated schema, each catalogue argument model is marked with ``x-arguments-of``
+    (e.g. ``"layer type"``), so a validator can say "unknown argument" inside one.
+
+    >>> schema = json_schema()
+    >>> schema["$schema"], schema["$defs"]["Node"]["x-choice"], schema["$defs"]["LinearArgs"]["x-arguments-of"]
+    ('https://json-schema.org/draft/2020-12/schema', 'layer type', 'layer type')
+    """
+    generated = Spec.model_json_schema(by_alias=True)
+    _mark_argument_models(generated["$defs"])
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": SCHEMA_ID,
+        **generated,
+        "title": f"specnn spec, format {FORMAT_VERSION}",
+    }
+
+
+@lru_cache(maxsize=1)
+def cached_schema() -> dict[str, Any]:
+    """:func:`json_schema`, built once per process (validation reads it for every file)."""
+    return json_schema()
+
+
+def _mark_argument_models(defs: dict[str, Any]) -> None:
+    for choice in defs.values():
+        what = choice.get("x-choice")
+        for key in choice.get("x-choices", ()):
+            for branch in choice["properties"][key].get("anyOf", [choice["properties"][key]]):
+                ref = branch.get("$ref", "")
+                if ref.startswith("#/$defs/"):
+                    defs[ref.removeprefix("#/$defs/")]["x-arguments-of"] = what
+
+
+def schema_text() -> str:
+    """The schema as the committed file holds it (and ``specnn schema`` prints it)."""
+    return json.dumps(json_schema(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_text(), end="")

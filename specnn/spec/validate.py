@@ -1,0 +1,192 @@
+"""Check a :class:`Document` against the spec format: every problem, each located.
+
+Two passes. The JSON Schema (generated from the models) goes first, through jsonschema's
+``iter_errors``, which finds *every* error at once; each is turned into a :class:`Finding`. Only a
+document the schema accepts is given to pydantic, for the rules a schema does not express (a choice
+holds exactly one catalogue key; a model has ``input`` or ``inputs``); its errors become findings
+too. :mod:`specnn.spec.messages` puts findings into words.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterator, Optional
+
+from jsonschema import Draft202012Validator, ValidationError
+from pydantic import ValidationError as PydanticError
+
+from specnn.spec.document import Document
+from specnn.spec.errors import Path, Problem, did_you_mean
+from specnn.spec.messages import BOUND_SIGNS, SIZE_WORDS, Finding, render
+from specnn.spec.models import Spec
+from specnn.spec.schema import cached_schema
+
+PYDANTIC_KINDS = {"missing": "missing-key", "choice": "choice", "input": "choice"}
+
+
+def check_document(document: Document) -> tuple[Optional[Spec], list[Problem]]:
+    """The Spec a document describes (None when it has errors) and every problem found, in file order."""
+    findings = list(schema_findings(document.data))
+    spec = None
+    if not findings:
+        spec, findings = build_spec(document.data)
+    problems = document.problems + [to_problem(f, document) for f in drop_redundant(findings)]
+    problems = sort_problems(problems)
+    if any(p.severity == "error" for p in problems):
+        spec = None
+    return spec, problems
+
+
+def to_problem(finding: Finding, document: Document) -> Problem:
+    message, hint = render(finding)
+    return document.problem(finding.code, message, finding.path, key=finding.at_key, hint=hint)
+
+
+def sort_problems(problems: list[Problem]) -> list[Problem]:
+    """By line and column; problems without a location first (they concern the whole file)."""
+    return sorted(problems, key=lambda p: (p.line or 0, p.col or 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# The JSON Schema pass
+
+
+def schema_findings(data: Any) -> Iterator[Finding]:
+    validator = Draft202012Validator(cached_schema())
+    for error in validator.iter_errors(data):
+        yield from translate(error)
+
+
+def translate(error: ValidationError) -> Iterator[Finding]:
+    """Findings for one jsonschema error (several for an object with several unknown keys)."""
+    path = tuple(error.absolute_path)
+    keyword, value, instance = error.validator, error.validator_value, error.instance
+    if keyword in ("anyOf", "oneOf"):
+        yield from translate_alternatives(error)
+    elif keyword == "additionalProperties":
+        yield from unknown_keys(error, path)
+    elif keyword == "required":
+        for key in value:
+            if key not in instance:
+                yield Finding("missing-key", path, {"key": key}, at_key=True)
+    elif keyword == "type":
+        yield Finding("type", path, {"expected": [value] if isinstance(value, str) else list(value), "value": instance})
+    elif keyword in ("enum", "const"):
+        yield Finding(keyword, path, {"choices": value if keyword == "enum" else [value], "value": instance})
+    elif keyword in BOUND_SIGNS:
+        yield Finding("bound", path, {"keyword": keyword, "limit": value, "value": instance})
+    elif keyword in SIZE_WORDS:
+        yield Finding("size", path, {"keyword": keyword, "limit": value, "actual": len(instance)})
+    elif keyword == "pattern":
+        yield Finding("pattern", path, {"pattern": value, "value": instance})
+    else:
+        yield Finding("other", path, {"text": error.message})
+
+
+def unknown_keys(error: ValidationError, path: Path) -> Iterator[Finding]:
+    """One finding per unknown key, worded by the kind of mapping it is in."""
+    schema = error.schema
+    known = list(schema.get("properties", {}))
+    for key in error.instance:
+        if key in known:
+            continue
+        yield Finding("unknown-key", (*path, key), {"key": key, "what": _what(schema, key, known), "choices": known}, at_key=True)
+
+
+def _what(schema: dict, key: str, known: list[str]) -> str:
+    """'layer type' in a layer node, 'argument' in an argument model, else 'key'."""
+    if "x-choice" in schema:
+        # A misspelt common key (`nmae`) is a key, not a layer type.
+        match = did_you_mean(key, known)
+        return schema["x-choice"] if match is None or match in schema.get("x-choices", ()) else "key"
+    return "argument" if "x-arguments-of" in schema else "key"
+
+
+def translate_alternatives(error: ValidationError) -> Iterator[Finding]:
+    """An ``anyOf`` failed: report what went wrong in the alternative the value was meant for.
+
+    Optional fields are ``anyOf: [X, null]`` and unions list several types. An alternative whose
+    type does not match the value is not what the author meant; the first one that does match
+    holds the meaningful errors, at their real paths. When none matches, it is a type error.
+    """
+    branches: dict[int, list[ValidationError]] = defaultdict(list)
+    for sub in error.context:
+        branches[sub.relative_schema_path[0]].append(sub)
+    for index in sorted(branches):
+        if not any(_type_mismatch(sub) for sub in branches[index]):
+            for sub in branches[index]:
+                yield from translate(sub)
+            return
+    expected = [t for sub in error.context for t in _expected_types(sub)]
+    yield Finding("type", tuple(error.absolute_path), {"expected": list(dict.fromkeys(expected)), "value": error.instance})
+
+
+def _type_mismatch(error: ValidationError) -> bool:
+    if error.relative_path:
+        return False
+    if error.validator == "type":
+        return True
+    return error.validator in ("anyOf", "oneOf") and all(_type_mismatch(sub) for sub in error.context)
+
+
+def _expected_types(error: ValidationError) -> list[str]:
+    if error.relative_path:
+        return []
+    if error.validator == "type":
+        return [error.validator_value] if isinstance(error.validator_value, str) else list(error.validator_value)
+    return [t for sub in error.context or () for t in _expected_types(sub)]
+
+
+def drop_redundant(findings: list[Finding]) -> list[Finding]:
+    """Drop repeats, and a missing key whose misspelling is reported as an unknown key next to it."""
+    suggested = set()
+    for f in findings:
+        if f.kind == "unknown-key":
+            match = did_you_mean(f.ctx["key"], f.ctx["choices"])
+            suggested.add((f.path[:-1], match))
+    seen, out = set(), []
+    for f in findings:
+        ident = (f.kind, f.path, repr(sorted(f.ctx.items(), key=lambda kv: kv[0])))
+        if ident in seen or (f.kind == "missing-key" and (f.path, f.ctx["key"]) in suggested):
+            continue
+        seen.add(ident)
+        out.append(f)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The pydantic pass
+
+
+def build_spec(data: Any) -> tuple[Optional[Spec], list[Finding]]:
+    try:
+        return Spec.model_validate(data), []
+    except PydanticError as error:
+        return None, [pydantic_finding(detail, data) for detail in error.errors(include_url=False)]
+
+
+def pydantic_finding(detail: dict, data: Any) -> Finding:
+    path, rest = document_path(detail["loc"], data)
+    kind = PYDANTIC_KINDS.get(detail["type"], "other")
+    if kind == "missing-key":
+        return Finding(kind, path, {"key": rest[-1] if rest else detail["loc"][-1]}, at_key=True)
+    return Finding(kind, path, {"text": detail["msg"]}, at_key=True)
+
+
+def document_path(loc: tuple, data: Any) -> tuple[Path, Path]:
+    """Split a pydantic ``loc`` into the path of a value in the document and what is left over.
+
+    Left over are pydantic's union member tags (``'list[str]'``), which name no value, and a
+    missing key. ``from_`` is reported by its alias, ``from``.
+    """
+    path: list = []
+    rest: list = []
+    node = data
+    for item in loc:
+        item = "from" if item == "from_" else item
+        if isinstance(node, dict) and item in node or isinstance(node, list) and isinstance(item, int) and 0 <= item < len(node):
+            node = node[item]
+            path.append(item)
+        else:
+            rest.append(item)
+    return tuple(path), tuple(rest)
