@@ -22,6 +22,8 @@ from specnn.spec.errors import Path, Problem, SpecError
 STANDARD = "tag:yaml.org,2002:"
 # Tag given by our resolver to plain (unquoted, untagged) scalars: resolved below, YAML 1.2 core.
 PLAIN = "tag:specnn,2024:plain"
+# Explicit tags a spec may use; anything else (`!!python/object`, `!custom`) is refused.
+SCALAR_TAGS = {STANDARD + kind for kind in ("str", "int", "float", "bool", "null")}
 
 NULL = re.compile(r"^(~|null|Null|NULL|)$")
 BOOL = re.compile(r"^(true|false)$", re.IGNORECASE)
@@ -40,6 +42,11 @@ class _Loader(yaml.SafeLoader):
         if kind is ScalarNode and implicit[0]:
             return PLAIN
         return super().resolve(kind, value, implicit)
+
+
+def short_tag(tag: str) -> str:
+    """``tag:yaml.org,2002:set`` as written in a file: ``!!set``."""
+    return "!!" + tag[len(STANDARD):] if tag.startswith(STANDARD) else tag
 
 
 def core_scalar(text: str) -> Any:
@@ -106,8 +113,8 @@ class _Builder:
     def scalar(self, node: ScalarNode) -> Any:
         if node.tag == PLAIN:
             return core_scalar(node.value)
-        if not node.tag.startswith(STANDARD):
-            raise self.error(node, f"unsupported tag '{node.tag}'")
+        if node.tag not in SCALAR_TAGS:
+            raise self.error(node, f"unsupported tag '{short_tag(node.tag)}'")
         try:
             return tagged_scalar(node.tag, node.value)
         except ValueError as error:
@@ -155,7 +162,7 @@ class _Builder:
 
     def check_tag(self, node: Node, kind: str) -> None:
         if node.tag != STANDARD + kind:
-            raise self.error(node, f"unsupported tag '{node.tag}'")
+            raise self.error(node, f"unsupported tag '{short_tag(node.tag)}'")
 
     def error(self, node: Node, message: str) -> SpecError:
         line, col = node.start_mark.line + 1, node.start_mark.column + 1
@@ -186,6 +193,8 @@ def read_yaml(text: str, file: str | None = None) -> Document:
 
 def syntax_problem(error: yaml.MarkedYAMLError, file: str | None) -> Problem:
     mark = error.problem_mark or error.context_mark
+    if error.context_mark and "simple key" in (error.context or ""):
+        mark = error.context_mark  # the key missing its ':' is where the author must look
     what = error.problem or error.context or "syntax error"
     message = f"invalid YAML: {what}"
     if error.context and error.problem:
