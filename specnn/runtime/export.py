@@ -1,0 +1,239 @@
+"""Exports: the writers named in ``catalog/exporters.py``, and :func:`export` to pick one.
+
+Every writer takes ``(run, path)``, writes one file atomically and returns an
+:class:`ExportReport`. The ONNX writer checks its file with ``onnx.checker`` and, when
+onnxruntime is installed, compares onnxruntime's outputs with torch's at batch sizes other
+than the example's, so a dynamic batch dimension that silently broke is caught here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import logging
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from specnn.catalog.base import resolve
+from specnn.catalog.exporters import EXPORTERS
+from specnn.runtime.run import Run, save_state_dict, temporary_sibling, write_atomic
+from specnn.spec.errors import Problem, SpecError, suggestion_hint
+
+EXAMPLE_BATCH = 2
+CHECK_BATCHES = (1, 7)  # differ from EXAMPLE_BATCH, so a batch size baked into the graph shows
+TOLERANCE = 1e-5
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote.
+
+    Attributes:
+        format: the exporter's name (``onnx`` ...).
+        path: the file written.
+        max_abs_diff: ONNX only: the largest |onnxruntime - torch| over the checked batches;
+            None when onnxruntime is not installed.
+        batch_sizes: the batch sizes checked against onnxruntime.
+    """
+
+    format: str
+    path: Path
+    max_abs_diff: Optional[float] = None
+    batch_sizes: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        text = f"exported {self.format} to {self.path}"
+        if self.max_abs_diff is not None:
+            sizes = ", ".join(str(b) for b in self.batch_sizes)
+            text += f" (onnxruntime matches torch at batch sizes {sizes}: max abs diff {self.max_abs_diff:.2e})"
+        elif self.format == "onnx":
+            text += " (onnxruntime not installed: outputs not compared)"
+        return text
+
+
+def export(run: Run, format: str, path: Union[str, Path, None] = None) -> ExportReport:
+    """Write a run's model in ``format`` (a key of ``catalog/exporters.py``).
+
+    Args:
+        run: from :func:`specnn.train` or :func:`specnn.load_run`.
+        format: ``state_dict``, ``safetensors`` or ``onnx``.
+        path: the file to write; default: the format's file name inside the run folder.
+
+    Raises:
+        SpecError: unknown format, a missing optional package, or an ONNX file whose outputs
+            differ from torch's.
+    """
+    if format not in EXPORTERS:
+        raise SpecError([Problem("export", f"unknown export format '{format}' (formats: {', '.join(EXPORTERS)})",
+                                 hint=suggestion_hint(format, EXPORTERS))])
+    exporter = EXPORTERS[format]
+    target = Path(path) if path is not None else Path(run.path) / exporter.filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return resolve(exporter.writer)(run, target)
+
+
+def write_state_dict(run: Run, path: Path) -> ExportReport:
+    """The state_dict, saved with torch.save: loads with ``torch.load(path, weights_only=True)``."""
+    save_state_dict(run.model, path)
+    return ExportReport("state_dict", path)
+
+
+def write_safetensors(run: Run, path: Path) -> ExportReport:
+    """The weights as safetensors (no pickle at all); class names go into the file's metadata."""
+    try:
+        from safetensors.torch import save
+    except ImportError:
+        raise SpecError.single("missing-extra", "the safetensors export needs the 'safetensors' package",
+                               hint="pip install 'specnn[safetensors]'") from None
+    tensors = {name: t.detach().cpu().contiguous() for name, t in run.model.state_dict().items()}
+    metadata = {"format": "pt", "classes": json.dumps(run.classes)}
+    write_atomic(path, save(tensors, metadata=metadata))
+    return ExportReport("safetensors", path)
+
+
+def write_onnx(run: Run, path: Path) -> ExportReport:
+    """One self-contained ``.onnx`` file with a dynamic batch dimension, checked.
+
+    Exported with torch's dynamo exporter from a batch of ``EXAMPLE_BATCH``; the file must pass
+    ``onnx.checker``, and onnxruntime (when installed) must match torch within ``TOLERANCE``
+    at each of ``CHECK_BATCHES``. The file is only moved into place once all of that holds.
+    """
+    model = _cpu_eval_copy(run.model)
+    tmp = temporary_sibling(path, ".onnx")
+    try:
+        _export_onnx(model, run.compiled, tmp)
+        _inline_external_data(tmp)
+        _check_onnx(tmp)
+        max_diff = compare_with_onnxruntime(model, run.compiled, tmp)
+        os.replace(tmp, path)
+    except SpecError as e:  # name the file the user asked for, not the temporary one
+        raise SpecError([replace(p, file=str(path)) for p in e.problems]) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        _data_file(tmp).unlink(missing_ok=True)
+    return ExportReport("onnx", path, max_diff, CHECK_BATCHES if max_diff is not None else ())
+
+
+def example_inputs(compiled: Any, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Seeded inputs for each model input: (batch, *per-sample shape) in its dtype."""
+    generator = torch.Generator().manual_seed(seed)
+    tensors = []
+    for tensor_type in compiled.inputs.values():
+        shape = (batch, *tensor_type.shape)
+        if tensor_type.dtype == "int64":  # indices (e.g. for Embedding): 0 is always valid
+            tensors.append(torch.zeros(shape, dtype=torch.int64))
+        else:
+            tensors.append(torch.randn(shape, generator=generator).to(TORCH_DTYPES[tensor_type.dtype]))
+    return tuple(tensors)
+
+
+def _cpu_eval_copy(model: torch.nn.Module) -> torch.nn.Module:
+    # Exporting runs on the CPU; copy rather than move, so the run's model stays where it is.
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    copied = model if on_cpu else copy.deepcopy(model).cpu()
+    return copied.eval()
+
+
+def _export_onnx(model: torch.nn.Module, compiled: Any, path: Path) -> None:
+    batch = torch.export.Dim("batch")
+    examples = example_inputs(compiled, EXAMPLE_BATCH)
+    try:
+        with quiet_exporter():
+            torch.onnx.export(
+                model,
+                examples,
+                str(path),
+                dynamo=True,
+                external_data=False,  # weights inside the .onnx: one file to ship
+                input_names=list(compiled.inputs),
+                output_names=list(compiled.outputs),
+                dynamic_shapes=tuple({0: batch} for _ in examples),
+                verbose=False,
+            )
+    except Exception as e:  # noqa: BLE001 -- the exporter raises many kinds; the user needs the reason
+        raise SpecError.single("onnx", f"torch.onnx.export failed: {_first_line(e)}", file=str(path)) from None
+
+
+@contextmanager
+def quiet_exporter():
+    """Silence the exporter's chatter (skipped torchvision ops, deprecations); errors still raise."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _data_file(path: Path) -> Path:
+    return path.with_name(path.name + ".data")
+
+
+def _inline_external_data(path: Path) -> None:
+    """Fold a stray ``.onnx.data`` file (large-model export) back into the model file."""
+    import onnx
+
+    data = _data_file(path)
+    if data.exists():
+        model = onnx.load(str(path), load_external_data=True)
+        onnx.save_model(model, str(path), save_as_external_data=False)
+        data.unlink()
+
+
+def _check_onnx(path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise SpecError.single("onnx", f"the exported model fails onnx.checker: {_first_line(e)}", file=str(path)) from None
+
+
+def compare_with_onnxruntime(model: torch.nn.Module, compiled: Any, path: Path,
+                             batch_sizes: tuple[int, ...] = CHECK_BATCHES) -> Optional[float]:
+    """Max |onnxruntime - torch| over ``batch_sizes``; None when onnxruntime is not installed.
+
+    Raises:
+        SpecError: the outputs differ by more than ``TOLERANCE``, or have another shape.
+    """
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    worst = 0.0
+    for batch in batch_sizes:
+        inputs = example_inputs(compiled, batch, seed=batch)
+        with torch.inference_mode():
+            expected = model(*inputs)
+        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+        got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})
+        for want, have in zip(expected, got):
+            if tuple(have.shape) != tuple(want.shape):
+                raise _mismatch(path, f"onnxruntime gives shape {list(have.shape)} at batch size {batch}, "
+                                      f"torch gives {list(want.shape)}")
+            worst = max(worst, float(np.max(np.abs(have - want.numpy()), initial=0.0)))
+    if not worst <= TOLERANCE:  # also catches NaN
+        raise _mismatch(path, f"onnxruntime differs from torch by up to {worst:.2e} (tolerance {TOLERANCE:.0e})")
+    return worst
+
+
+def _mismatch(path: Path, message: str) -> SpecError:
+    return SpecError.single("onnx-mismatch", message, file=str(path))
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
