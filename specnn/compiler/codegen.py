@@ -19,7 +19,6 @@ from specnn.catalog.layers import LayerDef
 from specnn.compiler.ir import Graph, Node, Shape
 
 INDENT = "    "
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,14 @@ def _init_body(graph: Graph) -> list[tuple[Optional[str], str]]:
 
 
 def constructor(layer: LayerDef, args: Args) -> str:
-    """The expression that builds a layer, e.g. ``nn.Conv2d(1, 6, 5, padding=2)``."""
+    """The expression that builds a layer, e.g. ``nn.Conv2d(1, 6, 5, padding=2)``.
+
+    A layer whose constructor cannot be written from its arguments alone (TransformerEncoder
+    takes a layer instance) provides the expression itself through its ``construct`` hook.
+    """
+    construct = getattr(layer, "construct", None)
+    if construct is not None:
+        return construct(args)
     return f"nn.{layer.name}({', '.join(constructor_arguments(layer, args))})"
 
 
@@ -122,19 +128,21 @@ def constructor_arguments(layer: LayerDef, args: Args) -> list[str]:
 
     A positional argument is written positionally only while it also sits at that position in
     torch's signature; once one is left out (it equals the default), the rest become keywords.
+    An argument whose torch default cannot be read is always written: the spec's default is
+    not necessarily torch's (specnn's recurrent layers are ``batch_first=True``).
     """
     signature_order, torch_defaults = _torch_signature(layer.name)
     written: list[str] = []
     positional = True
     for index, name in enumerate(_constructor_fields(layer, args)):
         value = getattr(args, name)
-        default = torch_defaults.get(name, _args_default(args, name))
+        needed = name not in torch_defaults or value != torch_defaults[name]
         at_position = name in layer.positional and (not signature_order or signature_order[index:index + 1] == [name])
-        if positional and at_position and (default is _MISSING or value != default):
+        if positional and at_position and needed:
             written.append(literal(value))
             continue
         positional = False
-        if default is _MISSING or value != default:
+        if needed:
             written.append(f"{name}={literal(value)}")
     return written
 
@@ -146,29 +154,36 @@ def _constructor_fields(layer: LayerDef, args: Args) -> list[str]:
     return leading + [name for name in fields if name not in leading]
 
 
-def _args_default(args: Args, name: str) -> Any:
-    info = type(args).model_fields[name]
-    return _MISSING if info.is_required() else info.default
-
-
 @functools.lru_cache(maxsize=None)
 def _torch_signature(kind: str) -> tuple[list[str], dict[str, Any]]:
-    """Parameter order and defaults of ``torch.nn.<kind>``; empty when torch hides them (LSTM)."""
+    """Positional parameter order and defaults of ``torch.nn.<kind>``.
+
+    Some classes hide their signature behind ``(*args, **kwargs)`` (``nn.LSTM``); their defaults
+    are read from the first base class whose ``__init__`` names its parameters (``RNNBase``),
+    and the order is then unknown (an empty list: the catalogue's ``positional`` is trusted).
+    """
     from torch import nn
 
     cls = getattr(nn, kind, None)
-    if cls is None:
-        return [], {}
+    for index, klass in enumerate(getattr(cls, "__mro__", ())):
+        named = _named_parameters(klass.__dict__.get("__init__"))
+        if named:
+            order = [p.name for p in named if p.kind is p.POSITIONAL_OR_KEYWORD] if index == 0 else []
+            return order, {p.name: p.default for p in named if p.default is not p.empty}
+    return [], {}
+
+
+def _named_parameters(init: Any) -> list[inspect.Parameter]:
+    """An ``__init__``'s parameters after ``self``, or [] when it has none or only ``*args/**kwargs``."""
+    if init is None:
+        return []
     try:
-        params = inspect.signature(cls).parameters.values()
+        params = list(inspect.signature(init).parameters.values())[1:]
     except (TypeError, ValueError):
-        return [], {}
-    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if len(named) != len(params) - sum(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params) or not named:
-        return [], {}
-    order = [p.name for p in named if p.kind is p.POSITIONAL_OR_KEYWORD]
-    defaults = {p.name: p.default for p in named if p.default is not p.empty}
-    return order, defaults
+        return []
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        return []
+    return params
 
 
 def literal(value: Any) -> str:
