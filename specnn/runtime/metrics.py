@@ -1,0 +1,185 @@
+"""Epoch metrics, accumulated on the training device with no host sync per batch.
+
+``update`` only adds into fixed-size tensors on the device (a confusion matrix filled with
+``index_add_``, top-k hit counts, per-output sums for regression); nothing is read back until
+``compute`` runs once per epoch. ``torch.bincount`` is not used: on CUDA it reads the largest
+index back to size its output, a sync per batch. Definitions and conventions are the
+catalogue's (``specnn/catalog/metrics.py``); the values equal scikit-learn's.
+
+>>> metrics = MetricSet([("accuracy", None), ("confusion_matrix", None)], task="classification", num_classes=2)
+>>> metrics.update(torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]]), torch.tensor([0, 1, 1]))
+>>> metrics.compute()
+{'accuracy': 0.6666666666666666, 'confusion_matrix': [[1, 0], [1, 1]]}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+
+from specnn.catalog.metrics import METRICS, metric_key, task_problems
+from specnn.spec.errors import Problem, SpecError
+
+Value = float | list
+
+
+class MetricSet:
+    """The metrics a spec asks for, accumulated over the batches of one epoch.
+
+    Args:
+        metrics: ``(name, args)`` pairs, names from ``METRICS``; args None means the defaults.
+        task: the loss's task: ``classification`` (logits ``(N, C, ...)``, class-index targets),
+            ``binary`` (one logit or probability per sample, 0/1 targets) or ``regression``.
+        num_classes: C for ``classification``; ignored otherwise.
+        device: where the accumulators live: the device the outputs are on.
+        binary_threshold: a binary output above it is predicted positive: 0 for logits
+            (``BCEWithLogitsLoss``), 0.5 for probabilities (``BCELoss``).
+
+    Raises:
+        SpecError: a metric that does not fit the task, or a ``k`` not below the class count.
+    """
+
+    def __init__(self, metrics: Sequence[tuple[str, Any]], task: str, num_classes: Optional[int] = None,
+                 device: torch.device | str = "cpu", binary_threshold: float = 0.0) -> None:
+        self.metrics = [(name, args if args is not None else METRICS[name].args()) for name, args in metrics]
+        self.task = task
+        self.num_classes = 2 if task == "binary" else (num_classes or 0)
+        self.device = torch.device(device)
+        self.binary_threshold = binary_threshold
+        self._check()
+        self.top_ks = sorted({args.k for name, args in self.metrics if name == "top_k_accuracy"})
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the accumulators, for the next epoch."""
+        c = self.num_classes
+        # One extra bin collects the samples whose target is outside 0..C-1, so they need no mask.
+        self._counts = torch.zeros(c * c + 1, dtype=torch.int64, device=self.device)
+        self._top_k_hits = torch.zeros(len(self.top_ks), dtype=torch.int64, device=self.device)
+        self._samples = 0
+        self._regression: Optional[torch.Tensor] = None  # rows: sum sq err, sum abs err, target mean, target M2
+
+    @torch.no_grad()
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add one batch: the model's outputs and the targets the loss saw."""
+        if self.task == "regression":
+            self._update_regression(outputs.detach(), targets.detach())
+        else:
+            self._update_classification(outputs.detach(), targets.detach())
+
+    def compute(self) -> dict[str, Value]:
+        """Every metric's value over the batches since :meth:`reset`, keyed by ``metric_key``.
+
+        Reads the accumulators back from the device once. Confusion matrices are nested lists
+        (row: target class, column: predicted class); with no samples, numbers are NaN.
+        """
+        values = self._regression_values() if self.task == "regression" else self._classification_values()
+        return {metric_key(name, args): values(name, args) for name, args in self.metrics}
+
+    # -- classification ---------------------------------------------------------------------
+
+    def _update_classification(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        c = self.num_classes
+        if self.task == "binary":
+            predicted = (outputs.reshape(-1) > self.binary_threshold).long()
+            target = (targets.reshape(-1) > 0.5).long()
+            logits = None
+        else:
+            logits = outputs if outputs.dim() == 2 else outputs.movedim(1, -1).reshape(-1, c)
+            predicted = logits.argmax(dim=1)
+            target = targets.reshape(-1).long()
+        valid = (target >= 0) & (target < c)
+        cell = torch.where(valid, target * c + predicted, torch.full_like(target, c * c))
+        self._counts.index_add_(0, cell, torch.ones_like(cell))
+        if self.top_ks:
+            # topk's indices come sorted by score, so the first k columns are the top k.
+            found = logits.topk(max(self.top_ks), dim=1).indices == target[:, None]  # type: ignore[union-attr]
+            for i, k in enumerate(self.top_ks):
+                self._top_k_hits[i] += (valid & found[:, :k].any(dim=1)).sum()
+
+    def _classification_values(self):
+        c = self.num_classes
+        confusion = self._counts[: c * c].reshape(c, c).cpu().to(torch.float64)
+        hits = self._top_k_hits.cpu().tolist()
+        total = confusion.sum().item()
+        true_count, predicted_count = confusion.sum(dim=1), confusion.sum(dim=0)
+        tp = confusion.diagonal()
+        per_class = {
+            "precision": _divide(tp, predicted_count),
+            "recall": _divide(tp, true_count),
+            "f1": _divide(2 * tp, true_count + predicted_count),
+        }
+        micro = {name: _divide(tp.sum(), torch.tensor(total)).item() for name in per_class}
+        present = (true_count + predicted_count) > 0
+
+        def value(name: str, args: Any) -> Value:
+            if name == "confusion_matrix":
+                return confusion.long().tolist()
+            if name == "accuracy":
+                return tp.sum().item() / total if total else float("nan")
+            if name == "top_k_accuracy":
+                return hits[self.top_ks.index(args.k)] / total if total else float("nan")
+            if args.average == "micro":
+                return micro[name]
+            if args.average == "weighted":
+                return _divide((per_class[name] * true_count).sum(), true_count.sum()).item()
+            return per_class[name][present].mean().item() if present.any() else 0.0
+
+        return value
+
+    # -- regression -------------------------------------------------------------------------
+
+    def _update_regression(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        n = outputs.shape[0]
+        if n == 0:
+            return
+        # float64 keeps sums of many squares exact enough; MPS has no float64.
+        dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        predicted = outputs.reshape(n, -1).to(dtype)
+        target = targets.reshape(predicted.shape).to(dtype)
+        error = predicted - target
+        batch_mean = target.mean(dim=0)
+        batch = torch.stack([
+            error.square().sum(dim=0), error.abs().sum(dim=0), batch_mean, (target - batch_mean).square().sum(dim=0)
+        ])
+        if self._regression is None:
+            self._regression, self._samples = batch, n
+            return
+        # Chan et al.'s pairwise update of the targets' mean and sum of squared deviations:
+        # stable where "sum of squares minus square of sum" loses every digit.
+        seen, total = self._samples, self._samples + n
+        delta = batch[2] - self._regression[2]
+        self._regression[0] += batch[0]
+        self._regression[1] += batch[1]
+        self._regression[2] += delta * (n / total)
+        self._regression[3] += batch[3] + delta.square() * (seen * n / total)
+        self._samples = total
+
+    def _regression_values(self):
+        if self._regression is None:
+            return lambda name, args: float("nan")
+        squared, absolute, _, spread = self._regression.cpu().to(torch.float64)
+        n = self._samples
+        r2 = torch.where(spread > 0, 1 - squared / spread.clamp(min=1e-300), (squared == 0).to(torch.float64))
+        values = {"mse": (squared / n).mean().item(), "mae": (absolute / n).mean().item(), "r2": r2.mean().item()}
+        return lambda name, args: values[name]
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        problems = task_problems(self.metrics, self.task)
+        for index, (name, args) in enumerate(self.metrics):
+            if name == "top_k_accuracy" and not (self.task == "classification" and args.k < self.num_classes):
+                problems.append(Problem(
+                    "metric-k",
+                    f"top_k_accuracy needs k below the number of classes ({self.num_classes}), got k={args.k}",
+                    path=("train", "metrics", index, "top_k_accuracy", "k"),
+                ))
+        if problems:
+            raise SpecError(problems)
+
+
+def _divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """numerator / denominator, with 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    return torch.where(denominator > 0, numerator / denominator.clamp(min=1), torch.zeros_like(numerator))
