@@ -191,7 +191,11 @@ class Spec(Strict):
         return Path(self._file).resolve().parent if self._file else Path.cwd()
 
     def locate(self, path: tuple) -> tuple[Optional[str], Optional[int], Optional[int]]:
-        """(file, line, col) of the value at a JSON path, or of its nearest located parent."""
+        """(file, line, col) of what sits at a JSON path, or of its nearest located parent.
+
+        A mapping entry is located at its key (``model.input`` at ``input:``, where a reader looks
+        for it); a list item or the document root at its value.
+        """
         path = tuple(path)
         while path and path not in self._locations:
             path = path[:-1]
