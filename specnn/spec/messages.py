@@ -108,7 +108,9 @@ def plain(value: Any) -> str:
 
 
 def one_of(words: Sequence[str]) -> str:
-    """>>> one_of(["a", "b", "c"])
+    """Words joined as a reader lists alternatives.
+
+    >>> one_of(["a", "b", "c"])
     'a, b or c'
     """
     words = list(words)
