@@ -123,3 +123,24 @@ def test_a_node_after_a_failed_one_is_not_reported_again():
     - Linear: {out_features: 3}
 """)
     assert [path for _, _, path, _, _ in found] == [("model", "layers", 0, "Conv2d")]
+
+
+def test_unused_nodes_are_warnings_and_the_resolved_spec_keeps_from():
+    spec = load_spec_text(HEAD + """\
+  input: [4]
+  layers:
+    - Linear: {out_features: 8}
+      name: hidden
+    - Linear: {out_features: 2}
+      name: dead
+    - Linear: {out_features: 3}
+      from: hidden
+""", file="net.yaml")
+    compiled = compile_spec(spec)
+    assert [w.format() for w in compiled.warnings] == [
+        "net.yaml:11:7: model.layers[1].Linear: warning: the output of Linear 'dead' is never used "
+        "(feed it to a later node with 'from', or list it in 'outputs')",
+    ]
+    assert compiled.resolved_spec()["model"]["layers"][2] == {
+        "Linear": {"in_features": 8, "out_features": 3}, "from": "hidden",
+    }

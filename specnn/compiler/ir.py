@@ -219,7 +219,22 @@ def build_graph(model: Any) -> tuple[Graph, list[Problem]]:
         nodes.append(node)
         previous = node.name
     outputs = _resolve_outputs(builder, model.outputs, previous)
+    _warn_unused(builder, model, nodes, outputs)
     return Graph(inputs, tuple(nodes), outputs), builder.problems
+
+
+def _warn_unused(builder: _Builder, model: Any, nodes: list[Node], outputs: tuple[str, ...]) -> None:
+    """A node (or input) nothing reads is computed for nothing: usually a mistyped ``from``."""
+    used = set(outputs).union(*(n.inputs for n in nodes))
+    hint = "feed it to a later node with 'from', or list it in 'outputs'"
+    for name in builder.inputs:
+        if name not in used and model.inputs is not None:
+            builder.problems.append(Problem("unused", f"input {name!r} is never used", ("model", "inputs", name),
+                                            hint=hint, severity="warning"))
+    for node in nodes:
+        if node.name not in used:
+            builder.problems.append(Problem("unused", f"the output of {node.kind} {node.name!r} is never used",
+                                            node.path, hint=hint, severity="warning"))
 
 
 def _add_inputs(builder: _Builder, model: Any) -> None:
