@@ -114,19 +114,15 @@ NAME_STEMS: dict[str, tuple[Optional[str], bool]] = {
 }
 
 
+@functools.lru_cache(maxsize=1)
 def _module_members() -> frozenset[str]:
-    # Read lazily from torch only if it is already imported; otherwise a fixed list of the
-    # members a user is likely to pick. Compiling must not pay for importing torch.
-    import sys
+    """Every attribute of ``nn.Module``: a node called ``eval`` or ``to`` would replace the method.
 
-    torch_nn = sys.modules.get("torch.nn")
-    if torch_nn is not None:
-        return frozenset(dir(torch_nn.Module))
-    return frozenset({
-        "training", "eval", "train", "to", "cuda", "cpu", "parameters", "buffers", "children",
-        "modules", "state_dict", "load_state_dict", "apply", "zero_grad", "half", "float", "double",
-        "type", "register_buffer", "register_parameter", "add_module", "named_modules",
-    })
+    Code generation imports torch anyway (to read constructor defaults), so this costs nothing extra.
+    """
+    from torch import nn
+
+    return frozenset(dir(nn.Module))
 
 
 class Namespace:
