@@ -81,7 +81,8 @@ def test_class_that_never_occurs_follows_sklearn_zero_division_0():
 
 def test_accumulation_is_independent_of_batching_and_reset_starts_over():
     generator = torch.Generator().manual_seed(2)
-    outputs, targets = torch.randn(50, CLASSES, generator=generator), torch.randint(0, CLASSES, (50,), generator=generator)
+    outputs = torch.randn(50, CLASSES, generator=generator)
+    targets = torch.randint(0, CLASSES, (50,), generator=generator)
     metrics = MetricSet(ALL_CLASSIFICATION, task="classification", num_classes=CLASSES)
     metrics.update(torch.randn(9, CLASSES), torch.randint(0, CLASSES, (9,)))
     metrics.reset()
@@ -158,7 +159,9 @@ def test_r2_of_constant_target_follows_sklearn(predicted, expected):
 def test_metric_for_the_wrong_task_is_a_spec_error():
     with pytest.raises(SpecError) as caught:
         MetricSet([("mse", None), ("accuracy", None)], task="regression")
-    assert str(caught.value) == "train.metrics[1]: accuracy is a classification metric, but the loss is a regression loss"
+    assert str(caught.value) == (
+        "train.metrics[1]: accuracy is a classification metric, but the loss is a regression loss"
+    )
 
 
 def test_task_problems_name_the_loss():

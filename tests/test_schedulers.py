@@ -118,7 +118,9 @@ def test_one_cycle_steps_every_batch_over_the_whole_run():
 
 def test_warmup_ramps_per_batch_then_epoch_scheduler_starts_from_lr():
     optimizer = _optimizer()
-    choice = SchedulerSpec.model_validate({"StepLR": {"step_size": 1, "gamma": 0.5}, "warmup": {"epochs": 1, "start_factor": 0.25}})
+    choice = SchedulerSpec.model_validate(
+        {"StepLR": {"step_size": 1, "gamma": 0.5}, "warmup": {"epochs": 1, "start_factor": 0.25}}
+    )
     used = _train(build_scheduler(choice, optimizer, 4, 3), optimizer, 3, 4)
     ramp = [LR * (0.25 + 0.75 * i / 4) for i in range(4)]
     assert used == pytest.approx(ramp + [LR] * 4 + [LR / 2] * 4, rel=1e-12)
@@ -126,7 +128,9 @@ def test_warmup_ramps_per_batch_then_epoch_scheduler_starts_from_lr():
 
 def test_warmup_in_steps_ending_mid_epoch_delays_the_epoch_scheduler_one_epoch():
     optimizer = _optimizer()
-    choice = SchedulerSpec.model_validate({"StepLR": {"step_size": 1, "gamma": 0.5}, "warmup": {"steps": 2, "start_factor": 0.5}})
+    choice = SchedulerSpec.model_validate(
+        {"StepLR": {"step_size": 1, "gamma": 0.5}, "warmup": {"steps": 2, "start_factor": 0.5}}
+    )
     used = _train(build_scheduler(choice, optimizer, 3, 3), optimizer, 3, 3)
     # The epoch in which the warmup ended began cold: StepLR's first step waits for its end.
     assert used == [LR * 0.5, LR * 0.75, LR, LR, LR, LR, LR / 2, LR / 2, LR / 2]

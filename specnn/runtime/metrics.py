@@ -110,7 +110,9 @@ class MetricSet:
             "recall": _divide(tp, true_count),
             "f1": _divide(2 * tp, true_count + predicted_count),
         }
-        micro = {name: _divide(tp.sum(), torch.tensor(total)).item() for name in per_class}
+        # Single-label data: every wrong prediction is one false positive and one false negative,
+        # so micro precision, recall and f1 all equal accuracy.
+        micro = tp.sum().item() / total if total else 0.0
         present = (true_count + predicted_count) > 0
 
         def value(name: str, args: Any) -> Value:
@@ -121,7 +123,7 @@ class MetricSet:
             if name == "top_k_accuracy":
                 return hits[self.top_ks.index(args.k)] / total if total else float("nan")
             if args.average == "micro":
-                return micro[name]
+                return micro
             if args.average == "weighted":
                 return _divide((per_class[name] * true_count).sum(), true_count.sum()).item()
             return per_class[name][present].mean().item() if present.any() else 0.0
