@@ -26,7 +26,6 @@ Pad1 = Union[NonNegativeInt, tuple[NonNegativeInt]]
 Pad2 = Union[NonNegativeInt, tuple[NonNegativeInt, NonNegativeInt]]
 Pad3 = Union[NonNegativeInt, tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt]]
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
-Probability = Field(0.5, ge=0, le=1)
 
 
 class NoArgs(Args):
@@ -192,7 +191,7 @@ class GroupNormArgs(Args):
 
 
 class DropoutArgs(Args):
-    p: float = Probability
+    p: float = Field(0.5, ge=0, le=1)
 
 
 # --- reshaping --------------------------------------------------------------------------------

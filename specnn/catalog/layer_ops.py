@@ -1,6 +1,7 @@
 """Graph operations: tensor expressions with no module (add, concat, mean, Reshape, ...).
 
-Package-private shape rules and ``call`` hooks for ``LAYERS``. A ``dim`` here is a
+Package-private shape rules and ``call`` hooks for ``LAYERS`` (plus the hook that calls a
+module with several inputs, such as ``Bilinear``). A ``dim`` here is a
 *per-sample* dim: 0 is the first non-batch dim and negative dims count from the end, so
 the hooks add 1 to non-negative dims when they write torch code (whose dims count the batch).
 """

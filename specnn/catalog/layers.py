@@ -103,6 +103,7 @@ def _table(*defs: LayerDef) -> dict[str, LayerDef]:
 _SEQ_ONLY = ("output",)
 _CONV = ("in_channels", "out_channels", "kernel_size")
 _RECURRENT = ("input_size", "hidden_size")
+_KERNEL, _SIZE, _FEATURES = ("kernel_size",), ("output_size",), ("num_features",)
 _1D, _2D, _3D = "[channels, length]", "[channels, height, width]", "[channels, depth, height, width]"
 
 LAYERS: dict[str, LayerDef] = _table(
@@ -117,17 +118,17 @@ LAYERS: dict[str, LayerDef] = _table(
     LayerDef("ConvTranspose1d", A.ConvTranspose1dArgs, conv_transpose("ConvTranspose1d", 1), "conv", _CONV),
     LayerDef("ConvTranspose2d", A.ConvTranspose2dArgs, conv_transpose("ConvTranspose2d", 2), "conv", _CONV),
     # pooling
-    LayerDef("MaxPool1d", A.MaxPool1dArgs, pool("MaxPool1d", 1), "pool", ("kernel_size",)),
-    LayerDef("MaxPool2d", A.MaxPool2dArgs, pool("MaxPool2d", 2), "pool", ("kernel_size",)),
-    LayerDef("AvgPool1d", A.AvgPool1dArgs, pool("AvgPool1d", 1), "pool", ("kernel_size",)),
-    LayerDef("AvgPool2d", A.AvgPool2dArgs, pool("AvgPool2d", 2), "pool", ("kernel_size",)),
-    LayerDef("AdaptiveAvgPool1d", A.AdaptivePool1dArgs, adaptive_pool("AdaptiveAvgPool1d", 1), "pool", ("output_size",)),
-    LayerDef("AdaptiveAvgPool2d", A.AdaptivePool2dArgs, adaptive_pool("AdaptiveAvgPool2d", 2), "pool", ("output_size",)),
-    LayerDef("AdaptiveMaxPool2d", A.AdaptivePool2dArgs, adaptive_pool("AdaptiveMaxPool2d", 2), "pool", ("output_size",)),
+    LayerDef("MaxPool1d", A.MaxPool1dArgs, pool("MaxPool1d", 1), "pool", _KERNEL),
+    LayerDef("MaxPool2d", A.MaxPool2dArgs, pool("MaxPool2d", 2), "pool", _KERNEL),
+    LayerDef("AvgPool1d", A.AvgPool1dArgs, pool("AvgPool1d", 1), "pool", _KERNEL),
+    LayerDef("AvgPool2d", A.AvgPool2dArgs, pool("AvgPool2d", 2), "pool", _KERNEL),
+    LayerDef("AdaptiveAvgPool1d", A.AdaptivePool1dArgs, adaptive_pool("AdaptiveAvgPool1d", 1), "pool", _SIZE),
+    LayerDef("AdaptiveAvgPool2d", A.AdaptivePool2dArgs, adaptive_pool("AdaptiveAvgPool2d", 2), "pool", _SIZE),
+    LayerDef("AdaptiveMaxPool2d", A.AdaptivePool2dArgs, adaptive_pool("AdaptiveMaxPool2d", 2), "pool", _SIZE),
     # normalisation
-    LayerDef("BatchNorm1d", A.BatchNormArgs, batchnorm("BatchNorm1d", (1, 2), "[features] or [channels, length]"), "norm", ("num_features",)),
-    LayerDef("BatchNorm2d", A.BatchNormArgs, batchnorm("BatchNorm2d", (3,), _2D), "norm", ("num_features",)),
-    LayerDef("InstanceNorm2d", A.InstanceNormArgs, channels_first("InstanceNorm2d", (3,), _2D), "norm", ("num_features",)),
+    LayerDef("BatchNorm1d", A.BatchNormArgs, batchnorm("BatchNorm1d", (1, 2), f"[features] or {_1D}"), "norm", _FEATURES),
+    LayerDef("BatchNorm2d", A.BatchNormArgs, batchnorm("BatchNorm2d", (3,), _2D), "norm", _FEATURES),
+    LayerDef("InstanceNorm2d", A.InstanceNormArgs, channels_first("InstanceNorm2d", (3,), _2D), "norm", _FEATURES),
     LayerDef("LayerNorm", A.LayerNormArgs, layer_norm, "norm", ("normalized_shape",)),
     LayerDef("GroupNorm", A.GroupNormArgs, group_norm, "norm", ("num_groups", "num_channels")),
     # dropout
