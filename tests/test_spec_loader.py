@@ -220,6 +220,27 @@ def test_a_misspelt_common_key_in_a_node_is_an_unknown_key():
     ]
 
 
+@pytest.mark.parametrize(
+    "old, new, line",
+    [
+        ("    - ReLU:\n", "    - ReLU\n", "s.yaml:6:7: model.layers[1]: expected a mapping, got string 'ReLU' (write 'ReLU:' with a colon)"),
+        ("input: [4]", "input: 4", "s.yaml:3:10: model.input: expected a list, got integer 4 (write a list: [4])"),
+        ("input: [4]", "input: [4.5]", "s.yaml:3:11: model.input[0]: expected an integer, got number 4.5"),
+        ("{CrossEntropyLoss: }", "{CrossEntropyLoss: 3}", "s.yaml:10:26: loss.CrossEntropyLoss: expected a mapping, got integer 3"),
+        ("    - ReLU:\n", "    - ReLU:\n      from: 3\n", "s.yaml:7:13: model.layers[1].from: expected a string or a list, got integer 3"),
+        ("data: {synthetic: {shape: [4]}}", "data: {synthetic: {shape: [4]}, npz: {path: x.npz}}",
+         "s.yaml:9:1: data: needs exactly one data source key, got npz, synthetic"),
+        ("name: tiny", "name: tiny\nspecnn: 2", "s.yaml:2:9: specnn: must be 1, got 2"),
+        ("name: tiny", "name: tiny\ntrain: {lr: 3}", "s.yaml:2:9: train.lr: unknown key 'lr'"),
+        ("input: [4]", "inputs: {x: {shape: [4], dtype: float16}}",
+         "s.yaml:3:35: model.inputs.x.dtype: must be 'float32', 'float64' or 'int64', got 'float16' (did you mean 'float64'?)"),
+    ],
+)
+def test_type_and_value_messages(old, new, line):
+    assert old in VALID
+    assert errors_of(lambda: load_spec_text(VALID.replace(old, new), file="s.yaml")) == [line]
+
+
 def test_a_document_that_is_not_a_mapping():
     assert errors_of(lambda: load_spec_text("- a\n- b\n", file="s.yaml")) == ["s.yaml:1:1: expected a mapping, got a list"]
     assert errors_of(lambda: load_spec_text("# only a comment\n", file="s.yaml")) == ["s.yaml: the spec is empty"]

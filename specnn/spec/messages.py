@@ -154,8 +154,13 @@ def _suggest(word: str, choices: Sequence[str]) -> Optional[str]:
 
 
 def _type_hint(expected: Sequence[str], value: Any) -> Optional[str]:
+    scalar = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    if "array" in expected and "string" not in expected and scalar:
+        return f"write a list: [{value}]"
     if not isinstance(value, str):
         return None
+    if "object" in expected and value.isidentifier():
+        return f"write '{value}:' with a colon"  # `- ReLU` where `- ReLU:` was meant
     if "boolean" in expected:
         return "write true or false"
     wants_number = "integer" in expected or "number" in expected
