@@ -154,17 +154,15 @@ def _suggest(word: str, choices: Sequence[str]) -> Optional[str]:
 
 
 def _type_hint(expected: Sequence[str], value: Any) -> Optional[str]:
+    if isinstance(value, str):
+        number = core_scalar(value.strip())
+        if ("integer" in expected or "number" in expected) and type(number) in (int, float):
+            return "remove the quotes"
+        if "boolean" in expected:
+            return "write true or false"
+        if "object" in expected and value.isidentifier():
+            return f"write '{value}:' with a colon"  # `- ReLU` where `- ReLU:` was meant
     scalar = isinstance(value, (str, int, float)) and not isinstance(value, bool)
     if "array" in expected and "string" not in expected and scalar:
         return f"write a list: [{value}]"
-    if not isinstance(value, str):
-        return None
-    if "object" in expected and value.isidentifier():
-        return f"write '{value}:' with a colon"  # `- ReLU` where `- ReLU:` was meant
-    if "boolean" in expected:
-        return "write true or false"
-    wants_number = "integer" in expected or "number" in expected
-    number = core_scalar(value.strip())
-    if wants_number and isinstance(number, (int, float)) and not isinstance(number, bool):
-        return "remove the quotes"
     return None
