@@ -1,0 +1,136 @@
+"""Exports: state_dict, safetensors and ONNX (one file, dynamic batch, checked against onnxruntime)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+from specnn.runtime.export import CHECK_BATCHES, EXAMPLE_BATCH, compare_with_onnxruntime, export
+from specnn.runtime.export import _inline_external_data as inline_external_data
+from specnn.runtime.trainer import train
+from specnn.spec.errors import SpecError
+from specnn.spec.loader import load_spec
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        spec = load_spec(EXAMPLES / "iris.yaml")
+        spec = spec.model_copy(update={"export": [], "train": spec.train.model_copy(update={"epochs": 2})})
+        return train(spec, tmp_path_factory.mktemp("runs") / "iris", quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def onnx_report(run, tmp_path_factory):
+    return export(run, "onnx", tmp_path_factory.mktemp("onnx") / "iris.onnx")
+
+
+def inputs(batch: int) -> torch.Tensor:
+    return torch.randn(batch, 4, generator=torch.Generator().manual_seed(batch))
+
+
+def test_state_dict_export_loads_weights_only(run, tmp_path):
+    report = export(run, "state_dict", tmp_path / "w.pt")
+    assert report.path == tmp_path / "w.pt"
+    assert str(report) == f"exported state_dict to {tmp_path / 'w.pt'}"
+    state = torch.load(tmp_path / "w.pt", weights_only=True)
+    assert all(torch.equal(state[k], v) for k, v in run.model.state_dict().items())
+
+
+def test_default_export_path_is_inside_the_run(run):
+    report = export(run, "state_dict")
+    assert report.path == run.path / "model.pt" and report.path.is_file()
+
+
+def test_safetensors_export_holds_the_weights_and_class_names(run, tmp_path):
+    from safetensors import safe_open
+
+    export(run, "safetensors", tmp_path / "w.safetensors")
+    with safe_open(str(tmp_path / "w.safetensors"), framework="pt") as f:
+        assert f.metadata()["classes"] == '["setosa", "versicolor", "virginica"]'
+        for name, value in run.model.state_dict().items():
+            assert torch.equal(f.get_tensor(name), value)
+
+
+def test_safetensors_missing_is_a_clear_message(run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)  # makes the import fail
+    with pytest.raises(SpecError) as info:
+        export(run, "safetensors", tmp_path / "w.safetensors")
+    assert str(info.value) == (
+        "the safetensors export needs the 'safetensors' package (pip install 'specnn[safetensors]')"
+    )
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_unknown_format_suggests_the_closest(run):
+    with pytest.raises(SpecError) as info:
+        export(run, "onx")
+    assert str(info.value) == (
+        "unknown export format 'onx' (formats: state_dict, safetensors, onnx) (did you mean 'onnx'?)"
+    )
+
+
+def test_onnx_is_one_checked_file_with_its_weights(onnx_report):
+    path = onnx_report.path
+    assert sorted(p.name for p in path.parent.iterdir()) == ["iris.onnx"]  # no .onnx.data, no temporaries
+    model = onnx.load(str(path), load_external_data=False)
+    onnx.checker.check_model(model, full_check=True)
+    assert {init.name for init in model.graph.initializer} and not any(
+        init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer
+    )
+    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param and not batch_dim.HasField("dim_value")  # a dynamic batch dimension
+
+
+def test_onnx_report_compares_batch_sizes_other_than_the_example(onnx_report):
+    assert EXAMPLE_BATCH not in CHECK_BATCHES and len(CHECK_BATCHES) == 2
+    assert onnx_report.batch_sizes == CHECK_BATCHES
+    assert 0 <= onnx_report.max_abs_diff <= 1e-5
+    assert str(onnx_report).endswith(
+        f"(onnxruntime matches torch at batch sizes 1, 7: max abs diff {onnx_report.max_abs_diff:.2e})"
+    )
+
+
+def test_onnxruntime_matches_torch_at_other_batch_sizes(run, onnx_report):
+    session = onnxruntime.InferenceSession(str(onnx_report.path), providers=["CPUExecutionProvider"])
+    for batch in (1, 5, 33):
+        with torch.inference_mode():
+            expected = run.model(inputs(batch)).numpy()
+        [got] = session.run(None, {session.get_inputs()[0].name: inputs(batch).numpy()})
+        assert got.shape == (batch, 3)
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_a_model_that_differs_from_the_file_is_a_mismatch(run, onnx_report):
+    other = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    with pytest.raises(SpecError) as info:
+        compare_with_onnxruntime(other, run.compiled, onnx_report.path)
+    [problem] = info.value.problems
+    assert problem.code == "onnx-mismatch" and problem.file == str(onnx_report.path)
+    assert "onnxruntime differs from torch by up to" in problem.message
+
+
+def test_stray_external_data_is_folded_into_the_model_file(onnx_report, tmp_path):
+    path = tmp_path / "split.onnx"
+    model = onnx.load(str(onnx_report.path))
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="split.onnx.data", size_threshold=0)
+    assert (tmp_path / "split.onnx.data").is_file()
+    inline_external_data(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["split.onnx"]
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    original = onnxruntime.InferenceSession(str(onnx_report.path), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: inputs(3).numpy()}
+    np.testing.assert_array_equal(session.run(None, feed)[0], original.run(None, feed)[0])
