@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class ExporterDef:
     name: str
     filename: str  # default file name inside the run directory
-    writer: str  # "module:function" taking (run, path) and returning a report string
+    writer: str  # "module:function" taking (run, path) and returning a runtime.export.ExportReport
 
 
 EXPORTERS: dict[str, ExporterDef] = {

@@ -41,7 +41,7 @@ class SyntheticArgs(Args):
 class SourceDef:
     name: str
     args: type[Args]
-    loader: str  # "module:function" taking (args, base_dir) and returning runtime.data.Arrays
+    loader: str  # "module:function" taking (args, base_dir, seed) and returning runtime.data.Arrays
 
 
 SOURCES: dict[str, SourceDef] = {
