@@ -142,6 +142,13 @@ def test_json_syntax_errors_are_one_located_problem(text, line):
     assert [p.format() for p in raised.value.problems] == [line]
 
 
+@pytest.mark.parametrize("fmt, text", [("json", "[" * 5000 + "]" * 5000), ("yaml", "[" * 5000 + "]" * 5000)])
+def test_absurd_nesting_is_a_problem_not_a_crash(fmt, text):
+    with pytest.raises(SpecError) as raised:
+        load_spec_text(text, file="deep", format=fmt)
+    assert str(raised.value) == f"deep: invalid {fmt.upper()}: nested too deeply"
+
+
 # ---------------------------------------------------------------------------------------------
 # The public API
 

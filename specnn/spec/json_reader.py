@@ -127,6 +127,8 @@ def read_json(text: str, file: str | None = None) -> Document:
         document.data = parser.value(())
         if parser.skip():
             raise _Syntax("extra data after the document", parser.pos)
+    except RecursionError:
+        raise SpecError([Problem("syntax", "invalid JSON: nested too deeply", file=file)]) from None
     except _Syntax as error:
         line, col = parser.where(error.pos)
         # Positions of a duplicate in a value that was being parsed stay valid; the data does not.

@@ -182,12 +182,14 @@ def read_yaml(text: str, file: str | None = None) -> Document:
     document = Document(None, file=file)
     try:
         root = yaml.compose(text, Loader=_Loader)
+        if root is not None:
+            document.data = _Builder(document).build(root, ())
     except yaml.MarkedYAMLError as error:
         raise SpecError([syntax_problem(error, file)]) from None
     except yaml.YAMLError as error:  # e.g. a control character: no mark
         raise SpecError([Problem("syntax", f"invalid YAML: {error}", file=file)]) from None
-    if root is not None:
-        document.data = _Builder(document).build(root, ())
+    except RecursionError:  # composing and building both recurse
+        raise SpecError([Problem("syntax", "invalid YAML: nested too deeply", file=file)]) from None
     return document
 
 
