@@ -175,15 +175,8 @@ def _check_files(folder: Path) -> None:
 
 
 def _read_spec(path: Path) -> Any:
-    try:
-        from specnn.spec.loader import load_spec
-    except ImportError:  # the loader is not in this build yet: plain YAML, no line numbers
-        from specnn.spec.models import Spec
+    from specnn.spec.loader import load_spec
 
-        def load_spec(file: Path) -> Any:
-            spec = Spec.model_validate(yaml.safe_load(Path(file).read_text(encoding="utf-8")))
-            spec._file = str(file)
-            return spec
     try:
         return load_spec(path)
     except SpecError as e:
