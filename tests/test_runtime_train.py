@@ -143,3 +143,22 @@ def test_epoch_line_format():
     record = {"epoch": 12, "train_loss": 0.41234, "val_loss": 0.39871, "val_acc": 0.93333, "seconds": 0.0213}
     assert format_epoch(record, 60) == "epoch  12/60  train_loss 0.4123  val_loss 0.3987  val_acc 0.933  (0.02s)"
     assert format_epoch({"epoch": 3, "train_loss": 1.0, "seconds": 1.5}, 100) == "epoch    3/100  train_loss 1.0000  (1.50s)"
+
+
+def test_without_a_validation_split_only_the_training_loss_is_reported(tmp_path):
+    text = SYNTHETIC.replace("validation_split: 0.25", "validation_split: 0").replace("TASK", "classification")
+    lines: list[str] = []
+    spec = load_spec(write_spec(tmp_path, text.replace("LOSS", "CrossEntropyLoss").replace("OUT", "2")))
+    run = train(spec, tmp_path / "run", echo=lines.append)
+    assert re.fullmatch(r"epoch  15/15  train_loss \d\.\d{4}  \(\d+\.\d\ds\)", lines[-1])
+    assert run.meta["samples"] == {"train": 200, "validation": 0}
+
+
+def test_a_missing_data_file_is_named_and_nothing_is_written(tmp_path):
+    text = SYNTHETIC.replace("synthetic: {task: TASK, samples: 200, shape: [6], classes: 2, outputs: OUT}",
+                             "csv: {path: missing.csv, target: label}")
+    spec = load_spec(write_spec(tmp_path, text.replace("LOSS", "CrossEntropyLoss").replace("OUT", "2")))
+    with pytest.raises(DataError) as info:
+        train(spec, tmp_path / "run", quiet=True)
+    assert str(info.value) == f"{tmp_path / 'missing.csv'}: data file not found"
+    assert not (tmp_path / "run").exists()
