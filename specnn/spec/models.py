@@ -32,6 +32,7 @@ from pydantic_core import PydanticCustomError
 from specnn.catalog.base import Args
 from specnn.catalog.exporters import EXPORTERS
 from specnn.catalog.layers import LAYERS
+from specnn.catalog.lints import LINTS
 from specnn.catalog.losses import LOSSES
 from specnn.catalog.optimizers import OPTIMIZERS
 from specnn.catalog.sources import SOURCES
@@ -162,6 +163,13 @@ class TrainSpec(Strict):
 
 
 ExportFormat = Literal[tuple(EXPORTERS)]  # type: ignore[valid-type]
+LintCode = Literal[tuple(LINTS)]  # type: ignore[valid-type]
+
+
+class LintSpec(Strict):
+    ignore: list[LintCode] = Field(  # type: ignore[valid-type]
+        default_factory=list, description="lint codes (e.g. S105) not to report for this spec"
+    )
 
 
 class Spec(Strict):
@@ -176,6 +184,7 @@ class Spec(Strict):
     optimizer: OptimizerSpec  # type: ignore[valid-type]
     train: TrainSpec = TrainSpec()
     export: list[ExportFormat] = Field(default_factory=list)  # type: ignore[valid-type]
+    lint: LintSpec = LintSpec()
 
     # Where the spec came from: set by the loader, used for relative data paths and for
     # locating compile-time problems (shape mismatches, lints) in the file.
