@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from specnn.compiler.codegen import GeneratedSource, generate
 from specnn.compiler.ir import Graph, Shape, TensorType, build_graph
+from specnn.compiler.lints import run_lints
 from specnn.compiler.shapes import infer_shapes
 from specnn.spec.errors import Problem, SpecError
 
@@ -77,12 +78,13 @@ def compile_spec(spec: Any) -> CompiledModel:
         The compiled model; build it with :func:`specnn.compiler.build.build_model`.
 
     Raises:
-        SpecError: listing every problem found (names, ``from`` references, shapes, dtypes),
-            each located in the spec file.
+        SpecError: listing every problem found (names, ``from`` references, shapes, dtypes,
+            lints of severity ``error``), each located in the spec file.
     """
     graph, problems = build_graph(spec.model)
     graph, shape_problems = infer_shapes(graph)
-    located = [_locate(spec, p) for p in (*problems, *shape_problems)]
+    lint_problems = run_lints(graph, spec)
+    located = [_locate(spec, p) for p in (*problems, *shape_problems, *lint_problems)]
     errors = [p for p in located if p.severity == "error"]
     if errors:
         raise SpecError(sorted(errors, key=_document_order))
