@@ -1,0 +1,261 @@
+"""Lints: each code's full message (code, node, path, line, hint), its silencing, and its exit code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from specnn.catalog.lints import LINTS
+from specnn.cli import cli
+from specnn.compiler import compile_spec
+from specnn.compiler.lints import RULES, check_output_classes, count_classes
+from specnn.spec.errors import SpecError
+from specnn.spec.loader import load_spec_text
+
+
+def spec_text(loss: str, model: str, ignore: str = "") -> str:
+    """A spec whose model section starts on line 6 (its first layer is on line 9)."""
+    lint = f"lint: {{ignore: [{ignore}]}}\n" if ignore else ""
+    return f"""\
+specnn: 1
+name: t
+data: {{csv: {{path: d.csv, target: y}}}}
+loss: {{{loss}: }}
+optimizer: {{Adam: {{lr: 0.01}}}}
+model:
+{model}{lint}"""
+
+
+def lint_lines(loss: str, model: str, ignore: str = "") -> list[str]:
+    """Every lint problem (error or warning) of a spec, formatted, in document order."""
+    spec = load_spec_text(spec_text(loss, model, ignore), file="net.yaml")
+    try:
+        problems = compile_spec(spec).warnings
+    except SpecError as error:
+        problems = error.problems
+    return [p.format() for p in problems if p.code in LINTS]
+
+
+MLP_SOFTMAX = """\
+  input: [4]
+  layers:
+    - Linear: {out_features: 8}
+    - ReLU:
+    - Linear: {out_features: 3}
+    - Softmax: {dim: -1}
+"""
+
+MLP_SIGMOID = """\
+  input: [4]
+  layers:
+    - Linear: {out_features: 8}
+    - ReLU:
+    - Linear: {out_features: 1}
+    - Sigmoid:
+"""
+
+MLP_LOGITS = """\
+  input: [4]
+  layers:
+    - Linear: {out_features: 8}
+    - ReLU:
+    - Linear: {out_features: 3}
+"""
+
+STACKED = """\
+  input: [4]
+  layers:
+    - Linear: {out_features: 8}
+    - Dropout: {p: 0.5}
+    - Linear: {out_features: 3}
+"""
+
+TRAILING_DROPOUT = """\
+  input: [4]
+  layers:
+    - Linear: {out_features: 8}
+    - ReLU:
+    - Linear: {out_features: 3}
+    - Dropout: {p: 0.5}
+"""
+
+CHANNELS_LAST = """\
+  input: [28, 28, 1]
+  layers:
+    - Conv2d: {out_channels: 6, kernel_size: 1}
+    - ReLU:
+    - Flatten:
+    - Linear: {out_features: 10}
+"""
+
+# (code, loss, model, the full rendered lint line)
+CASES = [
+    ("S101", "CrossEntropyLoss", MLP_SOFTMAX,
+     "net.yaml:12:7: model.layers[3].Softmax: [S101] Softmax 'softmax' produces the model output, but "
+     "CrossEntropyLoss applies LogSoftmax itself (remove it: CrossEntropyLoss takes raw scores (logits))"),
+    ("S102", "BCEWithLogitsLoss", MLP_SIGMOID,
+     "net.yaml:12:7: model.layers[3].Sigmoid: [S102] Sigmoid 'sigmoid' produces the model output, but "
+     "BCEWithLogitsLoss applies a sigmoid itself (remove it: BCEWithLogitsLoss takes raw scores (logits), "
+     "or use BCELoss)"),
+    ("S103", "BCELoss", MLP_LOGITS,
+     "net.yaml:11:7: model.layers[2].Linear: [S103] BCELoss needs probabilities in [0, 1], but the model "
+     "output comes from Linear 'fc2', not a Sigmoid (add '- Sigmoid:' as the last layer, or use "
+     "BCEWithLogitsLoss without one (numerically safer))"),
+    ("S104", "NLLLoss", MLP_LOGITS,
+     "net.yaml:11:7: model.layers[2].Linear: [S104] NLLLoss needs log-probabilities, but the model output "
+     "comes from Linear 'fc2', not a LogSoftmax (add '- LogSoftmax: {dim: -1}' as the last layer, or use "
+     "CrossEntropyLoss without one)"),
+    ("S105", "CrossEntropyLoss", STACKED,
+     "net.yaml:11:7: model.layers[2].Linear: warning: [S105] Linear 'fc2' follows Linear 'fc1' with no "
+     "nonlinearity between them: together they are one linear map (add an activation such as '- ReLU:' "
+     "between them, or remove one)"),
+    ("S106", "CrossEntropyLoss", TRAILING_DROPOUT,
+     "net.yaml:12:7: model.layers[3].Dropout: warning: [S106] Dropout 'dropout1' is the last layer: it drops "
+     "model outputs during training (move it before the last Linear layer, or remove it)"),
+    ("S107", "CrossEntropyLoss", CHANNELS_LAST,
+     "net.yaml:9:7: model.layers[0].Conv2d: warning: [S107] Conv2d 'conv1' reads input 'x' of shape "
+     "[28, 28, 1], whose channel dimension looks last; Conv2d takes [channels, height, width] (if the data "
+     "is [height, width, channels], add '- Permute: {dims: [2, 0, 1]}' before it to make it [1, 28, 28])"),
+]
+
+
+@pytest.mark.parametrize("code, loss, model, line", CASES, ids=[c[0] for c in CASES])
+def test_lint_message(code, loss, model, line):
+    assert lint_lines(loss, model) == [line]
+
+
+@pytest.mark.parametrize("code, loss, model, line", CASES, ids=[c[0] for c in CASES])
+def test_ignore_silences_the_lint(code, loss, model, line):
+    assert lint_lines(loss, model, ignore=code) == []
+    compile_spec(load_spec_text(spec_text(loss, model, ignore=code)))  # no SpecError
+
+
+@pytest.mark.parametrize("code, loss, model, line", CASES, ids=[c[0] for c in CASES])
+def test_specnn_validate(code, loss, model, line, tmp_path, cli_runner, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.yaml").write_text(spec_text(loss, model))
+    result = cli_runner.invoke(cli, ["validate", "net.yaml"])
+    if LINTS[code].severity == "error":
+        assert (result.exit_code, result.stdout) == (2, "")
+        assert line in result.stderr.splitlines()
+    else:
+        assert (result.exit_code, result.stdout, result.stderr) == (0, "net.yaml: ok\n", line + "\n")
+
+
+def test_log_softmax_with_cross_entropy_suggests_nll_loss():
+    model = MLP_LOGITS + "    - LogSoftmax: {dim: -1}\n"
+    assert lint_lines("CrossEntropyLoss", model) == [
+        "net.yaml:12:7: model.layers[3].LogSoftmax: [S101] LogSoftmax 'logsoftmax' produces the model output, "
+        "but CrossEntropyLoss applies LogSoftmax itself (remove it, or use NLLLoss, which expects "
+        "log-probabilities: CrossEntropyLoss takes raw scores (logits))"
+    ]
+
+
+def test_the_right_final_activation_is_clean():
+    assert lint_lines("BCELoss", MLP_SIGMOID) == []
+    assert lint_lines("NLLLoss", MLP_LOGITS + "    - LogSoftmax: {dim: -1}\n") == []
+    assert lint_lines("CrossEntropyLoss", MLP_LOGITS) == []
+    assert lint_lines("MSELoss", MLP_SOFTMAX) == []
+
+
+def test_last_layer_is_the_output_node_not_the_last_in_the_list():
+    # The Softmax is listed last but feeds nothing the model returns; 'logits' is the output.
+    model = """\
+  input: [4]
+  layers:
+    - Linear: {out_features: 3}
+      name: logits
+    - Softmax: {dim: -1}
+      name: probabilities
+  outputs: [logits]
+"""
+    assert lint_lines("CrossEntropyLoss", model) == []
+    assert lint_lines("NLLLoss", model) == [
+        "net.yaml:9:7: model.layers[0].Linear: [S104] NLLLoss needs log-probabilities, but the model output "
+        "comes from Linear 'logits', not a LogSoftmax (add '- LogSoftmax: {dim: -1}' as the last layer, or use "
+        "CrossEntropyLoss without one)"
+    ]
+
+
+def test_a_softmax_before_a_flatten_is_still_the_last_layer():
+    model = """\
+  input: [3]
+  layers:
+    - Softmax: {dim: -1}
+    - Flatten:
+"""
+    assert [line.split(": [")[1][:4] for line in lint_lines("CrossEntropyLoss", model)] == ["S101"]
+
+
+def test_a_norm_or_activation_between_linears_is_not_stacking():
+    for between in ("    - ReLU:\n", "    - LayerNorm:\n", "    - Tanh:\n"):
+        model = f"  input: [4]\n  layers:\n    - Linear: {{out_features: 8}}\n{between}    - Linear: {{out_features: 3}}\n"
+        assert lint_lines("CrossEntropyLoss", model) == [], between
+
+
+def test_stacked_linears_through_a_flatten_are_found():
+    model = """\
+  input: [2, 4]
+  layers:
+    - Linear: {out_features: 8}
+    - Flatten:
+    - Linear: {out_features: 3}
+"""
+    assert [line[:40] for line in lint_lines("CrossEntropyLoss", model)] == ["net.yaml:11:7: model.layers[2].Linear: w"]
+
+
+def test_channels_first_input_is_clean():
+    model = CHANNELS_LAST.replace("[28, 28, 1]", "[1, 28, 28]")
+    assert lint_lines("CrossEntropyLoss", model) == []
+
+
+def test_channels_last_hint_comes_with_a_shape_error():
+    # [32, 32, 3] with a 5x5 kernel fails shape inference (width 3 < 5); the lint still runs, and
+    # since it is a warning, only the error stops compilation.
+    model = CHANNELS_LAST.replace("[28, 28, 1]", "[32, 32, 3]").replace("kernel_size: 1", "kernel_size: 5")
+    spec = load_spec_text(spec_text("CrossEntropyLoss", model), file="net.yaml")
+    with pytest.raises(SpecError) as info:
+        compile_spec(spec)
+    assert [p.code for p in info.value.problems] == ["shape"]
+
+
+def test_every_lint_code_has_a_rule():
+    # S108 is checked once data is read (check_output_classes), the others by RULES at compile time.
+    assert {c[0] for c in CASES} | {"S108"} == set(LINTS)
+    assert len(RULES) == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# S108: known once the data is read
+
+
+def compiled_mlp(ignore: str = ""):
+    return compile_spec(load_spec_text(spec_text("CrossEntropyLoss", MLP_LOGITS, ignore), file="net.yaml"))
+
+
+def test_output_classes_mismatch():
+    problems = check_output_classes(compiled_mlp(), 10)
+    assert [p.format() for p in problems] == [
+        "net.yaml:11:7: model.layers[2].Linear: [S108] Linear 'fc2' gives 3 outputs per sample, but the data "
+        "has 10 classes (set out_features: 10)"
+    ]
+    assert problems[0].severity == "error"
+
+
+def test_output_classes_match_unknown_or_ignored():
+    assert check_output_classes(compiled_mlp(), 3) == []
+    assert check_output_classes(compiled_mlp(), None) == []
+    assert check_output_classes(compiled_mlp(ignore="S108"), 10) == []
+
+
+def test_output_classes_only_for_class_index_losses():
+    compiled = compile_spec(load_spec_text(spec_text("MSELoss", MLP_LOGITS)))
+    assert check_output_classes(compiled, 10) == []
+
+
+def test_count_classes():
+    assert count_classes(np.array([0, 1, 4]), None) == 5
+    assert count_classes(np.array([1, 0]), ["setosa", "versicolor", "virginica"]) == 3
+    assert count_classes(np.array([0.5, 2.0]), None) is None
+    assert count_classes(np.array([-1, 2]), None) is None
+    assert count_classes(np.array([[0, 1]]), None) is None
