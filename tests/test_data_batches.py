@@ -45,8 +45,9 @@ def test_batches_cover_every_sample_once_per_epoch(use_dataloader):
     epochs = []
     for _ in range(2):
         got = list(batches(data, 5, shuffle=True, generator=generator, use_dataloader=use_dataloader))
-        assert [len(x) for x, _ in got] == [5, 5, 5, 5, 3]
-        xs = torch.cat([x for x, _ in got])[:, 0]
+        assert [len(y) for _, y in got] == [5, 5, 5, 5, 3]
+        assert all(len(inputs) == 1 and len(inputs[0]) == len(y) for inputs, y in got)
+        xs = torch.cat([x for (x,), _ in got])[:, 0]
         ys = torch.cat([y for _, y in got])
         assert sorted(ys.tolist()) == list(range(23))
         assert torch.equal(xs, ys.float())  # pairs stay together

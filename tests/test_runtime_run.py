@@ -67,7 +67,7 @@ def test_run_directory_holds_the_resolved_spec_model_metrics_weights_and_meta(tr
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["classes"] == ["setosa", "versicolor", "virginica"]
     assert meta["task"] == "classification"
-    assert meta["input"] == {"name": "x", "shape": [4], "dtype": "float32"}
+    assert meta["inputs"] == [{"name": "x", "shape": [4], "dtype": "float32"}]
     assert meta["output"]["shape"] == [3]
     assert meta["versions"]["torch"] == torch.__version__
     assert not any(p.name.startswith(".") for p in folder.iterdir())  # no temporary files left

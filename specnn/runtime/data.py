@@ -9,8 +9,8 @@ also go through a ``torch.utils.data.DataLoader`` (for later sources that do not
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -18,35 +18,133 @@ import torch
 from specnn.catalog.base import resolve
 from specnn.catalog.losses import LOSSES
 from specnn.catalog.sources import SOURCES
-from specnn.runtime.sources import Arrays
-from specnn.spec.errors import DataError, Problem
+from specnn.runtime.sources import Arrays, Features, take_features
+from specnn.spec.errors import DataError, Problem, SpecError, suggestion_hint
 
 if TYPE_CHECKING:
     from specnn.spec.models import Spec
 
-__all__ = ["Arrays", "Tensors", "load_arrays", "split", "prepare_targets", "to_tensors", "batches"]
+__all__ = [
+    "Arrays", "Tensors", "load_arrays", "match_inputs", "split", "prepare_targets", "to_tensors", "batches",
+]
+
+NUMPY_DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64}
 
 
 @dataclass
 class Tensors:
-    """Features and targets as tensors on one device, first dimension = samples."""
+    """A data set on one device: one tensor per model input (in ``model.inputs`` order) and targets.
 
-    x: torch.Tensor
+    The first dimension of every tensor is the sample.
+    """
+
+    inputs: tuple[torch.Tensor, ...]
     y: torch.Tensor
 
     def __len__(self) -> int:
-        return self.x.shape[0]
+        return self.y.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.y.device
 
 
 def load_arrays(spec: "Spec") -> Arrays:
     """Load the spec's data source (``data: {csv: ...}`` etc.) as arrays.
 
+    Problems a loader reports without a file (synthetic data, scikit-learn sets) are located
+    at the data source in the spec.
+
     Raises:
         DataError: the data cannot be read (file, row and column named).
+        SpecError: the source needs a package that is not installed.
     """
     source = SOURCES[spec.data.kind]
     loader = resolve(source.loader)
-    return loader(spec.data.args, spec.base_dir, spec.seed)
+    try:
+        return loader(spec.data.args, spec.base_dir, spec.seed)
+    except SpecError as e:
+        e.problems = [_locate_in_spec(spec, p) for p in e.problems]
+        raise type(e)(e.problems) from None
+
+
+def _locate_in_spec(spec: "Spec", problem: Problem) -> Problem:
+    if problem.file is not None:
+        return problem
+    path = problem.path or ("data", spec.data.kind)
+    return replace(problem, path=path).at(*spec.locate(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# matching the data to the model's inputs
+
+
+def match_inputs(spec: "Spec", inputs: Mapping[str, Any], features: Features) -> dict[str, np.ndarray]:
+    """The data's features as one array per model input, in ``inputs`` order.
+
+    ``features`` is one array (for a model with one input) or a mapping from input name to
+    array. Each array is shaped ``(N, *input shape)`` -- flat features are reshaped when the
+    sizes agree -- and cast to the input's dtype; ``int64`` inputs (token ids for ``Embedding``)
+    must hold whole numbers and stay int64.
+
+    Args:
+        spec: the spec, to locate problems.
+        inputs: the compiled model's inputs, name -> type with ``shape`` and ``dtype``.
+        features: what the data source loaded.
+
+    Raises:
+        DataError: arrays missing for some inputs or left over, or that do not fit an input.
+    """
+    named = _name_arrays(spec, list(inputs), features)
+    return {name: _fit_input(spec, name, named[name], inputs[name], len(inputs) > 1) for name in inputs}
+
+
+def _name_arrays(spec: "Spec", names: list[str], features: Features) -> Mapping[str, np.ndarray]:
+    if not isinstance(features, Mapping):
+        if len(names) == 1:
+            return {names[0]: features}
+        raise _data_problem(
+            spec, ("data", spec.data.kind),
+            f"the model has {len(names)} inputs ({', '.join(names)}) but the data source gives one array",
+            hint="give one array per model input, by input name",
+        )
+    missing = [n for n in names if n not in features]
+    extra = [n for n in features if n not in names]
+    if missing or extra:
+        parts = [f"no data for model input(s) {', '.join(missing)}"] if missing else []
+        parts += [f"data for {', '.join(extra)}, which the model does not have"] if extra else []
+        raise _data_problem(spec, ("data", spec.data.kind), "; ".join(parts) + f" (model inputs: {', '.join(names)})",
+                            hint=suggestion_hint(extra[0], missing) if missing and extra else None)
+    return features
+
+
+def _fit_input(spec: "Spec", name: str, array: np.ndarray, tensor_type: Any, several: bool) -> np.ndarray:
+    where = ("model", "inputs", name) if several else ("model", "input")
+    label = f"input '{name}'" if several else "input"
+    shape = tuple(tensor_type.shape)
+    per_sample = tuple(array.shape[1:])
+    if per_sample != shape:
+        if math.prod(per_sample) != math.prod(shape):
+            raise _data_problem(
+                spec, where,
+                f"the data has {list(per_sample)} features per sample but the model {label} is {list(shape)}",
+                code="data-shape",
+            )
+        array = array.reshape(len(array), *shape)
+    if tensor_type.dtype == "int64" and array.dtype.kind not in "iub":
+        if not np.all(array == np.round(array)):
+            raise _data_problem(spec, where, f"the model {label} is int64 (e.g. token ids) but the data holds "
+                                             "fractional values", code="data-dtype")
+    return array.astype(NUMPY_DTYPES[tensor_type.dtype], copy=False)
+
+
+def _data_problem(spec: "Spec", path: tuple, message: str, code: str = "data", hint: Optional[str] = None) -> DataError:
+    file, line, col = spec.locate(path)
+    return DataError([Problem(code, message, path, file=file, line=line, col=col, hint=hint)])
+
+
+# ---------------------------------------------------------------------------------------------
+# split, targets, tensors, batches
 
 
 def split(arrays: Arrays, validation_split: float, seed: int) -> tuple[Arrays, Optional[Arrays]]:
@@ -69,7 +167,7 @@ def split(arrays: Arrays, validation_split: float, seed: int) -> tuple[Arrays, O
                                  ("data", "validation_split"))])
     order = np.random.default_rng(seed).permutation(n)
     train_at, val_at = np.sort(order[n_val:]), np.sort(order[:n_val])
-    take = lambda at: Arrays(arrays.features[at], arrays.targets[at], arrays.classes)  # noqa: E731
+    take = lambda at: Arrays(take_features(arrays.features, at), arrays.targets[at], arrays.classes)  # noqa: E731
     return take(train_at), take(val_at)
 
 
@@ -114,10 +212,21 @@ def _class_indices(targets: np.ndarray, loss: str, output_shape: Sequence[int]) 
     return indices
 
 
-def to_tensors(features: np.ndarray, targets: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensors:
-    """Move a whole data set to the device once."""
-    x = torch.as_tensor(features).to(device=device, dtype=dtype)
-    return Tensors(x, torch.as_tensor(targets).to(device))
+def to_tensors(features: Features, targets: np.ndarray, device: torch.device) -> Tensors:
+    """Move a whole data set to the device once; each array keeps its dtype (int64 ids stay int64).
+
+    Args:
+        features: one array (a model with one input), or one per input in ``model.inputs``
+            order, as :func:`match_inputs` gives them.
+        targets: as :func:`prepare_targets` gives them.
+        device: where training runs.
+    """
+    arrays = tuple(features.values()) if isinstance(features, Mapping) else (features,)
+    inputs = tuple(torch.as_tensor(np.ascontiguousarray(a)).to(device) for a in arrays)
+    return Tensors(inputs, torch.as_tensor(targets).to(device))
+
+
+Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor]
 
 
 def batches(
@@ -127,12 +236,13 @@ def batches(
     shuffle: bool = False,
     generator: Optional[torch.Generator] = None,
     use_dataloader: bool = False,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of (x, y) batches; every sample appears exactly once.
+) -> Iterator[Batch]:
+    """One epoch of ``(inputs, y)`` batches, ``inputs`` a tuple for ``model(*inputs)``.
 
-    The default path gathers the data set in a seeded order once per epoch and yields
-    contiguous slices of it. ``use_dataloader`` goes through a DataLoader instead (per-sample
-    indexing and collate, so slower); it is the seam for sources that do not fit in memory.
+    Every sample appears exactly once per epoch. The default path gathers the data set in a
+    seeded order once per epoch and yields contiguous slices of it. ``use_dataloader`` goes
+    through a DataLoader instead (per-sample indexing and collate, so slower); it is the seam
+    for sources that do not fit in memory.
     """
     if use_dataloader:
         return _dataloader_batches(data, batch_size, shuffle, generator)
@@ -140,17 +250,19 @@ def batches(
 
 
 def _tensor_batches(data: Tensors, batch_size: int, shuffle: bool, generator: Optional[torch.Generator]):
-    x, y = data.x, data.y
+    inputs, y = data.inputs, data.y
     if shuffle:
         # The permutation is drawn on the CPU so one seed gives one order on every device.
-        order = torch.randperm(len(data), generator=generator).to(x.device)
-        x, y = x[order], y[order]
+        order = torch.randperm(len(data), generator=generator).to(y.device)
+        inputs, y = tuple(x[order] for x in inputs), y[order]
     for start in range(0, len(data), batch_size):
-        yield x[start:start + batch_size], y[start:start + batch_size]
+        end = start + batch_size
+        yield tuple(x[start:end] for x in inputs), y[start:end]
 
 
 def _dataloader_batches(data: Tensors, batch_size: int, shuffle: bool, generator: Optional[torch.Generator]):
     from torch.utils.data import DataLoader, TensorDataset
 
-    loader = DataLoader(TensorDataset(data.x, data.y), batch_size=batch_size, shuffle=shuffle, generator=generator)
-    yield from loader
+    loader = DataLoader(TensorDataset(*data.inputs, data.y), batch_size=batch_size, shuffle=shuffle, generator=generator)
+    for *inputs, y in loader:
+        yield tuple(inputs), y

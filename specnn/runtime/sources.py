@@ -13,7 +13,7 @@ import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -21,22 +21,34 @@ from specnn.catalog.sources import CsvArgs, NpzArgs, SyntheticArgs
 from specnn.spec.errors import DataError, Problem, suggestion_hint
 
 
+# One array (a model with one input), or one per model input, by input name.
+Features = Union[np.ndarray, Mapping[str, np.ndarray]]
+
+
 @dataclass
 class Arrays:
     """A whole data set in memory.
 
     Attributes:
-        features: float32, shape (N, *per-sample shape).
+        features: shape (N, *per-sample shape): float32, or int64 for integer data (token ids);
+            a mapping from model input name to such an array for a model with several inputs.
         targets: int64 class indices, or float32 values; first dimension N.
         classes: label names for string labels (index i is class i); None otherwise.
     """
 
-    features: np.ndarray
+    features: Features
     targets: np.ndarray
     classes: Optional[list[str]] = None
 
     def __len__(self) -> int:
-        return len(self.features)
+        return len(self.targets)
+
+
+def take_features(features: Features, at: np.ndarray) -> Features:
+    """The samples at ``at`` (indices or a mask), from one array or from each named array."""
+    if isinstance(features, Mapping):
+        return {name: array[at] for name, array in features.items()}
+    return features[at]
 
 
 def data_error(file: Path | str, message: str, *, code: str = "data", hint: str | None = None) -> DataError:

@@ -8,7 +8,6 @@ into these small functions, in the order the loop shows; there is no callback fr
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -117,11 +116,11 @@ def train_one_epoch(model, data: Tensors, loss_fn, optimizer, batch_size: int, s
     The running total stays on the device: one ``.item()`` per epoch, not one GPU sync per step.
     """
     model.train()
-    total = torch.zeros((), device=data.x.device)
-    for x, y in batches(data, batch_size, shuffle=shuffle, generator=generator):
+    total = torch.zeros((), device=data.device)
+    for inputs, y in batches(data, batch_size, shuffle=shuffle, generator=generator):
         # forward
-        loss = loss_fn(model(x), y)
-        batch_total = _batch_total(loss, len(x), loss_fn)
+        loss = loss_fn(model(*inputs), y)
+        batch_total = _batch_total(loss, len(y), loss_fn)
         # backward, step, and clear gradients (set_to_none frees them until the next backward)
         _scalar(loss).backward()
         optimizer.step()
@@ -137,11 +136,11 @@ def evaluate(model, data: Tensors, loss_fn, task: str, batch_size: int) -> dict[
     The model is left in eval mode; :func:`train_one_epoch` switches it back.
     """
     model.eval()
-    total = torch.zeros((), device=data.x.device)
-    correct = torch.zeros((), device=data.x.device, dtype=torch.int64)
-    for x, y in batches(data, batch_size):
-        output = model(x)
-        total += _batch_total(loss_fn(output, y), len(x), loss_fn)
+    total = torch.zeros((), device=data.device)
+    correct = torch.zeros((), device=data.device, dtype=torch.int64)
+    for inputs, y in batches(data, batch_size):
+        output = model(*inputs)
+        total += _batch_total(loss_fn(output, y), len(y), loss_fn)
         if task != "regression":
             correct += (predicted_labels(output, task, loss_fn) == y).sum()
     result = {"val_loss": total.item() / len(data)}
@@ -195,15 +194,14 @@ def seed_everything(seed: int) -> None:
 
 def prepare_data(spec: Any, compiled: Any, device: torch.device) -> Prepared:
     """Load, check, split and move the data to the device, targets in the loss's form."""
-    input_type, output_shape = single_input_output(spec, compiled)
+    output_shape = single_output(spec, compiled)
     arrays = data_module.load_arrays(spec)
-    features = fit_features(spec, arrays.features, input_type.shape)
+    features = data_module.match_inputs(spec, compiled.inputs, arrays.features)
     loss = spec.loss.kind
     arrays.targets = data_module.prepare_targets(arrays.targets, loss, output_shape)
     arrays.features = features
     train_arrays, val_arrays = data_module.split(arrays, spec.data.validation_split, spec.seed)
-    dtype = TORCH_DTYPES[input_type.dtype]
-    to_device = lambda a: data_module.to_tensors(a.features, a.targets, device, dtype)  # noqa: E731
+    to_device = lambda a: data_module.to_tensors(a.features, a.targets, device)  # noqa: E731
     return Prepared(
         to_device(train_arrays),
         to_device(val_arrays) if val_arrays is not None else None,
@@ -212,32 +210,13 @@ def prepare_data(spec: Any, compiled: Any, device: torch.device) -> Prepared:
     )
 
 
-def single_input_output(spec: Any, compiled: Any) -> tuple[Any, tuple[int, ...]]:
-    """The model's one input type and one output shape (training feeds one tensor to one loss)."""
-    problems = []
-    if len(compiled.inputs) != 1:
-        problems.append(_problem(spec, ("model", "inputs"), "training feeds one input tensor; this model has "
-                                 f"{len(compiled.inputs)} inputs"))
+def single_output(spec: Any, compiled: Any) -> tuple[int, ...]:
+    """The model's one output shape: training applies one loss to one output."""
     if len(compiled.outputs) != 1:
-        problems.append(_problem(spec, ("model", "outputs"), "training applies one loss to one output; this model has "
-                                 f"{len(compiled.outputs)} outputs"))
-    if problems:
-        raise SpecError(problems)
-    return next(iter(compiled.inputs.values())), tuple(next(iter(compiled.outputs.values())))
-
-
-def fit_features(spec: Any, features: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Features shaped (N, *model input); flat features are reshaped when the sizes agree."""
-    per_sample = tuple(features.shape[1:])
-    if per_sample == tuple(shape):
-        return features
-    if math.prod(per_sample) == math.prod(shape):
-        return features.reshape(len(features), *shape)
-    raise DataError([_problem(
-        spec, ("model", "input"),
-        f"the data has {list(per_sample)} features per sample but the model input is {list(shape)}",
-        code="data-shape",
-    )])
+        raise SpecError([_problem(spec, ("model", "outputs"), "training applies one loss to one output; this model "
+                                  f"has {len(compiled.outputs)} outputs ({', '.join(compiled.outputs)})",
+                                  hint="list one output node in model.outputs")])
+    return tuple(next(iter(compiled.outputs.values())))
 
 
 def make_loss(spec: Any, device: torch.device) -> torch.nn.Module:
@@ -258,13 +237,12 @@ def run_meta(spec: Any, compiled: Any, prepared: Prepared, device: torch.device)
     """What ``meta.json`` records: enough to use the model without the training data."""
     from specnn import __version__
 
-    (input_name, input_type), = compiled.inputs.items()
     (output_name, output_shape), = compiled.outputs.items()
     return {
         "name": spec.name,
         "task": prepared.task,
         "classes": prepared.classes,
-        "input": {"name": input_name, "shape": list(input_type.shape), "dtype": input_type.dtype},
+        "inputs": [{"name": name, "shape": list(t.shape), "dtype": t.dtype} for name, t in compiled.inputs.items()],
         "output": {"name": output_name, "shape": list(output_shape)},
         "samples": {"train": len(prepared.train), "validation": len(prepared.validation or [])},
         "device": str(device),
@@ -272,6 +250,6 @@ def run_meta(spec: Any, compiled: Any, prepared: Prepared, device: torch.device)
     }
 
 
-def _problem(spec: Any, path: tuple, message: str, code: str = "train") -> Problem:
+def _problem(spec: Any, path: tuple, message: str, code: str = "train", hint: Optional[str] = None) -> Problem:
     file, line, col = spec.locate(path)
-    return Problem(code, message, path, file=file, line=line, col=col)
+    return Problem(code, message, path, file=file, line=line, col=col, hint=hint)
