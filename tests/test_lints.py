@@ -259,3 +259,21 @@ def test_count_classes():
     assert count_classes(np.array([0.5, 2.0]), None) is None
     assert count_classes(np.array([-1, 2]), None) is None
     assert count_classes(np.array([[0, 1]]), None) is None
+
+
+def test_training_stops_at_s108_once_the_data_is_read(iris_spec, tmp_path):
+    from specnn.runtime.trainer import train
+
+    text = iris_spec.read_text().replace("out_features: 3}", "out_features: 4}")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "iris.csv").write_bytes((iris_spec.parent / "data" / "iris.csv").read_bytes())
+    (tmp_path / "iris.yaml").write_text(text)
+    from specnn.spec.loader import load_spec
+
+    with pytest.raises(SpecError) as info:
+        train(load_spec(tmp_path / "iris.yaml"), out=tmp_path / "run", quiet=True)
+    assert [p.format() for p in info.value.problems] == [
+        f"{tmp_path / 'iris.yaml'}:11:7: model.layers[2].Linear: [S108] Linear 'fc2' gives 4 outputs per sample, "
+        "but the data has 3 classes (set out_features: 3)"
+    ]
+    assert not (tmp_path / "run").exists()

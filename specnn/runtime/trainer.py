@@ -196,6 +196,7 @@ def prepare_data(spec: Any, compiled: Any, device: torch.device) -> Prepared:
     """Load, check, split and move the data to the device, targets in the loss's form."""
     output_shape = single_output(spec, compiled)
     arrays = data_module.load_arrays(spec)
+    check_classes(compiled, arrays)
     features = data_module.match_inputs(spec, compiled.inputs, arrays.features)
     loss = spec.loss.kind
     arrays.targets = data_module.prepare_targets(arrays.targets, loss, output_shape)
@@ -217,6 +218,15 @@ def single_output(spec: Any, compiled: Any) -> tuple[int, ...]:
                                   f"has {len(compiled.outputs)} outputs ({', '.join(compiled.outputs)})",
                                   hint="list one output node in model.outputs")])
     return tuple(next(iter(compiled.outputs.values())))
+
+
+def check_classes(compiled: Any, arrays: Any) -> None:
+    """Lint S108, known only now: a classifier's output width must equal the data's class count."""
+    from specnn.compiler.lints import check_output_classes, count_classes
+
+    problems = check_output_classes(compiled, count_classes(arrays.targets, arrays.classes))
+    if problems:
+        raise SpecError(problems)
 
 
 def make_loss(spec: Any, device: torch.device) -> torch.nn.Module:
