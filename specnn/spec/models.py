@@ -143,12 +143,24 @@ class ModelSpec(Strict):
 # ---------------------------------------------------------------------------------------------
 # data, loss, optimizer, train, export
 
+class PreprocessSpec(Strict):
+    """Feature preprocessing, fitted once and stored in the run (``preprocess.json``)."""
+
+    scale: Literal["none", "standard", "minmax"] = Field(
+        "none", description="standard: (x - mean) / std; minmax: (x - min) / (max - min); fitted on the training split"
+    )
+    categorical: dict[str, Literal["onehot", "index"]] = Field(
+        default_factory=dict, description="CSV columns holding categories, each encoded one-hot or as an index"
+    )
+
+
 DataSpec = choice_model(
     "DataSpec",
     SOURCES,
     "data source",
     "Where samples come from, and how they are split.",
     validation_split=(float, Field(0.2, ge=0, lt=1, description="fraction held out for validation")),
+    preprocess=(PreprocessSpec, Field(default_factory=PreprocessSpec, description="scaling and categorical encoding")),
 )
 
 LossSpec = choice_model("LossSpec", LOSSES, "loss", "A torch.nn loss and its arguments.")
