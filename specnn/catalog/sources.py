@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
 
-from pydantic import Field, NonNegativeFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
+from pydantic_core import PydanticCustomError
 
 from specnn.catalog.base import Args
 
@@ -23,8 +24,19 @@ class CsvArgs(Args):
 
 class NpzArgs(Args):
     path: str = Field(description=".npz file, relative to the spec file's folder")
-    x: str = Field("x", description="name of the features array")
+    x: Union[str, dict[str, str]] = Field(
+        "x", description="name of the features array, or a mapping from model input name to array name"
+    )
     y: str = Field("y", description="name of the targets array")
+
+
+class SyntheticInput(Args):
+    """One model input of a synthetic data set."""
+
+    shape: list[PositiveInt] = Field(min_length=1, description="per-sample shape")
+    vocab: Optional[PositiveInt] = Field(
+        None, ge=2, description="token ids in [0, vocab) (int64, for Embedding) instead of real values"
+    )
 
 
 class SyntheticArgs(Args):
@@ -35,6 +47,38 @@ class SyntheticArgs(Args):
     outputs: PositiveInt = Field(1, description="regression only: targets per sample")
     noise: NonNegativeFloat = 0.1
     seed: Optional[int] = Field(None, description="default: the spec's seed")
+    vocab: Optional[PositiveInt] = Field(
+        None, ge=2, description="token ids in [0, vocab) (int64, for Embedding) instead of real values"
+    )
+    inputs: Optional[dict[str, SyntheticInput]] = Field(
+        None, description="several model inputs by name, each with its shape (and vocab); instead of shape"
+    )
+
+    @model_validator(mode="after")
+    def _shape_or_inputs(self) -> "SyntheticArgs":
+        both = [k for k in ("shape", "vocab") if k in self.model_fields_set]
+        if self.inputs is not None and both:
+            raise PydanticCustomError(
+                "choice", "give {keys} for one input or 'inputs' for several, not both",
+                {"keys": " and ".join(f"'{k}'" for k in both)},
+            )
+        return self
+
+
+SKLEARN_SETS = ("iris", "digits", "wine", "breast_cancer")
+
+
+class SklearnArgs(Args):
+    name: Literal[SKLEARN_SETS] = Field(  # type: ignore[valid-type]
+        description="a data set bundled with scikit-learn, read offline: " + ", ".join(SKLEARN_SETS)
+    )
+    as_images: bool = Field(False, description="digits only: each sample as a [1, 8, 8] image, not 64 features")
+
+    @model_validator(mode="after")
+    def _images_are_digits(self) -> "SklearnArgs":
+        if self.as_images and self.name != "digits":
+            raise PydanticCustomError("value", "as_images is for 'digits' only, not '{name}'", {"name": self.name})
+        return self
 
 
 @dataclass(frozen=True)
@@ -50,5 +94,6 @@ SOURCES: dict[str, SourceDef] = {
         SourceDef("csv", CsvArgs, "specnn.runtime.sources:load_csv"),
         SourceDef("npz", NpzArgs, "specnn.runtime.sources:load_npz"),
         SourceDef("synthetic", SyntheticArgs, "specnn.runtime.sources:make_synthetic"),
+        SourceDef("sklearn", SklearnArgs, "specnn.runtime.sources:load_sklearn"),
     )
 }

@@ -17,8 +17,8 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from specnn.catalog.sources import CsvArgs, NpzArgs, SyntheticArgs
-from specnn.spec.errors import DataError, Problem, suggestion_hint
+from specnn.catalog.sources import CsvArgs, NpzArgs, SklearnArgs, SyntheticArgs, SyntheticInput
+from specnn.spec.errors import DataError, Problem, SpecError, suggestion_hint
 
 
 # One array (a model with one input), or one per model input, by input name.
@@ -167,31 +167,47 @@ def encode_labels(labels: Sequence[str]) -> tuple[np.ndarray, Optional[list[str]
 def load_npz(args: NpzArgs, base_dir: Path, seed: int = 0) -> Arrays:
     """Read features and targets from named arrays in a ``.npz`` file (no pickled objects).
 
+    ``x`` names one features array, or maps each model input name to an array name. Integer
+    and boolean features are kept as int64 (token ids); other numbers become float32.
+
     Raises:
-        DataError: missing or unreadable file, or an array name the file does not hold.
+        DataError: missing or unreadable file, an array name the file does not hold, arrays of
+            different lengths, or non-numeric features.
     """
     path = resolve_path(args.path, base_dir)
     if not path.is_file():
         raise data_error(path, "data file not found", code="file")
+    x_names = args.x if isinstance(args.x, dict) else {None: args.x}
     try:
         with np.load(path, allow_pickle=False) as archive:
-            available = list(archive.files)
-            missing = [name for name in (args.x, args.y) if name not in available]
-            if missing:
-                raise data_error(
-                    path,
-                    f"no array named {', '.join(repr(m) for m in missing)} (arrays: {', '.join(available) or 'none'})",
-                    code="column",
-                    hint=suggestion_hint(missing[0], available),
-                )
-            x, y = archive[args.x], archive[args.y]
+            _check_array_names(path, list(archive.files), [*x_names.values(), args.y])
+            x = {key: archive[name] for key, name in x_names.items()}
+            y = archive[args.y]
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise data_error(path, f"cannot read the file as .npz: {e}", code="file") from None
-    if len(x) != len(y):
-        raise data_error(path, f"'{args.x}' has {len(x)} samples but '{args.y}' has {len(y)}")
+    features = {key: _npz_features(path, x_names[key], array, args.y, len(y)) for key, array in x.items()}
+    return Arrays(features[None] if None in features else features, *_npz_targets(y))
+
+
+def _check_array_names(path: Path, available: list[str], wanted: list[str]) -> None:
+    missing = list(dict.fromkeys(name for name in wanted if name not in available))
+    if missing:
+        raise data_error(
+            path,
+            f"no array named {', '.join(repr(m) for m in missing)} (arrays: {', '.join(available) or 'none'})",
+            code="column",
+            hint=suggestion_hint(missing[0], available),
+        )
+
+
+def _npz_features(path: Path, name: str, x: np.ndarray, y_name: str, samples: int) -> np.ndarray:
+    if len(x) != samples:
+        raise data_error(path, f"'{name}' has {len(x)} samples but '{y_name}' has {samples}")
+    if x.dtype == np.bool_ or np.issubdtype(x.dtype, np.integer):
+        return x.astype(np.int64)
     if not np.issubdtype(x.dtype, np.number):
-        raise data_error(path, f"'{args.x}' holds {x.dtype} values, not numbers")
-    return Arrays(x.astype(np.float32), *_npz_targets(y))
+        raise data_error(path, f"'{name}' holds {x.dtype} values, not numbers")
+    return x.astype(np.float32)
 
 
 def _npz_targets(y: np.ndarray) -> tuple[np.ndarray, Optional[list[str]]]:
@@ -207,20 +223,80 @@ def _npz_targets(y: np.ndarray) -> tuple[np.ndarray, Optional[list[str]]]:
 
 
 def make_synthetic(args: SyntheticArgs, base_dir: Path, seed: int = 0) -> Arrays:
-    """A seeded, learnable data set.
+    """A seeded, learnable data set, with one input (``shape``) or several (``inputs``).
 
-    Classification: each class has its own mean (a standard normal draw); samples are that mean
-    plus ``noise``-scaled normal noise. Regression: a random linear map plus noise.
+    Classification: each class has its own mean per input (a standard normal draw), and a sample
+    is its class's mean plus ``noise``-scaled normal noise; token inputs (``vocab``) draw each id
+    from a distribution of the class, mixed with ``noise`` of uniform ids. Regression: a random
+    linear map of every input (of a token's own random vector, for token inputs) plus noise.
+    Several inputs give a mapping from input name to array, each carrying part of the signal.
     """
     rng = np.random.default_rng(args.seed if args.seed is not None else seed)
-    shape = tuple(args.shape)
+    inputs = args.inputs if args.inputs is not None else {None: SyntheticInput(shape=args.shape, vocab=args.vocab)}
     if args.task == "classification":
-        centers = rng.standard_normal((args.classes, *shape))
         labels = rng.integers(0, args.classes, size=args.samples)
-        x = centers[labels] + args.noise * rng.standard_normal((args.samples, *shape))
-        return Arrays(x.astype(np.float32), labels.astype(np.int64), [str(c) for c in range(args.classes)])
+        features = {name: _class_input(rng, spec, labels, args) for name, spec in inputs.items()}
+        targets, classes = labels.astype(np.int64), [str(c) for c in range(args.classes)]
+    else:
+        features, parts = {}, []
+        for name, spec in inputs.items():
+            features[name], part = _regression_input(rng, spec, args)
+            parts.append(part)
+        noise = args.noise * rng.standard_normal((args.samples, args.outputs))
+        targets, classes = (sum(parts) / math.sqrt(len(parts)) + noise).astype(np.float32), None
+    return Arrays(features[None] if None in features else features, targets, classes)
+
+
+def _class_input(rng: np.random.Generator, spec: SyntheticInput, labels: np.ndarray, args: SyntheticArgs) -> np.ndarray:
+    shape = tuple(spec.shape)
+    if spec.vocab is None:
+        centers = rng.standard_normal((args.classes, *shape))
+        x = centers[labels] + args.noise * rng.standard_normal((len(labels), *shape))
+        return x.astype(np.float32)
+    # Each class prefers some ids: a peaked distribution over the vocabulary, mixed with uniform noise.
+    logits = 2.0 * rng.standard_normal((args.classes, spec.vocab))
+    per_class = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    probabilities = (1 - min(args.noise, 1.0)) * per_class + min(args.noise, 1.0) / spec.vocab
+    draws = rng.random((len(labels), *shape))
+    ids = np.empty(draws.shape, dtype=np.int64)
+    for c, p in enumerate(probabilities):  # inverse-CDF sampling, one class at a time
+        ids[labels == c] = np.searchsorted(np.cumsum(p), draws[labels == c], side="right")
+    return np.minimum(ids, spec.vocab - 1)
+
+
+def _regression_input(rng: np.random.Generator, spec: SyntheticInput, args: SyntheticArgs) -> tuple[np.ndarray, np.ndarray]:
+    """An input and its contribution to the targets, (N, outputs)."""
+    shape, n = tuple(spec.shape), args.samples
     size = math.prod(shape)
-    weights = rng.standard_normal((size, args.outputs)) / math.sqrt(size)
-    x = rng.standard_normal((args.samples, *shape))
-    y = x.reshape(args.samples, size) @ weights + args.noise * rng.standard_normal((args.samples, args.outputs))
-    return Arrays(x.astype(np.float32), y.astype(np.float32), None)
+    if spec.vocab is None:
+        weights = rng.standard_normal((size, args.outputs)) / math.sqrt(size)
+        x = rng.standard_normal((n, *shape))
+        return x.astype(np.float32), x.reshape(n, size) @ weights
+    token_values = rng.standard_normal((spec.vocab, args.outputs))
+    ids = rng.integers(0, spec.vocab, size=(n, *shape))
+    return ids.astype(np.int64), token_values[ids.reshape(n, size)].mean(axis=1) * math.sqrt(size)
+
+
+# ---------------------------------------------------------------------------------------------
+# scikit-learn's bundled data sets
+
+
+def load_sklearn(args: SklearnArgs, base_dir: Path, seed: int = 0) -> Arrays:
+    """One of scikit-learn's small bundled data sets, read from the installed package (offline).
+
+    Features are float32 (``digits`` with ``as_images``: [1, 8, 8] images); targets are class
+    indices and ``classes`` holds scikit-learn's target names (``"0"`` ... ``"9"`` for digits).
+
+    Raises:
+        SpecError: scikit-learn is not installed (the message says how to install it).
+    """
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise SpecError([Problem(
+            "missing-extra", f"the sklearn data source ('{args.name}') needs scikit-learn, which is not installed",
+            hint='pip install "specnn[sklearn]"',
+        )]) from None
+    bunch = getattr(datasets, f"load_{args.name}")()
+    features = bunch.images[:, None] if args.as_images else bunch.data
+    return Arrays(features.astype(np.float32), bunch.target.astype(np.int64), [str(n) for n in bunch.target_names])
