@@ -93,6 +93,19 @@ def validate(files: tuple[str, ...]) -> None:
         raise ProblemsReported(failed)
 
 
+@cli.command(name="inspect")
+@click.argument("spec_file", type=SPEC_FILE)
+@click.option("--json", "as_json", is_flag=True, help="print a JSON document instead of the table")
+@reports_problems
+def inspect_command(spec_file: str, as_json: bool) -> None:
+    """Print SPEC_FILE's layer table: output shapes, parameter counts and totals."""
+    from specnn.compiler.summary import format_table, summarize
+
+    _, compiled = load_and_compile(spec_file)
+    summary = summarize(compiled)
+    click.echo(json.dumps(summary.to_json(), indent=2) if as_json else format_table(summary))
+
+
 @cli.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="write to a file")
 def schema(output: str | None) -> None:
