@@ -1,0 +1,273 @@
+"""torch.distributed plumbing: torchrun's environment, spec checks, shards, and real 2-process gloo jobs.
+
+The multi-process tests start two CPU processes (gloo) with ``torch.multiprocessing.spawn`` or
+torchrun itself; each rank writes what it saw to a file that the test compares.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from specnn.runtime import distributed as D
+from specnn.spec.errors import SpecError
+from specnn.spec.loader import load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------------------------------------
+# environment and spec checks (one process)
+
+
+def test_launch_env_reads_torchrun_variables():
+    env = D.launch_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
+                        "MASTER_ADDR": "node0", "MASTER_PORT": "29500", "TORCHELASTIC_RESTART_COUNT": "2"})
+    assert env == D.LaunchEnv(3, 4, 1, 2, "node0", 29500, 2)
+    assert env.restarted
+
+
+def test_plain_process_is_rank_zero_of_one():
+    assert D.launch_env({}) == D.LaunchEnv()
+    assert not D.launch_env({}).restarted
+
+
+def _iris_with(tmp_path: Path, old: str, new: str) -> Path:
+    text = (ROOT / "examples" / "iris.yaml").read_text()
+    assert old in text
+    path = tmp_path / "iris.yaml"
+    path.write_text(text.replace(old, new).replace("path: data/iris.csv", f"path: {ROOT / 'examples/data/iris.csv'}"))
+    return path
+
+
+def test_global_batch_divides_across_ranks(iris_spec):
+    spec = load_spec(iris_spec)
+    assert [D.per_rank_batch_size(spec, n) for n in (1, 2, 4, 8, 16)] == [16, 8, 4, 2, 1]
+
+
+def test_indivisible_batch_is_located_at_train_batch_size(tmp_path):
+    spec = load_spec(_iris_with(tmp_path, "batch_size: 16", "batch_size: 15"))
+    with pytest.raises(SpecError) as caught:
+        D.per_rank_batch_size(spec, 2)
+    assert str(caught.value) == (
+        f"{tmp_path / 'iris.yaml'}:27:3: train.batch_size: batch_size 15 is the global batch and does not divide "
+        "evenly across 2 processes (use a multiple of the process count, e.g. 14 or 16)"
+    )
+
+
+def test_batch_smaller_than_world_suggests_only_positive_sizes(tmp_path):
+    spec = load_spec(_iris_with(tmp_path, "batch_size: 16", "batch_size: 3"))
+    with pytest.raises(SpecError, match=r"across 4 processes \(use a multiple of the process count, e.g. 4\)$"):
+        D.per_rank_batch_size(spec, 4)
+
+
+def test_backend_defaults_and_overrides(iris_spec):
+    spec = load_spec(iris_spec)
+    assert D.choose_backend(torch.device("cpu"), spec=spec) == "gloo"
+    assert D.choose_backend(torch.device("cuda", 0)) == "nccl"
+    assert D.choose_backend(torch.device("cuda", 0), "gloo") == "gloo"
+
+
+def test_nccl_without_cuda_is_a_spec_error(iris_spec):
+    spec = load_spec(iris_spec)
+    with pytest.raises(SpecError) as caught:
+        D.choose_backend(torch.device("cpu"), "nccl", spec)
+    # The spec has no train.distributed section: the nearest located parent is `train:`.
+    assert str(caught.value) == (
+        f"{iris_spec}:25:1: train.distributed.backend: backend 'nccl' needs CUDA, but training runs on cpu "
+        "(use backend: gloo, or train on a CUDA device)"
+    )
+    with pytest.raises(SpecError, match="unknown backend 'mpi' \\(use gloo"):
+        D.choose_backend(torch.device("cpu"), "mpi")
+
+
+def test_cuda_ranks_get_their_local_gpu():
+    env = D.LaunchEnv(rank=5, world_size=8, local_rank=1, local_world_size=4)
+    assert D.rank_device(torch.device("cuda"), env) == torch.device("cuda", 1)
+    assert D.rank_device(torch.device("cpu"), env) == torch.device("cpu")
+    assert D.rank_device(torch.device("cuda", 3), D.LaunchEnv()) == torch.device("cuda", 3)
+
+
+def test_world_of_one_starts_no_group():
+    with D.distributed_session(torch.device("cpu"), env=D.LaunchEnv()) as dist:
+        model = torch.nn.Linear(2, 1)
+        assert dist.wrap(model) is model and dist.unwrap(model) is model
+        assert dist.is_main and not dist.active
+        assert dist.all_reduce_sums({"a": torch.tensor(2.0)})["a"].item() == 2.0
+        dist.barrier()
+    assert not torch.distributed.is_initialized()
+
+
+def test_main_only_runs_on_rank_zero():
+    calls = []
+    D.Distributed(rank=0, world_size=2).main_only(calls.append)("rank 0")
+    D.Distributed(rank=1, world_size=2).main_only(calls.append)("rank 1")
+    assert calls == ["rank 0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# shards
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 10, 11])
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_shards_are_disjoint_equal_and_cover_the_epoch(n, world):
+    order = D.epoch_order(n, seed=5, epoch=2)
+    shards = [D.shard_indices(order, rank, world) for rank in range(world)]
+    assert len({len(s) for s in shards}) == 1  # same number of steps on every rank
+    seen = torch.cat(shards).tolist()
+    assert sorted(set(seen)) == list(range(n))  # every sample of the epoch
+    assert len(seen) == -(-n // world) * world  # padded only up to the next multiple
+    if n % world == 0:
+        assert sorted(seen) == list(range(n))  # no sample twice
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shards_match_distributed_sampler(drop_last, shuffle):
+    from torch.utils.data.distributed import DistributedSampler
+
+    dataset = list(range(11))
+    for epoch in (0, 1, 2):
+        order = D.epoch_order(len(dataset), seed=7, epoch=epoch, shuffle=shuffle)
+        for rank in range(3):
+            sampler = DistributedSampler(dataset, 3, rank, shuffle=shuffle, seed=7, drop_last=drop_last)
+            sampler.set_epoch(epoch)
+            assert D.shard_indices(order, rank, 3, drop_last).tolist() == list(sampler)
+
+
+def test_epochs_are_reshuffled():
+    assert not torch.equal(D.epoch_order(50, seed=0, epoch=0), D.epoch_order(50, seed=0, epoch=1))
+
+
+def test_forward_args_rebuilds_the_command_line_without_nproc():
+    import click
+
+    @click.command()
+    @click.argument("spec_file")
+    @click.option("--out", "out_dir")
+    @click.option("-q", "--quiet", is_flag=True)
+    @click.option("--nproc", type=int)
+    @click.option("--backend")
+    def train(**_):
+        pass
+
+    params = {"spec_file": "a.yaml", "out_dir": "runs/x", "quiet": True, "nproc": 2, "backend": None}
+    assert D.forward_args(train, params, drop=["nproc"]) == ["a.yaml", "--out", "runs/x", "-q"]
+
+
+# ---------------------------------------------------------------------------------------------
+# two real processes (gloo on CPU)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_rank(rank: int, world: int, port: int, job, folder: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    with D.distributed_session(torch.device("cpu")) as dist:
+        result = job(dist)
+    result["initialized_after"] = torch.distributed.is_initialized()
+    torch.save(result, Path(folder) / f"rank{rank}.pt")
+
+
+def _spawn(job, tmp_path: Path, world: int = 2) -> list[dict]:
+    mp.spawn(_as_rank, args=(world, _free_port(), job, str(tmp_path)), nprocs=world, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
+
+
+def _collectives(dist: D.Distributed) -> dict:
+    sums = dist.all_reduce_sums({
+        "loss": torch.tensor(1.5 * (dist.rank + 1)),
+        "count": torch.tensor(10 + dist.rank, dtype=torch.int64),
+        "confusion": torch.full((2, 2), dist.rank + 1, dtype=torch.int64),
+    })
+    order = D.epoch_order(9, seed=1, epoch=3)  # drawn independently on each rank
+    return {"sums": sums, "shard": D.shard_indices(order, dist.rank, dist.world_size), "active": dist.active,
+            "rank": dist.rank, "main": dist.is_main}
+
+
+def test_two_processes_reduce_sums_and_take_disjoint_shards(tmp_path):
+    results = _spawn(_collectives, tmp_path)
+    for rank, result in enumerate(results):
+        assert result["rank"] == rank and result["main"] == (rank == 0) and result["active"]
+        assert not result["initialized_after"]  # the session tore the group down
+        assert result["sums"]["loss"].item() == 4.5
+        assert result["sums"]["count"].dtype == torch.int64 and result["sums"]["count"].item() == 21
+        assert torch.equal(result["sums"]["confusion"], torch.full((2, 2), 3))
+    shards = [r["shard"] for r in results]
+    assert len(shards[0]) == len(shards[1]) == 5
+    assert sorted(set(torch.cat(shards).tolist())) == list(range(9))
+
+
+def _data(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(n, 3, generator=generator), torch.randn(n, 1, generator=generator)
+
+
+def _ddp_step(dist: D.Distributed) -> dict:
+    torch.manual_seed(0)
+    model = dist.wrap(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1)))
+    x, y = _data()
+    mine = D.shard_indices(torch.arange(len(x)), dist.rank, dist.world_size)
+    torch.nn.functional.mse_loss(model(x[mine]), y[mine]).backward()
+    plain = dist.unwrap(model)
+    return {"grads": [p.grad for p in plain.parameters()], "keys": list(plain.state_dict())}
+
+
+def test_ddp_gradients_are_equal_across_ranks_and_equal_the_global_batch(tmp_path):
+    results = _spawn(_ddp_step, tmp_path)
+    # the reference: one process, the whole batch
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    x, y = _data()
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    for got_0, got_1, want in zip(results[0]["grads"], results[1]["grads"], [p.grad for p in model.parameters()]):
+        assert torch.equal(got_0, got_1)  # DDP all-reduced them: bit for bit the same on both ranks
+        # mean over ranks of per-shard means = global mean; float sums in another order, hence a tolerance
+        torch.testing.assert_close(got_0, want, rtol=1e-5, atol=1e-6)
+    assert results[0]["keys"] == list(model.state_dict())  # unwrapped: no "module." prefix
+
+
+# ---------------------------------------------------------------------------------------------
+# one failing rank: one message
+
+
+FAILING_WORKER = textwrap.dedent("""
+    import sys, torch
+    from specnn.runtime import distributed as D
+    from specnn.spec.errors import Problem, SpecError
+
+    try:
+        with D.distributed_session(torch.device("cpu")) as dist:
+            if dist.rank == 1:
+                raise SpecError([Problem("data", "cannot read shard.csv", ("data", "csv"), file="s.yaml", line=3, col=5)])
+            dist.barrier()  # rank 0 waits here; rank 1's exit breaks the barrier
+    except SpecError as error:
+        print(error, file=sys.stderr)
+        sys.exit(2)
+""")
+
+
+def test_an_error_on_one_rank_is_reported_once(tmp_path):
+    (tmp_path / "failing_worker.py").write_text(FAILING_WORKER)
+    launcher = "import sys; from specnn.runtime.distributed import launch; sys.exit(launch(2, [], module='failing_worker'))"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, env=env, timeout=60,
+                          cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == "specnn: rank 1 of 2 failed:\ns.yaml:3:5: data.csv: cannot read shard.csv\n"
