@@ -56,7 +56,8 @@ def some_inputs() -> torch.Tensor:
 
 def test_run_directory_holds_the_resolved_spec_model_metrics_weights_and_meta(trained):
     folder = trained.path
-    assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "metrics.jsonl", "model.py", "spec.yaml", "weights.pt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "metrics.jsonl", "model.py", "preprocess.json", "spec.yaml",
+                                                          "weights.pt"]
     resolved = load_spec(folder / "spec.yaml")
     assert resolved.model.layers[0].args.in_features == 4  # inferred, now written out
     assert Path(resolved.data.args.path) == (EXAMPLES / "data" / "iris.csv").resolve()

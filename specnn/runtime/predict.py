@@ -1,0 +1,249 @@
+"""Predictions from a trained run on new rows: ``specnn predict RUN INPUT``.
+
+New rows go through exactly what training did: the same feature columns by name, the same
+categorical vocabularies, the same scaling statistics (``preprocess.json``), then the model in
+eval mode under ``torch.inference_mode``, in batches. The result is one row per input row: the
+predicted class name (classification) with optional per-class probabilities, or the predicted
+value(s) (regression).
+
+>>> predictions = predict("runs/iris-mlp", "new.csv")          # doctest: +SKIP
+>>> predictions.labels[:2], predictions.to_csv(probabilities=True).splitlines()[0]  # doctest: +SKIP
+(['setosa', 'virginica'], 'prediction,p_setosa,p_versicolor,p_virginica')
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from specnn.runtime.preprocess import Preprocessor, load_preprocessor, read_csv_table
+from specnn.runtime.run import Run, load_run, write_atomic
+from specnn.runtime.sources import data_error
+from specnn.spec.errors import Problem, RunError
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
+
+__all__ = ["Predictions", "predict", "read_features"]
+
+
+@dataclass
+class Predictions:
+    """A run's predictions for the rows of one input file.
+
+    Attributes:
+        task: ``classification``, ``binary`` or ``regression`` (from the run's loss).
+        outputs: the model's raw outputs, shape (N, outputs).
+        classes: the class names (classification and binary), index i is class i.
+        labels: the predicted class name per row (classification and binary).
+        probabilities: (N, classes), each row summing to 1 (classification and binary).
+    """
+
+    task: str
+    outputs: np.ndarray
+    classes: Optional[list[str]] = None
+    labels: Optional[list[str]] = None
+    probabilities: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def header(self, probabilities: bool = False) -> list[str]:
+        """The CSV header: ``prediction`` (or ``prediction_0`` ... for several values), then ``p_<class>``."""
+        if self.labels is not None:
+            names = ["prediction"]
+        else:
+            width = self.outputs.shape[1]
+            names = ["prediction"] if width == 1 else [f"prediction_{i}" for i in range(width)]
+        if probabilities:
+            names += [f"p_{name}" for name in self._probability_classes()]
+        return names
+
+    def rows(self, probabilities: bool = False) -> list[list[str]]:
+        """One list of cell texts per input row, matching :meth:`header`."""
+        if self.labels is not None:
+            table = [[label] for label in self.labels]
+        else:
+            table = [[_number(v) for v in row] for row in self.outputs]
+        if probabilities:
+            self._probability_classes()
+            for cells, row in zip(table, self.probabilities):
+                cells += [_number(p) for p in row]
+        return table
+
+    def to_csv(self, probabilities: bool = False) -> str:
+        """The predictions as CSV text (header row first).
+
+        Raises:
+            ValueError: probabilities asked of a regression run.
+        """
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.header(probabilities))
+        writer.writerows(self.rows(probabilities))
+        return buffer.getvalue()
+
+    def write_csv(self, path: Union[str, Path], probabilities: bool = False) -> Path:
+        """Write :meth:`to_csv` to ``path`` atomically: the old file or the whole new one, never half."""
+        return write_atomic(Path(path), self.to_csv(probabilities))
+
+    def _probability_classes(self) -> list[str]:
+        if self.probabilities is None or self.classes is None:
+            raise ValueError(f"a {self.task} run has no class probabilities")
+        return self.classes
+
+
+def _number(value: float) -> str:
+    return format(float(value), ".8g")
+
+
+def predict(run: Union[Run, str, Path], path: Union[str, Path], *, batch_size: int = 1024) -> Predictions:
+    """Predict every row of a CSV or NPZ file with a trained run.
+
+    The file holds the training's feature columns, by name (the target column may be there; it
+    is ignored). They are encoded and scaled with what the run stored, then fed to the model in
+    eval mode, ``batch_size`` rows at a time.
+
+    Args:
+        run: a :class:`~specnn.runtime.run.Run` or a run folder.
+        path: a ``.csv`` file, or a ``.npz`` file with one array per feature column or one
+            features array (named as the training's npz source, default ``x``).
+        batch_size: rows per forward pass.
+
+    Raises:
+        RunError: the run folder is missing files or corrupt.
+        DataError: the input file is missing a column or holds a bad value (file, row, column named).
+    """
+    run = run if isinstance(run, Run) else load_run(run)
+    preprocessor = load_preprocessor(run.path) or _preprocessor_from_spec(run.spec)
+    features = read_features(Path(path), preprocessor, run.spec)
+    (input_name, input_type), = _single_input(run).items()
+    x = preprocessor.transform(features).reshape(len(features), *input_type.shape)
+    outputs = _forward(run.model, torch.as_tensor(x).to(TORCH_DTYPES[input_type.dtype]), batch_size)
+    return _interpret(run, outputs.reshape(len(outputs), -1))
+
+
+def read_features(path: Path, preprocessor: Preprocessor, spec: Any = None) -> np.ndarray:
+    """An input file's features, encoded like the run's training data but not yet scaled: (N, width).
+
+    Raises:
+        DataError: missing file, missing column or array, non-numeric or non-finite value, an
+            unknown category, or a width that differs from the training's (file, row, column named).
+    """
+    if path.suffix.lower() == ".npz":
+        features = _read_npz(path, preprocessor, spec)
+    else:
+        delimiter = spec.data.args.delimiter if spec is not None and spec.data.kind == "csv" else ","
+        table = read_csv_table(path, preprocessor.columns, list(preprocessor.categorical),
+                               delimiter=delimiter, target=preprocessor.target)
+        features = preprocessor.encode(table)
+    width = math.prod(features.shape[1:])
+    if preprocessor.width is not None and width != preprocessor.width:
+        named = f" (columns: {', '.join(preprocessor.columns)})" if preprocessor.columns else ""
+        raise data_error(path, f"has {width} features per row, the run was trained on {preprocessor.width}{named}",
+                         code="data-shape")
+    return features
+
+
+# ---------------------------------------------------------------------------------------------
+# reading NPZ input
+
+
+def _read_npz(path: Path, preprocessor: Preprocessor, spec: Any) -> np.ndarray:
+    if not path.is_file():
+        raise data_error(path, "data file not found", code="file")
+    array_name = spec.data.args.x if spec is not None and spec.data.kind == "npz" else "x"
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            available = list(archive.files)
+            columns = preprocessor.columns
+            if columns and all(c in available for c in columns):
+                arrays = {c: archive[c] for c in columns}
+            elif array_name in available and not preprocessor.categorical:
+                arrays = {array_name: archive[array_name]}
+            else:
+                wanted = [c for c in columns or () if c not in available] or [array_name]
+                raise data_error(path, f"no array named {', '.join(repr(w) for w in wanted)} "
+                                       f"(arrays: {', '.join(available) or 'none'})", code="column")
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise data_error(path, f"cannot read the file as .npz: {e}", code="file") from None
+    if array_name in arrays:
+        return _numeric(path, array_name, arrays[array_name])
+    return _encode_npz_columns(path, preprocessor, arrays)
+
+
+def _encode_npz_columns(path: Path, preprocessor: Preprocessor, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Columnar NPZ input (one 1-D array per column) through the same encoding as CSV rows."""
+    from specnn.runtime.preprocess import Table
+
+    lengths = {len(a) for a in arrays.values()}
+    if len(lengths) != 1:
+        raise data_error(path, "the column arrays differ in length: " +
+                         ", ".join(f"'{c}' has {len(a)}" for c, a in arrays.items()))
+    values = {c: ([str(v) for v in a.reshape(-1)] if c in preprocessor.categorical else _numeric(path, c, a))
+              for c, a in arrays.items()}
+    # Rows are named by their numpy index here, as a numpy user looks them up.
+    return preprocessor.encode(Table(path, list(arrays), values, list(range(lengths.pop()))))
+
+
+def _numeric(path: Path, name: str, array: np.ndarray) -> np.ndarray:
+    if not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
+        raise data_error(path, f"array '{name}' holds {array.dtype} values, not numbers")
+    values = array.astype(np.float32)
+    bad = np.argwhere(~np.isfinite(values))
+    if bad.size:
+        at = ", ".join(str(i) for i in bad[0])
+        raise data_error(path, f"{name}[{at}]: {array[tuple(bad[0])]} is not a finite number")
+    return values if values.ndim > 1 else values[:, None]
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+def _single_input(run: Run) -> dict[str, Any]:
+    inputs = run.compiled.inputs
+    if len(inputs) != 1:
+        raise RunError([Problem("predict", f"predict feeds one input tensor; this model has {len(inputs)} "
+                                           f"({', '.join(inputs)})", file=str(run.path))])
+    return inputs
+
+
+@torch.inference_mode()
+def _forward(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    model.eval()
+    device = next(model.parameters(), torch.empty(0)).device
+    parts = [model(x[start:start + batch_size].to(device)).float().cpu() for start in range(0, len(x), batch_size)]
+    return torch.cat(parts).numpy() if parts else np.empty((0, 1), np.float32)
+
+
+def _interpret(run: Run, outputs: np.ndarray) -> Predictions:
+    """Class names and probabilities (classification, binary) or values (regression)."""
+    task = run.meta.get("task", "regression")
+    if task == "classification":
+        probabilities = torch.softmax(torch.from_numpy(outputs), dim=-1).numpy()
+        classes = run.classes or [str(i) for i in range(outputs.shape[1])]
+    elif task == "binary" and outputs.shape[1] == 1:
+        # BCEWithLogitsLoss trains on logits; BCELoss on probabilities the model already outputs.
+        logits = torch.from_numpy(outputs[:, 0])
+        positive = (logits if run.spec.loss.kind == "BCELoss" else torch.sigmoid(logits)).numpy()
+        probabilities = np.stack([1 - positive, positive], axis=1)
+        classes = run.classes or ["0", "1"]
+    else:
+        return Predictions(task, outputs)
+    labels = [classes[i] for i in probabilities.argmax(axis=1)]
+    return Predictions(task, outputs, classes, labels, probabilities)
+
+
+def _preprocessor_from_spec(spec: Any) -> Preprocessor:
+    """Runs written before ``preprocess.json`` existed: no scaling, columns from the spec when named."""
+    if spec.data.kind == "csv":
+        return Preprocessor(spec.data.args.features, spec.data.args.target)
+    return Preprocessor()
