@@ -39,13 +39,20 @@ def generate(graph: Graph, class_name: str, origin: Optional[str], version: str)
         origin: the spec file it came from, named in the docstring; None when unknown.
         version: the specnn version, named in the docstring.
     """
+    # Imported here: block_classes builds on this module's functions.
+    from specnn.compiler.block_classes import block_classes, use_expression
+
     lines = [_module_docstring(class_name, origin, version), "import torch", "from torch import nn", "", ""]
+    plans = block_classes(graph)
+    for plan in plans.values():
+        lines += [*plan.source, "", ""]
     lines.append(f"class {class_name}(nn.Module):")
     lines.append(f'{INDENT}"""{_class_docstring(graph)}"""')
     lines.append("")
-    init_lines = _emit(lines, _init_body(graph))
+    uses = {node.name: use_expression(node, plans) for node in graph.nodes if node.block is not None}
+    init_lines = _emit(lines, init_body(graph, uses))
     lines.append("")
-    forward_lines = _emit(lines, _forward_body(graph))
+    forward_lines = _emit(lines, forward_body(graph))
     return GeneratedSource("\n".join(lines) + "\n", init_lines, forward_lines)
 
 
@@ -100,15 +107,28 @@ def shape_text(shape: Shape, dtype: str = "float32") -> str:
 # __init__
 
 
-def _init_body(graph: Graph) -> list[tuple[Optional[str], str]]:
+def init_body(
+    graph: Graph, expressions: Optional[dict[str, str]] = None, parameters: Sequence[str] = ()
+) -> list[tuple[Optional[str], str]]:
+    """``__init__``: one attribute per module node.
+
+    Args:
+        graph: the typed graph.
+        expressions: node name -> constructor expression, for nodes the layer table cannot
+            write (block uses).
+        parameters: ``__init__``'s parameters after ``self``, as written (``channels: int``).
+    """
+    expressions = expressions or {}
     body: list[tuple[Optional[str], str]] = [
-        (None, f"{INDENT}def __init__(self):"),
+        (None, f"{INDENT}def __init__({', '.join(['self', *parameters])}):"),
         (None, f"{INDENT * 2}super().__init__()"),
     ]
     for node in graph.nodes:
         if node.layer.is_module:
-            body.append((node.name, f"{INDENT * 2}self.{node.name} = {constructor(node.layer, node.args)}"))
+            expression = expressions.get(node.name) or constructor(node.layer, node.args)
+            body.append((node.name, f"{INDENT * 2}self.{node.name} = {expression}"))
     return body
+
 
 
 def constructor(layer: LayerDef, args: Args) -> str:
@@ -186,12 +206,22 @@ def _named_parameters(init: Any) -> list[inspect.Parameter]:
     return params
 
 
+class Symbol(str):
+    """A name in generated code standing for a value, such as a block's ``channels`` parameter.
+
+    >>> literal(Symbol("channels")), literal("channels")
+    ('channels', "'channels'")
+    """
+
+
 def literal(value: Any) -> str:
     """A Python literal for an argument value: numbers, strings, booleans, None, tuples, lists.
 
     >>> literal((3, 3)), literal("same"), literal(1e-05), literal([1, 2])
     ('(3, 3)', "'same'", '1e-05', '[1, 2]')
     """
+    if isinstance(value, Symbol):
+        return str(value)
     if isinstance(value, tuple):
         inner = ", ".join(literal(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
@@ -208,7 +238,8 @@ def literal(value: Any) -> str:
 # forward
 
 
-def _forward_body(graph: Graph) -> list[tuple[Optional[str], str]]:
+def forward_body(graph: Graph) -> list[tuple[Optional[str], str]]:
+    """``forward``: one line per node, with its output shape as a comment when it is known."""
     chain = graph.is_chain()
     variable = {name: name for name in graph.inputs}
     if chain:
@@ -219,8 +250,9 @@ def _forward_body(graph: Graph) -> list[tuple[Optional[str], str]]:
     body: list[tuple[Optional[str], str]] = [(None, f"{INDENT}def forward(self, {', '.join(graph.inputs)}):")]
     for node in graph.nodes:
         expression = call_expression(node, [variable[name] for name in node.inputs])
-        comment = shape_text(node.shape or (), node.dtype or "float32")
-        body.append((node.name, f"{INDENT * 2}{variable[node.name]} = {expression}  # {comment}"))
+        # A block's body may be used on several shapes: then no single comment is true.
+        comment = f"  # {shape_text(node.shape, node.dtype or 'float32')}" if node.shape is not None else ""
+        body.append((node.name, f"{INDENT * 2}{variable[node.name]} = {expression}{comment}"))
     returned = ", ".join(variable[name] for name in graph.outputs)
     body.append((None, f"{INDENT * 2}return {returned}"))
     return body

@@ -17,7 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from specnn.catalog.base import Args
+from specnn.catalog.layer_args import NoArgs
 from specnn.catalog.layers import LAYERS, LayerDef
+from specnn.compiler.blocks import (
+    BLOCK_INPUT,
+    BlockInstance,
+    BlockUse,
+    at_use_site,
+    check_definitions,
+    recursive_blocks,
+    resolve_params,
+    substitute_args,
+    unknown_block,
+)
 from specnn.spec.errors import Path, Problem
 
 Shape = tuple[int, ...]
@@ -47,6 +59,7 @@ class Node:
         path: JSON path of the node in the spec, e.g. ``("model", "layers", 0, "Linear")``.
         shape: per-sample output shape; None until inferred (or when inference failed).
         dtype: output dtype name; None until inferred.
+        block: for a use of a block (``kind`` is then the block's class name), its instances.
     """
 
     name: str
@@ -56,10 +69,23 @@ class Node:
     path: Path
     shape: Optional[Shape] = None
     dtype: Optional[str] = None
+    block: Optional[BlockUse] = None
 
     @property
     def layer(self) -> LayerDef:
+        if self.block is not None:
+            return block_layer(self.kind)
         return LAYERS[self.kind]
+
+
+def _block_rule(args: Args, shape: Shape) -> tuple[Shape, Args]:
+    raise NotImplementedError("a block's shape is its body's: see specnn.compiler.shapes")
+
+
+@functools.lru_cache(maxsize=None)
+def block_layer(class_name: str) -> LayerDef:
+    """What passes that read ``node.layer`` see of a block use: a module of role ``block``."""
+    return LayerDef(class_name, NoArgs, _block_rule, "block")  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -140,6 +166,9 @@ class Namespace:
     def reserve(self, name: str) -> None:
         self._taken.add(name)
 
+    def is_taken(self, name: str) -> bool:
+        return name in self._taken
+
     def is_free(self, name: str) -> bool:
         return name not in self._taken and not _is_forbidden(name)
 
@@ -183,9 +212,22 @@ def generated_name(kind: str, namespace: Namespace) -> str:
 
 @dataclass
 class _Builder:
-    """State while walking the layers list once: names seen so far and problems found."""
+    """State while walking one layers list (the model's, or a block body's) once.
+
+    Attributes:
+        prefix: JSON path of the layers list.
+        blocks: every block definition; ``skip``: those not to expand (recursive or broken).
+        params: parameter values of the block instance being built; None for the model itself.
+        seen: problems reported from block bodies so far, before naming the use site: a body
+            built for several uses reports each of its problems once.
+    """
 
     inputs: dict[str, TensorType]
+    prefix: Path = ("model", "layers")
+    blocks: dict[str, Any] = field(default_factory=dict)
+    skip: frozenset[str] = frozenset()
+    params: Optional[dict[str, Any]] = None
+    seen: set = field(default_factory=set)
     namespace: Namespace = field(default_factory=Namespace)
     known: dict[str, str] = field(default_factory=dict)  # spec-visible name -> node/input name
     problems: list[Problem] = field(default_factory=list)
@@ -205,26 +247,39 @@ def build_graph(model: Any) -> tuple[Graph, list[Problem]]:
         ``from`` or ``outputs`` names. Nodes with a bad ``from`` are kept without that input.
     """
     inputs = {name: TensorType(tuple(t.shape), t.dtype) for name, t in model.input_tensors.items()}
-    builder = _Builder(inputs)
+    blocks = getattr(model, "blocks", None) or {}
+    definition_problems = check_definitions(blocks)
+    broken = {p.path[2] for p in definition_problems if p.severity == "error" and len(p.path) > 2}
+    builder = _Builder(inputs, blocks=blocks, skip=frozenset(broken | recursive_blocks(blocks)))
+    builder.problems.extend(definition_problems)
     _add_inputs(builder, model)
-    names = _reserve_user_names(builder, model.layers)
-    nodes: list[Node] = []
-    previous = next(iter(inputs))
-    for index, spec_node in enumerate(model.layers):
-        node = _make_node(builder, index, spec_node, names[index], previous)
-        nodes.append(node)
-        previous = node.name
-    outputs = _resolve_outputs(builder, model.outputs, previous)
-    _warn_unused(builder, model, nodes, outputs)
+    nodes, last = _build_nodes(builder, model.layers, next(iter(inputs)))
+    outputs = _resolve_outputs(builder, model.outputs, last)
+    _warn_unused(builder, nodes, outputs, warn_inputs=model.inputs is not None)
     return Graph(inputs, tuple(nodes), outputs), builder.problems
 
 
-def _warn_unused(builder: _Builder, model: Any, nodes: list[Node], outputs: tuple[str, ...]) -> None:
+def _build_nodes(builder: _Builder, layers: list[Any], first_input: str) -> tuple[list[Node], str]:
+    """The nodes of a layers list, each reading the one before unless ``from`` says otherwise."""
+    names = _reserve_user_names(builder, layers)
+    nodes: list[Node] = []
+    previous = first_input
+    for index, spec_node in enumerate(layers):
+        if spec_node.block is not None:
+            node = _make_block_node(builder, index, spec_node, names[index], previous)
+        else:
+            node = _make_node(builder, index, spec_node, names[index], previous)
+        nodes.append(node)
+        previous = node.name
+    return nodes, previous
+
+
+def _warn_unused(builder: _Builder, nodes: list[Node], outputs: tuple[str, ...], warn_inputs: bool) -> None:
     """A node (or input) nothing reads is computed for nothing: usually a mistyped ``from``."""
     used = set(outputs).union(*(n.inputs for n in nodes))
     hint = "feed it to a later node with 'from', or list it in 'outputs'"
     for name in builder.inputs:
-        if name not in used and model.inputs is not None:
+        if name not in used and warn_inputs:
             builder.problems.append(Problem("unused", f"input {name!r} is never used", ("model", "inputs", name),
                                             hint=hint, severity="warning"))
     for node in nodes:
@@ -250,10 +305,10 @@ def _reserve_user_names(builder: _Builder, layers: list[Any]) -> list[Optional[s
     members = _module_members()
     for index, spec_node in enumerate(layers):
         name = spec_node.name
-        path = ("model", "layers", index, "name")
+        path = (*builder.prefix, index, "name")
         if name is None:
             names.append(None)
-        elif name in builder.known:
+        elif name in builder.known or builder.namespace.is_taken(name):
             builder.problem("duplicate-name", f"name {name!r} is already used by an earlier node or input", path)
             names.append(None)
         elif keyword.iskeyword(name) or name in RESERVED or name in members:
@@ -270,15 +325,66 @@ def _reserve_user_names(builder: _Builder, layers: list[Any]) -> list[Optional[s
 def _make_node(builder: _Builder, index: int, spec_node: Any, name: Optional[str], previous: str) -> Node:
     kind = spec_node.kind
     name = name or generated_name(kind, builder.namespace)
-    path = ("model", "layers", index, kind)
+    path = (*builder.prefix, index, kind)
+    inputs = _node_inputs(builder, index, spec_node, name, previous)
+    args = spec_node.args
+    if builder.params is not None:
+        args, message = substitute_args(kind, args, builder.params)
+        if args is None:
+            # Left without inputs: shape inference skips it, and its readers, quietly.
+            builder.problem("type", str(message), path)
+            return Node(name, kind, NoArgs(), (), path)
+    return Node(name, kind, args, inputs, path)
+
+
+def _node_inputs(builder: _Builder, index: int, spec_node: Any, name: str, previous: str) -> tuple[str, ...]:
     sources = spec_node.from_
     if sources is None:
-        inputs: tuple[str, ...] = (previous,)
+        return (previous,)
+    listed = [sources] if isinstance(sources, str) else list(sources)
+    inputs = tuple(_resolve_from(builder, ref, (*builder.prefix, index, "from"), name) for ref in listed)
+    return tuple(i for i in inputs if i is not None)
+
+
+def _make_block_node(builder: _Builder, index: int, spec_node: Any, name: Optional[str], previous: str) -> Node:
+    """A use of a block: ``repeat`` instances of its body, built with this use's parameter values."""
+    block_name = spec_node.block
+    repeat = spec_node.repeat or 1
+    name = name or builder.namespace.numbered("layer" if repeat > 1 else "block")
+    use_path = (*builder.prefix, index)
+    inputs = _node_inputs(builder, index, spec_node, name, previous)
+    definition = builder.blocks.get(block_name)
+    instances: tuple[BlockInstance, ...] = ()
+    if definition is None:
+        if builder.params is None:  # inside a body, check_definitions reported it
+            builder.problems.append(unknown_block(block_name, builder.blocks, (*use_path, "block")))
     else:
-        listed = [sources] if isinstance(sources, str) else list(sources)
-        inputs = tuple(_resolve_from(builder, ref, ("model", "layers", index, "from"), name) for ref in listed)
-        inputs = tuple(i for i in inputs if i is not None)
-    return Node(name, kind, spec_node.args, inputs, path)
+        params, problems = resolve_params(definition, spec_node, use_path, builder.params)
+        builder.problems.extend(problems)
+        if params is not None and block_name not in builder.skip:
+            body = _build_body(builder, block_name, definition, params, use_path)
+            # One instance per copy, all sharing the untyped body: inference types each on its input.
+            instances = tuple(BlockInstance(params, body) for _ in range(repeat))
+    return Node(name, block_name, NoArgs(), inputs, (*use_path, "block"),
+                block=BlockUse(block_name, use_path, instances, definition))
+
+
+def _build_body(parent: _Builder, block_name: str, definition: Any, params: dict[str, Any], use_path: Path) -> Graph:
+    """A block's body as a graph reading one input, ``x`` (``input`` in the spec)."""
+    # The input's type is a placeholder: shape inference gives each instance its own.
+    inputs = {"x": TensorType((), "float32")}
+    builder = _Builder(inputs, prefix=("model", "blocks", block_name, "layers"), blocks=parent.blocks,
+                       skip=parent.skip, params=params, seen=parent.seen)
+    builder.namespace.reserve("x")
+    builder.known[BLOCK_INPUT] = "x"
+    nodes, last = _build_nodes(builder, definition.layers, "x")
+    _warn_unused(builder, nodes, (last,), warn_inputs=False)
+    for problem in builder.problems:
+        key = (problem.code, problem.path, problem.message)
+        if key not in parent.seen:
+            parent.seen.add(key)
+            parent.problems.append(at_use_site(problem, block_name, use_path))
+    return Graph(inputs, tuple(nodes), (last,))
 
 
 def _resolve_from(builder: _Builder, ref: str, path: Path, own: str) -> Optional[str]:

@@ -48,6 +48,8 @@ class CompiledModel:
         data = {"specnn": self.spec.specnn, **data}
         layers = data["model"]["layers"]
         for node in self.graph.nodes:
+            if node.block is not None:  # a block use: written as given, its arguments are in the block
+                continue
             index = node.path[2]
             original = self.spec.model.layers[index].args
             keep = original.model_fields_set | {

@@ -13,6 +13,7 @@ from typing import Optional
 import pydantic
 
 from specnn.catalog.layers import LayerDef, ShapeMismatch
+from specnn.compiler.blocks import at_use_site
 from specnn.compiler.ir import Graph, Node, TensorType
 from specnn.spec.errors import Problem
 
@@ -34,10 +35,14 @@ def infer_shapes(graph: Graph) -> tuple[Graph, list[Problem]]:
     problems: list[Problem] = []
     nodes = []
     for node in graph.nodes:
-        node, problem = _infer_node(node, known)
-        if problem is not None:
-            problems.append(problem)
-        elif node.shape is not None:
+        if node.block is not None:
+            node, block_problems = _infer_block(node, known)
+            problems += block_problems
+        else:
+            node, problem = _infer_node(node, known)
+            if problem is not None:
+                problems.append(problem)
+        if node.shape is not None:
             known[node.name] = TensorType(node.shape, node.dtype or "float32")
         nodes.append(node)
     return replace(graph, nodes=tuple(nodes)), problems
@@ -59,6 +64,32 @@ def _infer_node(node: Node, known: dict[str, TensorType]) -> tuple[Node, Optiona
     except pydantic.ValidationError as error:
         return node, Problem("type", f"{node.kind}: {_pydantic_message(error)}", node.path)
     return replace(node, shape=tuple(shape), args=args, dtype=dtype), None
+
+
+def _infer_block(node: Node, known: dict[str, TensorType]) -> tuple[Node, list[Problem]]:
+    """Type each instance of a block use on its own input: copy k reads copy k-1's output.
+
+    A problem inside the body is located in the block definition and names this use; the
+    copies after a failing one are not inferred (their problems would repeat it).
+    """
+    use = node.block
+    if len(node.inputs) > 1 and all(name in known for name in node.inputs):
+        return node, [Problem("shape", f"block {use.definition} takes one input, got {len(node.inputs)}",
+                              node.path, hint="join the inputs first, e.g. with add or concat")]
+    if len(node.inputs) != 1 or node.inputs[0] not in known or not use.instances:
+        return node, []  # a bad `from` or a broken definition, already reported
+    current = known[node.inputs[0]]
+    typed = []
+    for copy, instance in enumerate(use.instances):
+        body, problems = infer_shapes(replace(instance.body, inputs={"x": current}))
+        if problems:
+            copies = len(use.instances)
+            return node, [at_use_site(p, use.definition, use.use_path, copy, copies) for p in problems]
+        typed.append(replace(instance, body=body))
+        output = body.node(body.outputs[0]) if body.outputs[0] != "x" else None
+        current = TensorType(output.shape, output.dtype) if output is not None else current
+    block = replace(use, instances=tuple(typed))
+    return replace(node, block=block, shape=current.shape, dtype=current.dtype), []
 
 
 def _check_dtypes(node: Node, layer: LayerDef, types: list[TensorType]) -> tuple[str, Optional[Problem]]:

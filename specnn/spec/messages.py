@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from specnn.spec.errors import Path, did_you_mean
-from specnn.spec.models import IDENTIFIER, RUN_NAME
+from specnn.spec.models import IDENTIFIER, PARAM_REF, RUN_NAME
 from specnn.spec.yaml_reader import core_scalar
 
 # Problem.code of each kind of finding.
@@ -55,6 +55,7 @@ SIZE_WORDS = {
 # What each pattern in the schema means, in words (a test checks every schema pattern is here).
 PATTERN_WORDS = {
     IDENTIFIER: "a Python identifier (letters, digits and _, not starting with a digit)",
+    PARAM_REF: "a block parameter reference such as '$channels'",
     RUN_NAME: "a run name (letters, digits, '.', '_' and '-', starting with a letter or digit)",
     r"^(auto|cpu|mps|cuda(:[0-9]+)?)$": "auto, cpu, mps, cuda or cuda:N",
 }

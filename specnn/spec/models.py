@@ -15,8 +15,9 @@ entry's arguments, next to a few common keys::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -40,6 +41,7 @@ from specnn.catalog.sources import SOURCES
 FORMAT_VERSION = 1
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+PARAM_REF = r"^\$[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class Strict(BaseModel):
@@ -51,6 +53,8 @@ class Choice(Strict):
 
     table: ClassVar[dict[str, Any]] = {}
     what: ClassVar[str] = "entry"
+    # Fields besides the table's keys that also count as the choice (a node's `block`).
+    extra_choices: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -63,6 +67,7 @@ class Choice(Strict):
     @model_validator(mode="after")
     def _exactly_one(self) -> "Choice":
         chosen = [k for k in self.table if k in self.model_fields_set]
+        chosen += [k for k in self.extra_choices if getattr(self, k) is not None]
         if len(chosen) != 1:
             raise PydanticCustomError(
                 "choice",
@@ -73,19 +78,22 @@ class Choice(Strict):
 
     @property
     def kind(self) -> str:
-        """The chosen table key, e.g. ``"Linear"``."""
-        return next(k for k in self.table if k in self.model_fields_set)
+        """The chosen table key, e.g. ``"Linear"``; or the extra choice's name (``"block"``)."""
+        chosen = (k for k in self.table if k in self.model_fields_set)
+        return next(chosen, None) or next(k for k in self.extra_choices if getattr(self, k) is not None)
 
     @property
     def args(self) -> Args:
         return getattr(self, self.kind)
 
 
-def choice_model(model_name: str, table: dict[str, Any], what: str, doc: str, **common: Any) -> type[Choice]:
+def choice_model(
+    model_name: str, table: dict[str, Any], what: str, doc: str, base: type[Choice] = Choice, **common: Any
+) -> type[Choice]:
     fields = {key: (Optional[entry.args], Field(None)) for key, entry in table.items()}
     model = create_model(
         model_name,
-        __base__=Choice,
+        __base__=base,
         __doc__=doc,
         **common,
         **fields,
@@ -100,17 +108,95 @@ def choice_model(model_name: str, table: dict[str, Any], what: str, doc: str, **
 # ---------------------------------------------------------------------------------------------
 # model
 
+class NodeBase(Choice):
+    """A node: one layer, or a use of a block (``block: Name``, with ``params`` and ``repeat``)."""
+
+    extra_choices: ClassVar[tuple[str, ...]] = ("block",)
+
+    @model_validator(mode="after")
+    def _block_keys_need_block(self) -> "NodeBase":
+        stray = [k for k in ("params", "repeat") if getattr(self, k) is not None]
+        if stray and self.block is None:
+            raise PydanticCustomError(
+                "choice", "{keys} only go with 'block'", {"keys": " and ".join(f"'{k}'" for k in stray)}
+            )
+        return self
+
+
+def _node_fields(param_value: Any) -> dict[str, Any]:
+    """The keys every node has besides its layer type: name, from, and those of a block use."""
+    return dict(
+        name=(Optional[str], Field(None, pattern=IDENTIFIER, description="attribute name in the generated module")),
+        from_=(
+            Optional[Union[str, list[str]]],
+            Field(None, alias="from", description="node or model-input name(s) feeding this node"),
+        ),
+        block=(Optional[str], Field(None, pattern=IDENTIFIER, description="use the block of this name (model.blocks)")),
+        params=(Optional[dict[str, param_value]], Field(None, description="the block's parameter values")),
+        repeat=(Optional[PositiveInt], Field(None, description="use the block this many times in a row")),
+    )
+
+
 Node = choice_model(
     "Node",
     LAYERS,
     "layer type",
-    "One layer. Its input is the previous node (or the model input), unless `from` names others.",
-    name=(Optional[str], Field(None, pattern=IDENTIFIER, description="attribute name in the generated module")),
-    from_=(
-        Optional[Union[str, list[str]]],
-        Field(None, alias="from", description="node or model-input name(s) feeding this node"),
-    ),
+    "One layer (or block use). Its input is the previous node (or the model input), unless `from` names others.",
+    base=NodeBase,
+    **_node_fields(Any),
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# blocks: layers whose arguments may be `$param` references
+
+ParamRef = Annotated[str, Field(pattern=PARAM_REF, description="a block parameter: $name")]
+
+
+def template_args(args: type[Args]) -> type[Args]:
+    """The argument model ``args`` where every field also accepts a ``$param`` reference.
+
+    Constraints stay on the field's own type, so a literal value is checked as strictly as
+    outside a block; the strict model checks substituted values when the block is used. The
+    original's validators are not inherited: they cannot read a reference.
+    """
+    fields = {}
+    for name, info in args.model_fields.items():
+        own = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        default = ... if info.is_required() else info.default
+        fields[name] = (Union[own, ParamRef], Field(default, description=info.description))
+    return create_model(f"{args.__name__}Template", __base__=Args, __doc__=args.__doc__, **fields)
+
+
+@dataclass(frozen=True)
+class _Template:
+    args: type[Args]
+
+
+def _template_table() -> dict[str, _Template]:
+    made: dict[type[Args], type[Args]] = {}  # layers that share an argument model share its template
+    for entry in LAYERS.values():
+        made.setdefault(entry.args, template_args(entry.args))
+    return {key: _Template(made[entry.args]) for key, entry in LAYERS.items()}
+
+
+BlockNode = choice_model(
+    "BlockNode",
+    _template_table(),
+    "layer type",
+    "One layer of a block; arguments may be `$param` references. `from: input` reads the block's input.",
+    base=NodeBase,
+    **_node_fields(Any),
+)
+
+
+class BlockDef(Strict):
+    """A reusable block: named parameters and the layers (or graph) they parameterize."""
+
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="parameter names with their defaults; a default of null means required"
+    )
+    layers: list[BlockNode] = Field(min_length=1)  # type: ignore[valid-type]
 
 
 class TensorInput(Strict):
@@ -124,6 +210,9 @@ class ModelSpec(Strict):
         None, min_length=1, description="per-sample input shape (no batch dimension), e.g. [4] or [1, 28, 28]"
     )
     inputs: Optional[dict[str, TensorInput]] = Field(None, description="several named inputs")
+    blocks: dict[str, BlockDef] = Field(
+        default_factory=dict, description="reusable blocks by class name, used by nodes with 'block: Name'"
+    )
     layers: list[Node] = Field(min_length=1)  # type: ignore[valid-type]
     outputs: Optional[list[str]] = Field(None, description="output node names; default: the last node")
 
