@@ -8,6 +8,7 @@ The public API (imported lazily, so ``import specnn`` and spec checking stay fre
     run = specnn.train(spec, out="runs/iris")       # a run directory
     run = specnn.load_run("runs/iris")              # reload it: spec, model (in eval mode), classes
     specnn.export(run, "onnx")                      # checked against onnxruntime when installed
+    specnn.predict(run, "new.csv").to_csv()         # the run's preprocessing, then the model
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ _API = {
     "train": "specnn.runtime.trainer",
     "load_run": "specnn.runtime.run",
     "export": "specnn.runtime.export",
+    "predict": "specnn.runtime.predict",
+    "plot_run": "specnn.runtime.plot",
 }
 
 __all__ = sorted(_API)

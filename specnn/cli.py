@@ -160,6 +160,42 @@ def export(run_dir: str, fmt: str, output: str | None) -> None:
     click.echo(str(report))
 
 
+@cli.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.argument("input_file", type=click.Path(exists=True, dir_okay=False, path_type=str))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="CSV file to write (default: stdout)")
+@click.option("--probabilities", is_flag=True, help="add one probability column per class (p_<class>)")
+@reports_problems
+def predict(run_dir: str, input_file: str, output: str | None, probabilities: bool) -> None:
+    """Predict every row of INPUT_FILE (CSV or NPZ, the training's feature columns) with RUN_DIR."""
+    from specnn.runtime.predict import predict as predict_rows
+
+    predictions = predict_rows(run_dir, input_file)
+    if probabilities and predictions.probabilities is None:
+        raise click.UsageError(f"--probabilities needs a classifier; this run is a {predictions.task} run")
+    if output:
+        predictions.write_csv(output, probabilities)
+        click.echo(f"wrote {len(predictions)} predictions to {output}", err=True)
+    else:
+        click.echo(predictions.to_csv(probabilities), nl=False)
+
+
+@cli.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="PNG to write (default: RUN_DIR/curves.png)")
+@click.option("--dpi", default=100, show_default=True, type=click.IntRange(20, 600), help="resolution")
+@reports_problems
+def plot(run_dir: str, output: str | None, dpi: int) -> None:
+    """Draw RUN_DIR's training curves: loss and metrics (train vs validation), learning rate."""
+    from specnn.runtime.plot import PlotExtraMissing, plot_run
+
+    try:
+        path = plot_run(run_dir, output, dpi=dpi)
+    except PlotExtraMissing as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote {path}")
+
+
 def main() -> None:
     cli(prog_name="specnn")
 
