@@ -47,7 +47,7 @@ def run_copy(trained, tmp_path) -> Path:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def some_inputs() -> torch.Tensor:
@@ -56,13 +56,13 @@ def some_inputs() -> torch.Tensor:
 
 def test_run_directory_holds_the_resolved_spec_model_metrics_weights_and_meta(trained):
     folder = trained.path
-    assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "metrics.jsonl", "model.py", "preprocess.json", "spec.yaml",
-                                                          "weights.pt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoints", "meta.json", "metrics.csv", "metrics.jsonl", "model.py",
+                                                          "preprocess.json", "spec.yaml", "weights.pt"]
     resolved = load_spec(folder / "spec.yaml")
     assert resolved.model.layers[0].args.in_features == 4  # inferred, now written out
     assert Path(resolved.data.args.path) == (EXAMPLES / "data" / "iris.csv").resolve()
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    assert [sorted(r) for r in records] == [["epoch", "seconds", "train_loss", "val_acc", "val_loss"]] * 3
+    assert [sorted(r) for r in records] == [["epoch", "lr", "seconds", "train_accuracy", "train_loss", "val_accuracy", "val_loss"]] * 3
     state = torch.load(folder / "weights.pt", weights_only=True)
     assert all(torch.equal(state[k], v) for k, v in trained.model.state_dict().items())
     meta = json.loads((folder / "meta.json").read_text())

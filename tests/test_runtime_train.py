@@ -15,7 +15,10 @@ from specnn.spec.errors import DataError, SpecError
 from specnn.spec.loader import load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-EPOCH_LINE = re.compile(r"^epoch +\d+/60  train_loss \d+\.\d{4}  val_loss \d+\.\d{4}  val_acc [01]\.\d{3}  \(\d+\.\d\ds\)$")
+EPOCH_LINE = re.compile(
+    r"^epoch +\d+/60  train_loss \d+\.\d{4}  train_accuracy [01]\.\d{3}  val_loss \d+\.\d{4}  val_accuracy [01]\.\d{3}"
+    r"  lr 0\.01  \(\d+\.\d\ds\)$"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +81,7 @@ def test_iris_reaches_090_validation_accuracy_with_one_line_per_epoch(tmp_path):
     assert lines[0].startswith("epoch   1/60  train_loss ")
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, 61))
-    assert records[-1]["val_acc"] >= 0.9
+    assert records[-1]["val_accuracy"] >= 0.9
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert run.classes == ["setosa", "versicolor", "virginica"]
     assert not run.model.training
@@ -102,7 +105,7 @@ def test_one_seed_gives_bitwise_identical_weights_another_seed_does_not(tmp_path
 def test_regression_reports_loss_without_accuracy(tmp_path):
     lines: list[str] = []
     run = train(synthetic(tmp_path, "regression", "MSELoss", 2), tmp_path / "run", echo=lines.append)
-    assert "val_acc" not in lines[-1] and "val_loss" in lines[-1]
+    assert "val_accuracy" not in lines[-1] and "val_loss" in lines[-1]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["val_loss"] < records[0]["val_loss"]
     assert run.meta["task"] == "regression" and run.classes is None
@@ -111,7 +114,7 @@ def test_regression_reports_loss_without_accuracy(tmp_path):
 def test_binary_logits_with_one_output_train_on_float_targets(tmp_path):
     run = train(synthetic(tmp_path, "classification", "BCEWithLogitsLoss", 1), tmp_path / "run", quiet=True)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert records[-1]["val_acc"] >= 0.9
+    assert records[-1]["val_accuracy"] >= 0.9
     assert run.meta["output"]["shape"] == [1]
 
 
@@ -140,8 +143,9 @@ def test_a_missing_gpu_is_located_at_train_device_and_nothing_is_written(tmp_pat
 
 
 def test_epoch_line_format():
-    record = {"epoch": 12, "train_loss": 0.41234, "val_loss": 0.39871, "val_acc": 0.93333, "seconds": 0.0213}
-    assert format_epoch(record, 60) == "epoch  12/60  train_loss 0.4123  val_loss 0.3987  val_acc 0.933  (0.02s)"
+    record = {"epoch": 12, "lr": 0.001, "train_loss": 0.41234, "val_loss": 0.39871, "val_accuracy": 0.93333,
+              "seconds": 0.0213}
+    assert format_epoch(record, 60) == "epoch  12/60  train_loss 0.4123  val_loss 0.3987  val_accuracy 0.933  lr 0.001  (0.02s)"
     assert format_epoch({"epoch": 3, "train_loss": 1.0, "seconds": 1.5}, 100) == "epoch    3/100  train_loss 1.0000  (1.50s)"
 
 
@@ -150,7 +154,7 @@ def test_without_a_validation_split_only_the_training_loss_is_reported(tmp_path)
     lines: list[str] = []
     spec = load_spec(write_spec(tmp_path, text.replace("LOSS", "CrossEntropyLoss").replace("OUT", "2")))
     run = train(spec, tmp_path / "run", echo=lines.append)
-    assert re.fullmatch(r"epoch  15/15  train_loss \d\.\d{4}  \(\d+\.\d\ds\)", lines[-1])
+    assert re.fullmatch(r"epoch  15/15  train_loss \d\.\d{4}  train_accuracy [01]\.\d{3}  lr 0\.01  \(\d+\.\d\ds\)", lines[-1])
     assert run.meta["samples"] == {"train": 200, "validation": 0}
 
 

@@ -60,6 +60,17 @@ class MetricSet:
         self._samples = 0
         self._regression: Optional[torch.Tensor] = None  # rows: sum sq err, sum abs err, target mean, target M2
 
+    def state_dict(self) -> dict[str, Any]:
+        """The accumulators so far (tensors and numbers), for a checkpoint taken mid-epoch."""
+        return {"counts": self._counts, "top_k_hits": self._top_k_hits, "samples": self._samples,
+                "regression": self._regression}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue accumulating from :meth:`state_dict`."""
+        move = lambda t: None if t is None else t.to(self.device)  # noqa: E731
+        self._counts, self._top_k_hits = move(state["counts"]), move(state["top_k_hits"])
+        self._samples, self._regression = state["samples"], move(state["regression"])
+
     @torch.no_grad()
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         """Add one batch: the model's outputs and the targets the loss saw."""

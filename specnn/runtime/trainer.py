@@ -8,9 +8,12 @@ into these small functions, in the order the loop shows; there is no callback fr
 
 from __future__ import annotations
 
+import contextlib
+import math
 import random
 import time
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -22,8 +25,12 @@ from specnn.runtime import data as data_module
 from specnn.runtime import preprocess
 from specnn.runtime.data import Tensors, batches
 from specnn.runtime.device import resolve_device
+from specnn.runtime.logs import EpochLogs, Progress, format_epoch
+from specnn.runtime.loop import Interrupt, TrainingInterrupted
+from specnn.runtime.metrics import MetricSet
+from specnn.runtime.session import LAST, Session, read_checkpoint
 from specnn.runtime.run import (
-    META_FILE, METRICS_FILE, WEIGHTS_FILE, MetricsLog, Run, run_directory, save_state_dict, write_json, write_spec,
+    META_FILE, WEIGHTS_FILE, Run, run_directory, save_state_dict, write_json, write_spec,
 )
 from specnn.spec.errors import DataError, Problem, SpecError
 
@@ -42,7 +49,8 @@ class Prepared:
     preprocessor: Any = None  # runtime.preprocess.Preprocessor, fitted on the training split
 
 
-def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False, echo: Echo = print) -> Run:
+def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False, echo: Echo = print,
+          resume: Union[bool, str, Path] = False, progress: bool = True) -> Run:
     """Train a spec's model and write its run folder.
 
     Args:
@@ -50,6 +58,9 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
         out: the run folder; default ``runs/<spec name>``.
         quiet: print nothing per epoch.
         echo: where lines go (the CLI passes ``click.echo``).
+        resume: continue the run in ``out`` (``True``) or in this folder, from its
+            ``checkpoints/last.pt``; the result equals that of a run that never stopped.
+        progress: show a progress bar per epoch (only when stdout is a terminal and not quiet).
 
     Returns:
         The :class:`~specnn.runtime.run.Run`, its model in eval mode with the trained weights.
@@ -57,6 +68,9 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
     Raises:
         SpecError: the spec does not compile or asks for a missing device.
         DataError: the data cannot be read or does not fit the model.
+        RunError: the checkpoint to resume from is missing, corrupt or from another spec (nothing
+            on disk changes); or the loss became NaN or infinite (the last good checkpoint stays).
+        TrainingInterrupted: Ctrl-C; ``last.pt`` is saved and the message says how to resume.
     """
     from specnn.compiler import build_model, compile_spec, write_model_py
     from specnn.runtime.export import export
@@ -67,16 +81,21 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
     for warning in compiled.warnings:
         say(warning.format())
     device = resolve_device(spec.train.device, spec)
+    check_precision(spec, device)
     model = build_model(compiled).to(device)  # the only way a model is built
     prepared = prepare_data(spec, compiled, device)
     loss_fn = make_loss(spec, device)
     optimizer = make_optimizer(spec, model)
 
-    folder = run_directory(spec, out)
+    folder = run_directory(spec, resume if isinstance(resume, (str, Path)) else out)
+    output_shape = next(iter(compiled.outputs.values()))
+    session = Session(spec, model, optimizer, prepared, folder, device, output_shape[0] if output_shape else None)
+    if resume:  # read and checked before anything is written
+        session.restore(read_checkpoint(folder, session.fingerprint))
     folder.mkdir(parents=True, exist_ok=True)
     write_spec(compiled, spec, folder)
     write_model_py(compiled, folder)
-    fit(model, prepared, loss_fn, optimizer, spec, MetricsLog(folder / METRICS_FILE), say)
+    fit(session, prepared, loss_fn, say, progress and not quiet)
 
     model.eval()
     save_state_dict(model, folder / WEIGHTS_FILE)
@@ -89,66 +108,114 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
     return run
 
 
-def fit(model, prepared: Prepared, loss_fn, optimizer, spec: Any, metrics: MetricsLog, say: Echo) -> None:
-    """The epoch loop: train, evaluate, log one line and one metrics record per epoch."""
-    epochs, settings = spec.train.epochs, spec.train
-    generator = torch.Generator().manual_seed(spec.seed)  # the shuffling order, independent of init
-    try:
-        for epoch in range(1, epochs + 1):
-            started = time.perf_counter()
-            # train: one pass over the training split
-            record: dict[str, Any] = {"epoch": epoch}
-            record["train_loss"] = train_one_epoch(
-                model, prepared.train, loss_fn, optimizer, settings.batch_size, settings.shuffle, generator
-            )
-            # evaluate: validation loss (and accuracy for classification), no gradients
-            if prepared.validation is not None:
-                record.update(evaluate(model, prepared.validation, loss_fn, prepared.task, settings.batch_size))
-            # log: one line, one JSON record (checkpoints and early stopping go here later)
-            record["seconds"] = round(time.perf_counter() - started, 4)
-            metrics.write(record)
-            say(format_epoch(record, epochs))
-    finally:
-        metrics.close()
+def fit(session: Session, prepared: Prepared, loss_fn, say: Echo, show_progress: bool = False) -> None:
+    """The epoch loop: train → evaluate → schedule → log → checkpoint → stop?, once per epoch.
 
-
-def train_one_epoch(model, data: Tensors, loss_fn, optimizer, batch_size: int, shuffle: bool,
-                    generator: Optional[torch.Generator] = None) -> float:
-    """One pass over ``data``; returns the mean training loss per sample.
-
-    The running total stays on the device: one ``.item()`` per epoch, not one GPU sync per step.
+    Raises:
+        RunError: a NaN or infinite training loss (``last.pt`` keeps the last good epoch).
+        TrainingInterrupted: Ctrl-C: ``last.pt`` is written between two optimizer steps.
     """
+    spec, settings = session.spec, session.spec.train
+    epochs = settings.epochs
+    logs = EpochLogs(session.folder, session.state.epoch if session.resumed else None, settings.tensorboard)
+    progress = Progress(show_progress)
+    try:
+        with Interrupt() as interrupt:
+            for epoch in range(session.state.epoch + 1, epochs + 1):
+                started = time.perf_counter()
+                record: dict[str, Any] = {"epoch": epoch, "lr": session.lr}
+                # train: one pass over the training split (stops between two steps on Ctrl-C)
+                progress.start(epoch, epochs, math.ceil(len(prepared.train) / settings.batch_size))
+                record.update(train_one_epoch(session, prepared.train, loss_fn, epoch, interrupt, progress))
+                progress.close()
+                if interrupt.requested:
+                    session.save(LAST)
+                    raise session.interrupted(True, spec.file)
+                # evaluate: validation loss and metrics, no gradients
+                if prepared.validation is not None:
+                    record.update(evaluate(session.forward, prepared.validation, loss_fn, settings.batch_size,
+                                           session.val_metrics, session.policy.autocast, session.split_metrics))
+                # schedule: epoch and plateau schedulers read the finished epoch
+                session.scheduler.step_epoch(record)
+                # log: one line, one record in metrics.jsonl/.csv (and TensorBoard)
+                record["seconds"] = round(time.perf_counter() - started, 4)
+                logs.write(record)
+                say(format_epoch(record, epochs))
+                # checkpoint and stop?: last.pt/best.pt, early stopping
+                if session.end_epoch(epoch, record, epochs):
+                    say(f"early stopping: {settings.early_stopping.monitor} has not improved for "
+                        f"{settings.early_stopping.patience} epochs")
+                    break
+                if interrupt.requested:
+                    raise session.interrupted(session.save(LAST) is not None, spec.file)
+    except KeyboardInterrupt as stop:
+        # Raised inside a step (no handler on this thread, or a second Ctrl-C): the live state may be
+        # half-updated, so only the checkpoint already on disk is offered.
+        if isinstance(stop, TrainingInterrupted):
+            raise
+        raise session.interrupted(False, spec.file) from None
+    finally:
+        progress.close()
+        logs.close()
+
+
+def train_one_epoch(session: Session, data: Tensors, loss_fn, epoch: int, interrupt: Interrupt,
+                    progress: Progress) -> dict[str, float]:
+    """One pass over ``data`` (the rest of one, when resuming inside it); mean loss and train metrics.
+
+    Per-batch loss totals stay on the device: one host sync per epoch, not one per step.
+    """
+    model, policy, state = session.forward, session.policy, session.state
+    batch_size = session.spec.train.batch_size
+    n_batches = math.ceil(len(data) / batch_size)
+    summed = getattr(loss_fn, "reduction", "mean") == "sum"
+    losses = session.begin_epoch(n_batches, data.device)
+    metrics = session.train_metrics
+    stream = batches(data, batch_size, shuffle=session.spec.train.shuffle, generator=session.generator)
     model.train()
-    total = torch.zeros((), device=data.device)
-    for inputs, y in batches(data, batch_size, shuffle=shuffle, generator=generator):
-        # forward
-        loss = loss_fn(model(*inputs), y)
-        batch_total = _batch_total(loss, len(y), loss_fn)
-        # backward, step, and clear gradients (set_to_none frees them until the next backward)
-        _scalar(loss).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        total += batch_total.detach()
-    return total.item() / len(data)
+    for index, (inputs, y) in enumerate(islice(stream, state.step_in_epoch, None), state.step_in_epoch):
+        # forward, in the configured precision
+        with policy.autocast():
+            output = model(*inputs)
+            loss = loss_fn(output, y)
+        losses[index] = _batch_total(loss, len(y), loss_fn)
+        if metrics is not None:
+            metrics.update(output, y)
+        # backward; every `accumulate` batches: clip → step → zero_grad → per-batch lr
+        policy.backward(_scalar(loss), policy.weight(index, len(y), len(data), batch_size, summed))
+        progress.advance(len(y), losses[index])
+        if policy.is_step(index, n_batches):
+            policy.step()
+            state.global_step += 1
+            if interrupt.requested:
+                session.pause(index + 1, losses)
+                return {}
+    return session.finish_epoch(losses, len(data), epoch)
 
 
 @torch.inference_mode()
-def evaluate(model, data: Tensors, loss_fn, task: str, batch_size: int) -> dict[str, float]:
-    """Mean loss per sample on ``data`` (and accuracy for classification), in eval mode.
+def evaluate(model, data: Tensors, loss_fn, batch_size: int, metrics: Optional[MetricSet] = None,
+             autocast: Callable[[], Any] = contextlib.nullcontext,
+             split: Optional[Callable[[dict, str], dict]] = None, prefix: str = "val") -> dict[str, Any]:
+    """Mean loss per sample on ``data`` and the metrics, keyed ``val_loss``, ``val_accuracy`` ...
 
+    ``split`` sorts metric values into numbers and kept-aside matrices (default: keep all).
     The model is left in eval mode; :func:`train_one_epoch` switches it back.
     """
     model.eval()
     total = torch.zeros((), device=data.device)
-    correct = torch.zeros((), device=data.device, dtype=torch.int64)
+    if metrics is not None:
+        metrics.reset()
     for inputs, y in batches(data, batch_size):
-        output = model(*inputs)
-        total += _batch_total(loss_fn(output, y), len(y), loss_fn)
-        if task != "regression":
-            correct += (predicted_labels(output, task, loss_fn) == y).sum()
-    result = {"val_loss": total.item() / len(data)}
-    if task != "regression":
-        result["val_acc"] = correct.item() / data.y.numel()
+        with autocast():
+            output = model(*inputs)
+            total += _batch_total(loss_fn(output, y), len(y), loss_fn)
+        if metrics is not None:
+            metrics.update(output, y)
+    result: dict[str, Any] = {f"{prefix}_loss": total.item() / len(data)}
+    if metrics is not None:
+        values = metrics.compute()
+        result.update(split(values, prefix) if split else {f"{prefix}_{k}": v for k, v in values.items()})
     return result
 
 
@@ -171,17 +238,6 @@ def _batch_total(loss: torch.Tensor, batch_size: int, loss_fn) -> torch.Tensor:
     if getattr(loss_fn, "reduction", "mean") == "sum":
         return loss.detach()
     return _scalar(loss).detach() * batch_size
-
-
-def format_epoch(record: dict[str, Any], epochs: int) -> str:
-    """``epoch  12/60  train_loss 0.4123  val_loss 0.3987  val_acc 0.933  (0.02s)``."""
-    width = len(str(epochs))
-    line = f"epoch  {record['epoch']:>{width}}/{epochs}  train_loss {record['train_loss']:.4f}"
-    if "val_loss" in record:
-        line += f"  val_loss {record['val_loss']:.4f}"
-    if "val_acc" in record:
-        line += f"  val_acc {record['val_acc']:.3f}"
-    return line + f"  ({record['seconds']:.2f}s)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,6 +289,13 @@ def check_classes(compiled: Any, arrays: Any) -> None:
     problems = check_output_classes(compiled, count_classes(arrays.targets, arrays.classes))
     if problems:
         raise SpecError(problems)
+
+
+def check_precision(spec: Any, device: torch.device) -> None:
+    """fp16 needs CUDA's gradient scaler: on another device it is a spec problem at ``train.precision``."""
+    if spec.train.precision == "fp16" and device.type != "cuda":
+        raise SpecError([_problem(spec, ("train", "precision"), f"fp16 mixed precision needs a CUDA device; this run "
+                                  f"is on {device.type}", code="precision", hint="use precision: bf16")])
 
 
 def make_loss(spec: Any, device: torch.device) -> torch.nn.Module:

@@ -23,6 +23,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     PrivateAttr,
     create_model,
@@ -35,7 +38,9 @@ from specnn.catalog.exporters import EXPORTERS
 from specnn.catalog.layers import LAYERS
 from specnn.catalog.lints import LINTS
 from specnn.catalog.losses import LOSSES
+from specnn.catalog.metrics import METRICS
 from specnn.catalog.optimizers import OPTIMIZERS
+from specnn.catalog.schedulers import SCHEDULERS, Warmup
 from specnn.catalog.sources import SOURCES
 
 FORMAT_VERSION = 1
@@ -256,11 +261,64 @@ LossSpec = choice_model("LossSpec", LOSSES, "loss", "A torch.nn loss and its arg
 OptimizerSpec = choice_model("OptimizerSpec", OPTIMIZERS, "optimizer", "A torch.optim optimizer and its arguments.")
 
 
+SchedulerSpec = choice_model(
+    "SchedulerSpec",
+    SCHEDULERS,
+    "scheduler",
+    "A torch.optim.lr_scheduler class and its arguments, optionally after a linear warmup.",
+    warmup=(Optional[Warmup], Field(None, description="linear lr ramp before the schedule")),
+)
+MetricSpec = choice_model("MetricSpec", METRICS, "metric", "An epoch metric and its arguments.")
+MetricName = Literal[tuple(METRICS)]  # type: ignore[valid-type]
+MONITOR = r"^(train|val)_[A-Za-z0-9_]+$"
+
+
+class ClipGrad(Strict):
+    """Clip gradients before each optimizer step: by total ``norm`` or element-wise by ``value``."""
+
+    norm: Optional[PositiveFloat] = Field(None, description="max total norm (torch.nn.utils.clip_grad_norm_)")
+    norm_type: PositiveFloat = Field(2.0, description="p of the p-norm, with 'norm'")
+    value: Optional[PositiveFloat] = Field(None, description="max absolute value (clip_grad_value_)")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "ClipGrad":
+        if (self.norm is None) == (self.value is None):
+            raise PydanticCustomError("choice", "give exactly one of 'norm' or 'value'")
+        return self
+
+
+class EarlyStopping(Strict):
+    monitor: str = Field("val_loss", pattern=MONITOR, description="the epoch value watched, e.g. val_loss")
+    mode: Optional[Literal["min", "max"]] = Field(None, description="default: min for losses and errors, else max")
+    patience: NonNegativeInt = Field(5, description="epochs without improvement before stopping")
+    min_delta: NonNegativeFloat = Field(0.0, description="smallest change that counts as an improvement")
+
+
+class CheckpointSpec(Strict):
+    every: PositiveInt = Field(1, description="write checkpoints/last.pt every this many epochs (and at the end)")
+    monitor: Optional[str] = Field(
+        None, pattern=MONITOR, description="the value best.pt is chosen by; default: early stopping's, else val_loss "
+        "(train_loss without a validation split)"
+    )
+    mode: Optional[Literal["min", "max"]] = None
+
+
 class TrainSpec(Strict):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
     shuffle: bool = True
+    metrics: Optional[list[Union[MetricName, MetricSpec]]] = Field(  # type: ignore[valid-type]
+        None, description="epoch metrics; default: accuracy (classification) or mse (regression); [] for none"
+    )
+    scheduler: Optional[SchedulerSpec] = None  # type: ignore[valid-type]
+    clip_grad: Optional[ClipGrad] = None
+    accumulate: PositiveInt = Field(1, description="batches whose gradients add up before each optimizer step")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="bf16 autocast; fp16 needs CUDA")
+    compile: bool = Field(False, description="torch.compile the model for training")
+    early_stopping: Optional[EarlyStopping] = None
+    checkpoint: CheckpointSpec = CheckpointSpec()
+    tensorboard: bool = Field(False, description="write TensorBoard event files (needs the tensorboard extra)")
 
 
 ExportFormat = Literal[tuple(EXPORTERS)]  # type: ignore[valid-type]

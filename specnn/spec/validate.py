@@ -20,6 +20,7 @@ from specnn.spec.errors import Path, Problem, did_you_mean
 from specnn.spec.messages import BOUND_SIGNS, SIZE_WORDS, Finding, render
 from specnn.spec.models import Spec
 from specnn.spec.schema import cached_schema
+from specnn.spec.train_rules import train_problems
 
 PYDANTIC_KINDS = {"missing": "missing-key", "choice": "choice", "input": "choice"}
 
@@ -31,6 +32,8 @@ def check_document(document: Document) -> tuple[Optional[Spec], list[Problem]]:
     if not findings:
         spec, findings = build_spec(document.data)
     problems = document.problems + [to_problem(f, document) for f in drop_redundant(findings)]
+    if spec is not None:
+        problems += [document.problem(p.code, p.message, p.path, key=True, hint=p.hint) for p in train_problems(spec)]
     problems = sort_problems(problems)
     if any(p.severity == "error" for p in problems):
         spec = None

@@ -1,0 +1,133 @@
+"""What a run reports per epoch: ``metrics.jsonl``, ``metrics.csv``, TensorBoard, a progress bar.
+
+Records are written once per epoch and flushed, so a crashed run keeps every finished epoch.
+A resumed run first drops the records after its checkpoint's epoch (written after the last
+checkpoint by the run that stopped), rewriting the files atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import IO, Any, Optional
+
+from specnn.runtime.run import METRICS_FILE, write_atomic
+from specnn.spec.errors import SpecError
+
+CSV_FILE = "metrics.csv"
+TENSORBOARD_DIR = "tensorboard"
+
+
+class EpochLogs:
+    """``metrics.jsonl`` and ``metrics.csv`` (header: the first record's keys), TensorBoard optional.
+
+    Args:
+        folder: the run folder.
+        resume_epoch: None for a new run (files start empty); else keep the records up to this epoch.
+        tensorboard: also write event files under ``folder/tensorboard``.
+    """
+
+    def __init__(self, folder: Path, resume_epoch: Optional[int] = None, tensorboard: bool = False) -> None:
+        self.jsonl_path, self.csv_path = folder / METRICS_FILE, folder / CSV_FILE
+        kept = _records_up_to(self.jsonl_path, resume_epoch) if resume_epoch is not None else []
+        self.header: Optional[list[str]] = list(kept[0]) if kept else None
+        write_atomic(self.jsonl_path, "".join(json.dumps(r) + "\n" for r in kept))
+        write_atomic(self.csv_path, _csv_text(self.header, kept) if kept else "")
+        self._jsonl: IO[str] = self.jsonl_path.open("a", encoding="utf-8")
+        self._csv: IO[str] = self.csv_path.open("a", encoding="utf-8", newline="")
+        self._board = tensorboard_writer(folder / TENSORBOARD_DIR) if tensorboard else None
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        if self.header is None:
+            self.header = list(record)
+            self._csv.write(_csv_text(self.header, []))
+        self._csv.write(_csv_text(None, [record], self.header))
+        self._csv.flush()
+        if self._board is not None:
+            for key, value in record.items():
+                if key != "epoch" and isinstance(value, (int, float)):
+                    self._board.add_scalar(key, value, record["epoch"])
+            self._board.flush()
+
+    def close(self) -> None:
+        self._jsonl.close()
+        self._csv.close()
+        if self._board is not None:
+            self._board.close()
+
+
+def tensorboard_writer(folder: Path) -> Any:
+    """A ``SummaryWriter`` (imported only now); a located SpecError when tensorboard is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SpecError.single("extra", "train.tensorboard needs the tensorboard package, which is not installed",
+                               path=("train", "tensorboard"), hint="pip install 'specnn[tensorboard]'") from None
+    return SummaryWriter(log_dir=str(folder))
+
+
+def _records_up_to(path: Path, epoch: int) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in records if r.get("epoch", 0) <= epoch]
+
+
+def _csv_text(header: Optional[list[str]], records: list[dict[str, Any]], fields: Optional[list[str]] = None) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header or fields or [], extrasaction="ignore", lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()
+
+
+def format_epoch(record: dict[str, Any], epochs: int) -> str:
+    """``epoch  12/60  train_loss 0.4123  train_accuracy 0.950  val_loss 0.3987  ...  lr 0.001  (0.02s)``."""
+    width = len(str(epochs))
+    parts = [f"epoch  {record['epoch']:>{width}}/{epochs}"]
+    for key, value in record.items():
+        if key in ("epoch", "seconds", "lr") or not isinstance(value, (int, float)):
+            continue
+        parts.append(f"{key} {value:.4f}" if key.endswith("loss") else f"{key} {value:.3f}")
+    if "lr" in record:
+        parts.append(f"lr {record['lr']:.3g}")
+    return "  ".join(parts) + f"  ({record['seconds']:.2f}s)"
+
+
+class Progress:
+    """A tqdm bar over one epoch's batches with the loss and samples/s; nothing when not shown.
+
+    The bar reads the loss back from the device only when it redraws (tqdm's ``miniters`` and
+    ``mininterval``), so it costs one host sync per redraw, not per step.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stdout.isatty()
+        self._bar: Any = None
+
+    def start(self, epoch: int, epochs: int, batches: int) -> None:
+        if self.enabled:
+            from tqdm import tqdm  # imported only when a bar is shown
+
+            self._bar = tqdm(total=batches, desc=f"epoch {epoch}/{epochs}", leave=False, unit="batch",
+                             dynamic_ncols=True)
+
+    def advance(self, samples: int, loss: Any) -> None:
+        bar = self._bar
+        if bar is None:
+            return
+        bar.update(1)
+        if bar.n == bar.total or bar.last_print_n == bar.n:  # just redrawn: refresh the text
+            rate = bar.format_dict.get("rate") or 0.0
+            bar.set_postfix_str(f"loss {float(loss) / samples:.4f}  {rate * samples:,.0f} samples/s", refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
