@@ -10,6 +10,7 @@ module alone turns a finding into words and a hint, so every message reads the s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -156,6 +157,8 @@ def _suggest(word: str, choices: Sequence[str]) -> Optional[str]:
 
 def _type_hint(expected: Sequence[str], value: Any) -> Optional[str]:
     if isinstance(value, str):
+        if re.match(PARAM_REF, value):
+            return "a $parameter works only inside a block's layers"
         number = core_scalar(value.strip())
         if ("integer" in expected or "number" in expected) and type(number) in (int, float):
             return "remove the quotes"
