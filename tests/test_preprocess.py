@@ -64,19 +64,21 @@ def write_shop(folder: Path, rows: int = 40, *, width: int = 6, scale: str = "st
     return spec
 
 
-def iris_with(scale: str, epochs: int = 2):
-    spec_text = (EXAMPLES / "iris.yaml").read_text().replace(
-        "  validation_split: 0.2", f"  preprocess: {{scale: {scale}}}\n  validation_split: 0.2")
-    return spec_text.replace("epochs: 60", f"epochs: {epochs}").replace("export: [state_dict, onnx]", "")
+def iris_spec_with(folder: Path, scale: str, epochs: int = 2) -> Path:
+    """The iris example with ``preprocess: {scale: ...}``, written to ``folder``."""
+    text = (EXAMPLES / "iris.yaml").read_text()
+    for old, new in [("  validation_split: 0.2", f"  preprocess: {{scale: {scale}}}\n  validation_split: 0.2"),
+                     ("epochs: 60", f"epochs: {epochs}"), ("export: [state_dict, onnx]", ""),
+                     ("path: data/iris.csv", f"path: {EXAMPLES / 'data' / 'iris.csv'}")]:
+        assert old in text
+        text = text.replace(old, new)
+    spec_file = folder / "iris.yaml"
+    spec_file.write_text(text)
+    return spec_file
 
 
 def train_iris(tmp_path: Path, scale: str) -> Path:
-    spec_file = EXAMPLES / f".iris-{scale}-{tmp_path.name}.yaml"  # next to data/, so the relative path holds
-    spec_file.write_text(iris_with(scale))
-    try:
-        return train(load_spec(spec_file), tmp_path / "run", quiet=True).path
-    finally:
-        spec_file.unlink()
+    return train(load_spec(iris_spec_with(tmp_path, scale)), tmp_path / "run", quiet=True).path
 
 
 def iris_train_split() -> np.ndarray:
