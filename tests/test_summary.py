@@ -207,3 +207,13 @@ def test_inspect_a_broken_spec_exits_2(cli_runner, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith(f"{path}:5:7: model.layers[0].Conv2d: Conv2d needs a per-sample input")
 
+
+
+def test_every_example_rows_add_up_to_the_built_models_count():
+    from conftest import EXAMPLES
+
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        compiled = compile_spec(load_spec(path))
+        summary = summarize(compiled)
+        built = count(build_model(compiled))
+        assert (sum(row.params for row in summary.rows), summary.total_params) == (built, built), path.name
