@@ -1,0 +1,114 @@
+"""Exact resume: stopped at an epoch boundary or by Ctrl-C, a run ends bitwise where an unbroken one does."""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from specnn.runtime import loop as loop_module
+from specnn.runtime.loop import TrainingInterrupted
+from specnn.runtime.trainer import train
+from specnn.spec.errors import RunError
+from specnn.spec.loader import load_spec
+
+SPEC = """\
+    specnn: 1
+    name: resume
+    seed: 5
+    model:
+      input: [6]
+      layers:
+        - Linear: {out_features: 16}
+        - ReLU:
+        - Dropout: {p: 0.3}
+        - Linear: {out_features: 3}
+    data:
+      synthetic: {task: classification, samples: 120, shape: [6], classes: 3}
+      validation_split: 0.25
+    loss:
+      CrossEntropyLoss:
+    optimizer:
+      SGD: {lr: 0.1, momentum: 0.9}
+    train:
+      epochs: EPOCHS
+      batch_size: 16
+      device: cpu
+      scheduler: {StepLR: {step_size: 1, gamma: 0.7}, warmup: {steps: 3}}
+"""
+
+
+def spec_file(tmp_path: Path, epochs: int, extra: str = "") -> Path:
+    path = tmp_path / f"spec{epochs}.yaml"
+    path.write_text(textwrap.dedent(SPEC).replace("EPOCHS", str(epochs)) + extra)
+    return path
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stopped_after_epoch_2_and_resumed_to_4_is_bitwise_the_uninterrupted_run(tmp_path):
+    whole = train(load_spec(spec_file(tmp_path, 4)), tmp_path / "whole", quiet=True)
+    train(load_spec(spec_file(tmp_path, 2)), tmp_path / "split", quiet=True)
+    resumed = train(load_spec(spec_file(tmp_path, 4)), tmp_path / "split", quiet=True, resume=True)
+    assert states_equal(whole.model.state_dict(), resumed.model.state_dict())
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert lines == (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines() or len(lines) == 4
+    assert [line.split(",")[0] for line in (tmp_path / "split" / "metrics.csv").read_text().splitlines()] == \
+        ["epoch", "1", "2", "3", "4"]
+
+
+def interrupt_at(monkeypatch, at_step: int, how: str) -> None:
+    """Make optimizer step number ``at_step`` (1-based, whole run) press Ctrl-C (signal) or raise KeyboardInterrupt."""
+    real_step, count = loop_module.StepPolicy.step, {"n": 0}
+
+    def step(self):
+        count["n"] += 1
+        if count["n"] == at_step:
+            if how == "raise":
+                raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)  # the handler sets a flag; this step still completes
+        real_step(self)
+
+    monkeypatch.setattr(loop_module.StepPolicy, "step", step)
+
+
+@pytest.mark.parametrize("how, at_step", [("signal", 13), ("raise", 13), ("signal", 6)])
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume_and_the_resumed_run_is_bitwise_equal(
+        tmp_path, monkeypatch, how, at_step):
+    whole = train(load_spec(spec_file(tmp_path, 3)), tmp_path / "whole", quiet=True)
+    path = spec_file(tmp_path, 3)
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, at_step, how)
+        with pytest.raises(TrainingInterrupted) as caught:
+            train(load_spec(path), tmp_path / "cut", quiet=True)
+    assert f"resume with: specnn train {path} --resume {tmp_path / 'cut'}" in caught.value.message
+    if how == "signal":  # 6 batches per epoch: step 13 is epoch 3, batch 1; step 6 is the last of epoch 1
+        where = "epoch 3, batch 1" if at_step == 13 else "epoch 1, batch 6"
+        assert f"saved {tmp_path / 'cut' / 'checkpoints' / 'last.pt'}" in caught.value.message
+        assert where in caught.value.message
+    else:
+        assert "the last checkpoint is" in caught.value.message
+    resumed = train(load_spec(path), tmp_path / "cut", quiet=True, resume=True)
+    assert states_equal(whole.model.state_dict(), resumed.model.state_dict())
+
+
+def test_a_checkpoint_from_another_spec_or_a_corrupt_one_is_a_run_error_and_nothing_changes(tmp_path):
+    train(load_spec(spec_file(tmp_path, 1)), tmp_path / "run", quiet=True)
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    text = textwrap.dedent(SPEC).replace("EPOCHS", "2").replace("out_features: 16", "out_features: 8")
+    (tmp_path / "other.yaml").write_text(text)
+    with pytest.raises(RunError) as caught:
+        train(load_spec(tmp_path / "other.yaml"), tmp_path / "run", quiet=True, resume=True)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    assert str(caught.value) == (f"{last}: checkpoint was written for a different spec: model changed "
+                                 "(resume with the spec the run was started with, or start a new run)")
+    last.write_bytes(last.read_bytes()[:300])
+    before[last] = last.read_bytes()
+    with pytest.raises(RunError, match="checkpoint is truncated or corrupt"):
+        train(load_spec(spec_file(tmp_path, 2)), tmp_path / "run", quiet=True, resume=True)
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
