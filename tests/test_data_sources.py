@@ -1,15 +1,19 @@
-"""Data sources: CSV, npz and synthetic loaders, and their errors (file, row, column)."""
+"""Data sources: CSV, npz, synthetic and scikit-learn loaders, and their errors (file, row, column)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from specnn.catalog.sources import CsvArgs, NpzArgs, SyntheticArgs
-from specnn.runtime.sources import load_csv, load_npz, make_synthetic
-from specnn.spec.errors import DataError
+from specnn.catalog.sources import CsvArgs, NpzArgs, SklearnArgs, SyntheticArgs
+from specnn.runtime.data import load_arrays
+from specnn.runtime.sources import load_csv, load_npz, load_sklearn, make_synthetic
+from specnn.spec.errors import DataError, SpecError
+from specnn.spec.loader import load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -145,3 +149,115 @@ def test_synthetic_regression_is_linear_plus_noise():
     assert data.targets.shape == (400, 2) and data.classes is None
     weights, *_ = np.linalg.lstsq(data.features, data.targets, rcond=None)
     np.testing.assert_allclose(data.features @ weights, data.targets, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# several inputs, token ids, scikit-learn
+
+
+def test_npz_maps_input_names_to_arrays_and_keeps_integer_features_int64(tmp_path):
+    ids = np.arange(12, dtype=np.int32).reshape(4, 3)
+    np.savez(tmp_path / "d.npz", tab=np.ones((4, 2)), ids=ids, y=np.arange(4))
+    arrays = load_npz(NpzArgs(path="d.npz", x={"tabular": "tab", "tokens": "ids"}), tmp_path)
+    assert list(arrays.features) == ["tabular", "tokens"]
+    assert arrays.features["tabular"].dtype == np.float32
+    assert arrays.features["tokens"].dtype == np.int64
+    np.testing.assert_array_equal(arrays.features["tokens"], ids)
+
+
+def test_npz_mapping_names_every_missing_array_once(tmp_path):
+    np.savez(tmp_path / "d.npz", tab=np.ones((4, 2)), y=np.arange(4))
+    with pytest.raises(DataError) as info:
+        load_npz(NpzArgs(path="d.npz", x={"a": "tabs", "b": "ids", "c": "ids"}), tmp_path)
+    assert str(info.value) == f"{tmp_path / 'd.npz'}: no array named 'tabs', 'ids' (arrays: tab, y) (did you mean 'tab'?)"
+
+
+def test_npz_arrays_of_different_lengths(tmp_path):
+    np.savez(tmp_path / "d.npz", a=np.ones((4, 2)), b=np.ones((3, 2)), y=np.arange(4))
+    with pytest.raises(DataError) as info:
+        load_npz(NpzArgs(path="d.npz", x={"first": "a", "second": "b"}), tmp_path)
+    assert str(info.value) == f"{tmp_path / 'd.npz'}: 'b' has 3 samples but 'y' has 4"
+
+
+def test_synthetic_several_inputs_share_labels_and_token_inputs_are_int64_ids():
+    args = SyntheticArgs(samples=300, classes=3, inputs={"tab": {"shape": [4]}, "ids": {"shape": [10], "vocab": 7}})
+    data = make_synthetic(args, Path("."), 0)
+    assert list(data.features) == ["tab", "ids"]
+    assert data.features["tab"].shape == (300, 4) and data.features["tab"].dtype == np.float32
+    ids = data.features["ids"]
+    assert ids.shape == (300, 10) and ids.dtype == np.int64 and ids.min() >= 0 and ids.max() <= 6
+    # learnable: the most frequent id differs between classes
+    favourite = [np.bincount(ids[data.targets == c].ravel(), minlength=7).argmax() for c in range(3)]
+    assert len(set(favourite)) > 1
+
+
+def test_synthetic_token_regression_targets_depend_on_the_ids():
+    args = SyntheticArgs(task="regression", samples=200, shape=[5], vocab=4, outputs=2, noise=0.0)
+    data = make_synthetic(args, Path("."), 0)
+    assert data.features.dtype == np.int64 and data.targets.shape == (200, 2)
+    counts = np.stack([np.bincount(row, minlength=4) for row in data.features]).astype(np.float64)
+    weights, *_ = np.linalg.lstsq(counts, data.targets, rcond=None)  # a linear map of the id counts
+    np.testing.assert_allclose(counts @ weights, data.targets, atol=1e-4)
+
+
+def test_synthetic_shape_and_inputs_together_is_a_spec_problem():
+    with pytest.raises(ValidationError) as info:
+        SyntheticArgs(shape=[3], inputs={"a": {"shape": [2]}})
+    assert info.value.errors()[0]["msg"] == "give 'shape' for one input or 'inputs' for several, not both"
+
+
+SKLEARN_SETS = [
+    ("iris", (150, 4), ["setosa", "versicolor", "virginica"]),
+    ("digits", (1797, 64), [str(d) for d in range(10)]),
+    ("wine", (178, 13), ["class_0", "class_1", "class_2"]),
+    ("breast_cancer", (569, 30), ["malignant", "benign"]),
+]
+
+
+@pytest.mark.parametrize("name, shape, classes", SKLEARN_SETS, ids=[s[0] for s in SKLEARN_SETS])
+def test_sklearn_sets_keep_their_class_names(name, shape, classes):
+    arrays = load_sklearn(SklearnArgs(name=name), Path("."))
+    assert arrays.features.shape == shape and arrays.features.dtype == np.float32
+    assert arrays.classes == classes
+    assert arrays.targets.dtype == np.int64 and sorted(set(arrays.targets.tolist())) == list(range(len(classes)))
+
+
+def test_sklearn_digits_as_images_are_the_same_pixels_channels_first():
+    flat = load_sklearn(SklearnArgs(name="digits"), Path("."))
+    images = load_sklearn(SklearnArgs(name="digits", as_images=True), Path("."))
+    assert images.features.shape == (1797, 1, 8, 8)
+    np.testing.assert_array_equal(images.features.reshape(1797, 64), flat.features)
+    np.testing.assert_array_equal(images.targets, flat.targets)
+
+
+def test_sklearn_as_images_is_for_digits_only(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(SPEC_WITH_DATA.replace("DATA", "sklearn: {name: wine, as_images: true}"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == f"{path}:7:3: data.sklearn: as_images is for 'digits' only, not 'wine'"
+
+
+def test_without_scikit_learn_the_spec_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # makes `import sklearn` raise ImportError
+    path = tmp_path / "s.yaml"
+    path.write_text(SPEC_WITH_DATA.replace("DATA", "sklearn: {name: iris}"))
+    with pytest.raises(SpecError) as info:
+        load_arrays(load_spec(path))
+    assert str(info.value) == (
+        f"{path}:7:3: data.sklearn: the sklearn data source ('iris') needs scikit-learn, which is not installed "
+        '(pip install "specnn[sklearn]")'
+    )
+
+
+SPEC_WITH_DATA = """\
+specnn: 1
+name: s
+model:
+  input: [4]
+  layers: [{Linear: {out_features: 3}}]
+data:
+  DATA
+loss: {CrossEntropyLoss: }
+optimizer: {Adam: }
+"""

@@ -32,9 +32,13 @@ def test_the_trained_examples_exist():
 
 
 def one_epoch_copy(example: Path, folder: Path) -> Path:
-    """The example with ``train.epochs: 1``, written next to nothing it needs (no data files)."""
+    """The example with one epoch and no exports (ONNX export is tested on its own), elsewhere.
+
+    The examples trained here read no data files, so the copy needs nothing next to it.
+    """
     document = yaml.safe_load(example.read_text())
     document.setdefault("train", {})["epochs"] = 1
+    document["export"] = []
     copy = folder / example.name
     copy.write_text(yaml.safe_dump(document, sort_keys=False))
     return copy
@@ -52,5 +56,3 @@ def test_example_trains_one_epoch_from_the_cli(name, tmp_path, cli_runner):
     meta = json.loads((out / "meta.json").read_text())
     compiled = compile_spec(load_spec(EXAMPLES / name))
     assert [i["name"] for i in meta["inputs"]] == list(compiled.inputs)
-    for fmt in load_spec(EXAMPLES / name).export:
-        assert f"exported {fmt} to " in result.output
