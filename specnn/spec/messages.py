@@ -59,6 +59,7 @@ PATTERN_WORDS = {
     PARAM_REF: "a block parameter reference such as '$channels'",
     RUN_NAME: "a run name (letters, digits, '.', '_' and '-', starting with a letter or digit)",
     r"^(auto|cpu|mps|cuda(:[0-9]+)?)$": "auto, cpu, mps, cuda or cuda:N",
+    r"^(train|val)_[A-Za-z0-9_]+$": "an epoch value such as val_loss or train_accuracy",
 }
 
 
