@@ -14,7 +14,7 @@ import torch
 from specnn.compiler import build_model, compile_spec
 from specnn.runtime.data import batches, match_inputs, to_tensors
 from specnn.runtime.export import export
-from specnn.runtime.run import Run
+from specnn.runtime.run import Run, load_run
 from specnn.runtime.trainer import train
 from specnn.spec.errors import DataError, SpecError
 from specnn.spec.loader import load_spec
@@ -136,11 +136,16 @@ def test_batches_carry_every_input_with_its_dtype_and_keep_samples_together():
         assert torch.equal(a[:, 0], y.float()) and torch.equal(b, y * 10)
 
 
-def test_a_two_input_model_with_int64_ids_learns(tmp_path):
+def test_a_two_input_model_with_int64_ids_learns_and_reloads(tmp_path):
     run = train(two_input_spec(tmp_path), tmp_path / "run", quiet=True)
     assert [i["dtype"] for i in run.meta["inputs"]] == ["float32", "int64"]
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["val_loss"] < 0.5  # chance level for 3 classes is ln 3 = 1.10
+    # the run folder alone gives back the same two-input model
+    loaded = load_run(tmp_path / "run")
+    tabular, tokens = torch.randn(4, 5), torch.randint(0, 20, (4, 6))
+    with torch.inference_mode():
+        assert torch.equal(loaded.model(tabular, tokens), run.model(tabular, tokens))
 
 
 def test_npz_maps_each_model_input_to_an_array(tmp_path):
