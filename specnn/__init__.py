@@ -31,6 +31,7 @@ _API = {
     "load_run": "specnn.runtime.run",
     "export": "specnn.runtime.export",
     "predict": "specnn.runtime.predict",
+    "evaluate": "specnn.runtime.evaluate",
     "plot_run": "specnn.runtime.plot",
 }
 

@@ -196,6 +196,24 @@ def plot(run_dir: str, output: str | None, dpi: int) -> None:
     click.echo(f"wrote {path}")
 
 
+@cli.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help="held-out CSV or NPZ with the feature columns and the target (default: the validation split)")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON document instead of the table")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="also write the result as JSON to this file")
+@click.option("--device", help="where to evaluate (default: the spec's train.device)")
+@reports_problems
+def evaluate(run_dir: str, data_file: str | None, as_json: bool, output: str | None, device: str | None) -> None:
+    """Loss and metrics of RUN_DIR on its validation split, or on a held-out --data file."""
+    from specnn.runtime.evaluate import evaluate as evaluate_run, format_evaluation, write_evaluation
+
+    result = evaluate_run(run_dir, data_file, device=device)
+    click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
+    if output:
+        click.echo(f"wrote {write_evaluation(result, output)}", err=True)
+
+
 def main() -> None:
     cli(prog_name="specnn")
 

@@ -1,0 +1,388 @@
+"""Evaluating a trained run: ``specnn evaluate RUN [--data FILE]``.
+
+Without a file, the run's validation split is rebuilt exactly as training made it (the spec's
+data source, seed and ``validation_split``) and scaled with the statistics the run stored in
+``preprocess.json`` -- never refitted -- so the numbers equal the last epoch's ``val_*`` values in
+``metrics.jsonl``. With a file (CSV or NPZ holding the training's feature columns *and* the
+target), the rows go through the same reader as ``specnn predict`` and the labels through the
+run's class list. Either way the loss and the spec's metrics (``train.metrics``, or the task's
+default) are computed by the trainer's own :func:`~specnn.runtime.trainer.evaluate`: the model
+in eval mode under ``torch.inference_mode``, batch by batch.
+
+Nothing is written into the run folder; :func:`write_evaluation` writes the result where asked.
+
+>>> result = evaluate("runs/iris-mlp")                                   # doctest: +SKIP
+>>> result["samples"], round(result["metrics"]["accuracy"], 3)           # doctest: +SKIP
+(30, 0.967)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import zipfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from specnn.catalog.losses import LOSSES
+from specnn.runtime import data as data_module
+from specnn.runtime.data import Tensors
+from specnn.runtime.predict import read_features
+from specnn.runtime.preprocess import Preprocessor, load_preprocessor, read_csv_table
+from specnn.runtime.run import Run, load_run, write_atomic
+from specnn.runtime.sources import _number, data_error
+from specnn.spec.errors import DataError, Problem, RunError, SpecError
+
+__all__ = ["evaluate", "format_evaluation", "write_evaluation"]
+
+VALIDATION = "validation split"
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
+             batch_size: Optional[int] = None, device: Optional[str] = None) -> dict[str, Any]:
+    """The loss and metrics of a trained run on its validation split or on a held-out file.
+
+    Args:
+        run: a :class:`~specnn.runtime.run.Run` or a run folder.
+        data: a ``.csv`` or ``.npz`` file with the training's feature columns (or arrays) and the
+            target column (CSV: the training's target name; NPZ: the npz source's ``y``, default
+            ``y``). Text labels are class names of the run; numeric NPZ labels are class indices.
+            None: the run's validation split, rebuilt from the spec's data source.
+        batch_size: samples per forward pass; default ``train.batch_size`` (as training did).
+        device: where to evaluate; default the spec's ``train.device``.
+
+    Returns:
+        ``{"run": folder, "data": "validation split" or the file, "samples": N,
+        "classes": class names or None, "metrics": {"loss": ..., "accuracy": ..., ...}}``;
+        a confusion matrix is a nested list (row: target class, column: predicted class).
+
+    Raises:
+        RunError: the run folder is missing files or corrupt; it has no validation split and no
+            file was given; or its data source no longer gives the split it was trained with.
+        DataError: the file is missing, lacks a column, holds a bad value or an unknown label
+            (file, row and column named).
+        SpecError: the device asked for is not available.
+    """
+    from specnn.runtime.device import resolve_device
+
+    run = run if isinstance(run, Run) else load_run(run)
+    spec = run.spec
+    # an unavailable train.device is located in the run's spec; a --device one is not in any file
+    target = resolve_device(spec.train.device, spec) if device is None else _device(device)
+    preprocessor = load_preprocessor(run.path) or _preprocessor_from_spec(spec)
+    if data is None:
+        features, targets = validation_split(run, preprocessor)
+    else:
+        features, targets = held_out_rows(run, preprocessor, Path(data))
+    tensors = data_module.to_tensors(features, targets, target)
+    values = _measure(run, tensors, batch_size or spec.train.batch_size, target)
+    return {
+        "run": str(run.path),
+        "data": VALIDATION if data is None else str(data),
+        "samples": len(tensors),
+        "classes": run.classes,
+        "metrics": values,
+    }
+
+
+def _device(name: str) -> torch.device:
+    from specnn.runtime.device import resolve_device
+
+    try:
+        return resolve_device(name)
+    except SpecError as error:  # not the spec's train.device: the problem is the argument itself
+        raise SpecError([replace(p, path=("device",)) for p in error.problems]) from None
+
+
+def _measure(run: Run, tensors: Tensors, batch_size: int, device: torch.device) -> dict[str, Any]:
+    """The trainer's own evaluation pass: loss per sample and the spec's metrics."""
+    from specnn.runtime.metrics import MetricSet
+    from specnn.runtime.trainer import evaluate as evaluate_pass, make_loss
+    from specnn.spec.train_rules import metric_choices
+
+    spec = run.spec
+    task = LOSSES[spec.loss.kind].task
+    output_shape = _output_shape(run)
+    threshold = 0.5 if spec.loss.kind == "BCELoss" else 0.0
+    try:
+        metrics = MetricSet(metric_choices(spec.train, task), task, output_shape[0] if output_shape else None,
+                            device, threshold)
+    except SpecError as error:
+        raise RunError([p.at(*spec.locate(p.path)) for p in error.problems]) from None
+    model = run.model.to(device)
+    result = evaluate_pass(model, tensors, make_loss(spec, device), batch_size, metrics, _autocast(spec, device))
+    return {key.removeprefix("val_"): value for key, value in result.items()}
+
+
+def _autocast(spec: Any, device: torch.device):
+    """The precision training evaluated in (so the numbers match); fp16 only where CUDA has it."""
+    dtype = AUTOCAST_DTYPES.get(spec.train.precision)
+    if dtype is None or (dtype is torch.float16 and device.type != "cuda"):
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def _output_shape(run: Run) -> tuple[int, ...]:
+    from specnn.runtime.trainer import single_output
+
+    try:
+        return single_output(run.spec, run.compiled)
+    except SpecError as error:
+        raise RunError(error.problems) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# the validation split, as training made it
+
+
+def validation_split(run: Run, preprocessor: Preprocessor) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The run's validation samples: features (one array per model input, scaled) and targets.
+
+    The split is the trainer's (``data.split`` with the spec's seed); the scaling is the stored
+    one. The class list, category vocabularies and sample count are checked against the run's,
+    so a data file changed since training is an error rather than a silently different split.
+
+    Raises:
+        RunError: ``validation_split`` is 0, or the data source no longer matches the run.
+        DataError: the data source cannot be read.
+    """
+    from specnn.runtime.preprocess import load_training_arrays
+
+    spec = run.spec
+    if spec.data.validation_split <= 0:
+        raise RunError([_spec_problem(
+            spec, ("data", "validation_split"), "this run has no validation split (validation_split is 0): "
+            "there is nothing to evaluate without a file", "no-validation",
+            hint="pass --data FILE: a CSV or NPZ with the feature columns and the target")])
+    arrays, fresh = load_training_arrays(spec)
+    _check_same_source(run, arrays.classes, fresh, preprocessor)
+    arrays.features = data_module.match_inputs(spec, run.compiled.inputs, arrays.features)
+    arrays.targets = data_module.prepare_targets(arrays.targets, spec.loss.kind, _output_shape(run))
+    _, validation = data_module.split(arrays, spec.data.validation_split, spec.seed)
+    expected = run.meta.get("samples", {}).get("validation")
+    if expected is not None and len(validation) != expected:
+        raise _changed(spec, f"its validation split has {len(validation)} samples, the run's had {expected}")
+    return _scaled(preprocessor, validation.features), validation.targets
+
+
+def _check_same_source(run: Run, classes: Optional[list[str]], fresh: Preprocessor, stored: Preprocessor) -> None:
+    if classes != run.classes:
+        raise _changed(run.spec, f"it has classes {_names(classes)}, the run was trained on {_names(run.classes)}")
+    for column, encoding in stored.categorical.items():
+        now = fresh.categorical.get(column)
+        if now is None or now.categories != encoding.categories:
+            raise _changed(run.spec, f"column '{column}' has categories {_names(now and now.categories)}, "
+                                     f"the run was trained on {_names(encoding.categories)}")
+
+
+def _scaled(preprocessor: Preprocessor, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Scale the one input with the stored statistics (training scales only one-input models)."""
+    if preprocessor.scale == "none" or len(features) != 1:
+        return features
+    (name, array), = features.items()
+    return {name: preprocessor.transform(array)}
+
+
+def _changed(spec: Any, what: str) -> RunError:
+    return RunError([_spec_problem(
+        spec, ("data", spec.data.kind), f"the data source no longer gives the run's validation split: {what}",
+        "data-changed", hint="evaluate a held-out file with --data FILE")])
+
+
+def _names(names: Optional[Sequence[str]]) -> str:
+    return "[" + ", ".join(names) + "]" if names else "none (numeric labels)"
+
+
+def _spec_problem(spec: Any, path: tuple, message: str, code: str, hint: Optional[str] = None) -> Problem:
+    file, line, col = spec.locate(path)
+    return Problem(code, message, path, file=file, line=line, col=col, hint=hint)
+
+
+# ---------------------------------------------------------------------------------------------
+# a held-out file
+
+
+def held_out_rows(run: Run, preprocessor: Preprocessor, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A held-out file's model input (encoded and scaled as in training) and its targets.
+
+    Raises:
+        RunError: the model has several inputs (a file feeds one).
+        DataError: see :func:`evaluate`.
+    """
+    spec = run.spec
+    target = preprocessor.target or (spec.data.args.y if spec.data.kind == "npz" else "y")
+    # The target column must not be read as a feature when the run's columns have no names.
+    features = read_features(path, replace(preprocessor, target=target), spec)
+    labels = _read_npz_labels(path, target) if path.suffix.lower() == ".npz" else _read_csv_labels(path, target, spec)
+    if len(labels.values) != len(features):
+        raise data_error(path, f"'{target}' has {len(labels.values)} labels but there are {len(features)} rows")
+    if not len(features):
+        raise data_error(path, "has no rows to evaluate", code="empty")
+    targets = _targets(run, labels)
+    try:
+        targets = data_module.prepare_targets(targets, spec.loss.kind, _output_shape(run))
+    except DataError as error:
+        raise DataError([replace(p, file=str(path), path=()) for p in error.problems]) from None
+    return _model_input(run, preprocessor, features), targets
+
+
+@dataclass
+class _Labels:
+    """The target column of a file: its values and how to name each row in a message.
+
+    Attributes:
+        rows: spreadsheet row numbers (CSV); None for an NPZ, whose rows are numpy indices.
+    """
+
+    path: Path
+    column: str
+    values: Sequence[Any]
+    rows: Optional[list[int]] = None
+
+    @property
+    def is_text(self) -> bool:
+        return isinstance(self.values, list)
+
+    def where(self, i: int) -> str:
+        if self.rows is None:
+            return f"{self.column}[{i}]"
+        return f"row {self.rows[i]}, column '{self.column}'"
+
+
+def _read_csv_labels(path: Path, target: str, spec: Any) -> _Labels:
+    delimiter = spec.data.args.delimiter if spec.data.kind == "csv" else ","
+    table = read_csv_table(path, [], delimiter=delimiter, target=target, target_required=True)
+    return _Labels(path, target, table.target or [], table.rows)
+
+
+def _read_npz_labels(path: Path, target: str) -> _Labels:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if target not in archive.files:
+                raise data_error(path, f"no array named '{target}' (arrays: {', '.join(archive.files) or 'none'})",
+                                 code="column", hint="the labels go in an array named like the training's targets")
+            values = archive[target]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise data_error(path, f"cannot read the file as .npz: {e}", code="file") from None
+    if values.dtype.kind in "US":
+        return _Labels(path, target, [str(v) for v in values.reshape(-1)])
+    if not np.issubdtype(values.dtype, np.number) and values.dtype != np.bool_:
+        raise data_error(path, f"array '{target}' holds {values.dtype} values, not labels")
+    return _Labels(path, target, values)
+
+
+def _targets(run: Run, labels: _Labels) -> np.ndarray:
+    """Labels as the trainer's targets: text through the run's class list, numbers as they are.
+
+    Text labels of a run without class names (numeric labels) must be numbers; numeric labels
+    for an index loss must be class indices of the model.
+    """
+    if labels.is_text and run.classes is not None:
+        return _class_indices(labels, run.classes)
+    if labels.is_text and labels.rows is None:
+        raise data_error(labels.path, f"array '{labels.column}' holds text labels; this run's labels are numbers")
+    if labels.is_text:
+        numbers = np.array([_number(labels.path, labels.rows[i], labels.column, text)
+                            for i, text in enumerate(labels.values)])
+    else:
+        numbers = np.asarray(labels.values)
+    if LOSSES[run.spec.loss.kind].target == "index":
+        return _checked_indices(run, labels, numbers)
+    return numbers.astype(np.float32)
+
+
+def _class_indices(labels: _Labels, classes: list[str]) -> np.ndarray:
+    position = {name: i for i, name in enumerate(classes)}
+    indices = np.empty(len(labels.values), dtype=np.int64)
+    for i, label in enumerate(labels.values):
+        if label not in position:
+            raise data_error(labels.path, f"{labels.where(i)}: unknown label '{label}' "
+                                          f"(known classes: {', '.join(classes)})", code="label")
+        indices[i] = position[label]
+    return indices
+
+
+def _checked_indices(run: Run, labels: _Labels, numbers: np.ndarray) -> np.ndarray:
+    """Numeric class labels: whole numbers in 0..C-1 (C the model's outputs), the bad one located."""
+    output_shape = _output_shape(run)
+    count = output_shape[-1] if output_shape else 1
+    numbers = numbers.astype(np.float64)
+    bad = np.flatnonzero((numbers != np.round(numbers)) | (numbers < 0) | (numbers >= count))
+    if bad.size:
+        i = int(bad[0])
+        raise data_error(labels.path, f"{labels.where(i)}: {numbers[i]:g} is not a class of this run "
+                                      f"(class indices 0..{count - 1})", code="label")
+    return numbers.astype(np.int64)
+
+
+def _model_input(run: Run, preprocessor: Preprocessor, features: np.ndarray) -> dict[str, np.ndarray]:
+    """Scaled features shaped and typed as the model's one input."""
+    inputs = run.compiled.inputs
+    if len(inputs) != 1:
+        raise RunError([Problem("evaluate", f"a file feeds one input tensor; this model has {len(inputs)} "
+                                            f"({', '.join(inputs)})", file=str(run.path),
+                                hint="evaluate its validation split: leave out --data")])
+    (name, tensor_type), = inputs.items()
+    x = preprocessor.transform(features).reshape(len(features), *tensor_type.shape)
+    return {name: x.astype(data_module.NUMPY_DTYPES[tensor_type.dtype], copy=False)}
+
+
+def _preprocessor_from_spec(spec: Any) -> Preprocessor:
+    """Runs written before ``preprocess.json`` existed: no scaling, columns from the spec when named."""
+    if spec.data.kind == "csv":
+        return Preprocessor(spec.data.args.features, spec.data.args.target)
+    return Preprocessor()
+
+
+# ---------------------------------------------------------------------------------------------
+# showing and writing the result
+
+
+def format_evaluation(result: dict[str, Any]) -> str:
+    """The result as a small aligned table (metric, value), then any confusion matrix, labelled.
+
+    >>> print(format_evaluation({"run": "runs/r", "data": "validation split", "samples": 3, "classes": ["a", "b"],
+    ...                          "metrics": {"loss": 0.25, "accuracy": 2 / 3, "confusion_matrix": [[1, 0], [1, 1]]}}))
+    runs/r on the validation split (3 samples)
+    metric    value
+    loss      0.25
+    accuracy  0.666667
+    <BLANKLINE>
+    confusion matrix (rows: target, columns: predicted)
+    target\\predicted  a  b
+    a                 1  0
+    b                 1  1
+    """
+    metrics = result["metrics"]
+    numbers = [(name, value) for name, value in metrics.items() if not isinstance(value, list)]
+    where = "the validation split" if result["data"] == VALIDATION else result["data"]
+    lines = [f"{result['run']} on {where} ({result['samples']} samples)"]
+    lines += _aligned([("metric", "value")] + [(name, format(value, ".6g")) for name, value in numbers])
+    for name, value in metrics.items():
+        if isinstance(value, list):
+            classes = result.get("classes") or [str(i) for i in range(len(value))]
+            title = name.replace("_", " ") + " (rows: target, columns: predicted)"
+            lines += ["", title] + _aligned([("target\\predicted", *classes)] +
+                                            [(c, *map(str, row)) for c, row in zip(classes, value)], numeric=True)
+    return "\n".join(lines)
+
+
+def _aligned(rows: list[tuple[str, ...]], numeric: bool = False) -> list[str]:
+    """Columns padded to their widest cell; the first column left-aligned, numbers right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(w) if numeric else cell.ljust(w) for cell, w in zip(row[1:], widths[1:])]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def write_evaluation(result: dict[str, Any], path: Union[str, Path]) -> Path:
+    """Write the result as JSON to ``path``, atomically (the old file or the whole new one)."""
+    return write_atomic(Path(path), json.dumps(result, indent=2) + "\n")
