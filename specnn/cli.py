@@ -136,14 +136,29 @@ def compile_command(spec_file: str, out_dir: str) -> None:
 @click.argument("spec_file", type=SPEC_FILE)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="run folder (default runs/<name>)")
 @click.option("-q", "--quiet", is_flag=True, help="only the final summary")
+@click.option("--nproc", type=click.IntRange(min=1), help="train on N local processes (runs torchrun for you)")
+@click.option("--backend", type=click.Choice(["gloo", "nccl"]), help="torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
 @reports_problems
-def train(spec_file: str, out_dir: str | None, quiet: bool) -> None:
-    """Train SPEC_FILE; the run (spec, model.py, metrics, weights, exports) goes to a folder."""
+def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, backend: str | None) -> None:
+    """Train SPEC_FILE; the run (spec, model.py, metrics, weights, exports) goes to a folder.
+
+    train.batch_size is the global batch: with --nproc N (or under torchrun) each process
+    trains on batch_size / N samples of its own shard of every epoch.
+    """
+    from specnn.runtime import distributed
     from specnn.runtime.trainer import train as train_spec
     from specnn.spec.loader import load_spec
 
-    run = train_spec(load_spec(spec_file), out=out_dir, quiet=quiet, echo=click.echo)
-    click.echo(f"run saved to {run.path}")
+    spec = load_spec(spec_file)
+    env = distributed.launch_env()
+    if nproc is not None and nproc > 1 and env.world_size == 1:
+        distributed.per_rank_batch_size(spec, nproc)  # a spec problem is reported once, before launching
+        context = click.get_current_context()
+        forwarded = distributed.forward_args(context.command, context.params, drop=["nproc"])
+        sys.exit(distributed.launch(nproc, ["train", *forwarded]))
+    run = train_spec(spec, out=out_dir, quiet=quiet, echo=click.echo, backend=backend)
+    if env.rank == 0:
+        click.echo(f"run saved to {run.path}")
 
 
 @cli.command()

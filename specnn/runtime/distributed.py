@@ -188,6 +188,33 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Te
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
 
 
+def shard_length(n: int, world_size: int) -> int:
+    """How many samples each rank gets from an epoch of ``n`` (padded, as :func:`shard_indices`).
+
+    >>> shard_length(5, 2), shard_length(4, 2), shard_length(4, 1)
+    (3, 2, 4)
+    """
+    return -(-n // world_size)
+
+
+def shard_batches(data: Any, batch_size: int, dist: "Distributed", *, shuffle: bool,
+                  generator: Optional[torch.Generator] = None) -> Iterator[Any]:
+    """This rank's batches of one epoch of in-memory ``data`` (``runtime.data.Tensors``).
+
+    The permutation is drawn from ``generator`` exactly as the single-process path draws it
+    (one ``randperm`` per epoch), so every rank, seeded alike, draws the same order, and a
+    checkpoint's generator state fixes the epoch's order on any number of processes. With a
+    world of one this *is* the single-process path.
+    """
+    from specnn.runtime.data import Tensors, batches
+
+    if not dist.active:
+        return batches(data, batch_size, shuffle=shuffle, generator=generator)
+    order = torch.randperm(len(data), generator=generator) if shuffle else torch.arange(len(data))
+    mine = shard_indices(order, dist.rank, dist.world_size).to(data.y.device)
+    return batches(Tensors(tuple(x[mine] for x in data.inputs), data.y[mine]), batch_size)
+
+
 def distributed_loader(dataset: Any, batch_size: int, dist: "Distributed", *, shuffle: bool, seed: int,
                        drop_last: bool = False, **loader_args: Any):
     """A DataLoader over this rank's shard; call ``loader.sampler.set_epoch(epoch)`` each epoch.
@@ -240,9 +267,11 @@ class Distributed:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
+        # Gradients as views into DDP's all-reduce buckets: no copy between them every step.
         if self.device.type == "cuda":
-            return DistributedDataParallel(model, device_ids=[self.device.index], output_device=self.device.index)
-        return DistributedDataParallel(model)
+            return DistributedDataParallel(model, device_ids=[self.device.index], output_device=self.device.index,
+                                           gradient_as_bucket_view=True)
+        return DistributedDataParallel(model, gradient_as_bucket_view=True)
 
     @staticmethod
     def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -272,6 +301,34 @@ class Distributed:
             start += value.numel()
         return out
 
+    def reduce_epoch(self, losses: torch.Tensor, metrics: Any = None) -> torch.Tensor:
+        """Sum an epoch's per-batch loss totals and a ``MetricSet``'s accumulators over ranks.
+
+        One collective for everything. Every rank has the same number of batches, so the loss
+        vectors add element-wise. The metric state is made additive first: the regression rows
+        (sum sq err, sum abs err, target mean, target M2) carry the targets' mean and spread,
+        which become a sum and a sum of squares for the reduction and are rebuilt after it.
+        Returns the summed losses; ``metrics`` is updated in place.
+        """
+        if not self.active:
+            return losses
+        sums = {"losses": losses}
+        state = metrics.state_dict() if metrics is not None else None
+        if state is not None:
+            sums.update(counts=state["counts"], top_k_hits=state["top_k_hits"],
+                        samples=torch.tensor(float(state["samples"])))
+            if state["regression"] is not None:
+                sums["regression"] = _additive(state["regression"], state["samples"])
+        reduced = self.all_reduce_sums(sums)
+        if state is not None:
+            samples = int(reduced["samples"].item())
+            regression = reduced.get("regression")
+            metrics.load_state_dict({
+                "counts": reduced["counts"], "top_k_hits": reduced["top_k_hits"], "samples": samples,
+                "regression": None if regression is None else _from_additive(regression, samples),
+            })
+        return reduced["losses"]
+
     def main_only(self, function: Callable[..., Any]) -> Callable[..., Any]:
         """``function`` on rank 0; a no-op returning None on the others (printing, writing files)."""
         if self.is_main:
@@ -283,7 +340,50 @@ class Distributed:
         return {"device_ids": [self.device.index]} if self.backend == "nccl" else {}
 
 
+def _additive(rows: torch.Tensor, n: int) -> torch.Tensor:
+    # (mean, M2) of the targets -> (sum, sum of squares): these add across ranks.
+    out = rows.clone()
+    out[2] = rows[2] * n
+    out[3] = rows[3] + rows[2].square() * n
+    return out
+
+
+def _from_additive(rows: torch.Tensor, n: int) -> torch.Tensor:
+    out = rows.clone()
+    mean = rows[2] / max(n, 1)
+    out[2] = mean
+    out[3] = (rows[3] - mean.square() * n).clamp(min=0)
+    return out
+
+
 SINGLE = Distributed()
+
+
+def attach(session: Any, dist: Distributed) -> None:
+    """Make a trainer ``Session`` data-parallel: DDP for the forward pass, files from rank 0 only.
+
+    ``session.model`` stays the plain model, so checkpoints and ``model.pt`` hold unwrapped
+    weights (no ``module.`` prefix) that load on any number of processes; ``session.forward``
+    (what the loop calls) becomes the DDP model, compiled again when ``train.compile`` asked.
+    Checkpoints and confusion matrices are written by rank 0 alone.
+    """
+    session.dist = dist
+    if not dist.active:
+        return
+    compiled = session.forward is not session.model
+    session.forward = dist.wrap(session.model)
+    if compiled:  # torch.compile around DDP, as the DDP + compile notes advise
+        session.forward = torch.compile(session.forward)
+    if not dist.is_main:
+        session.save = lambda name: None
+        session.write_confusion = lambda: None
+
+
+def resume_after_restart(dist: Distributed, checkpoint: Any) -> bool:
+    """True when torchrun restarted the workers and ``checkpoint`` (a path) exists: continue from it."""
+    from pathlib import Path
+
+    return dist.restart_count > 0 and Path(checkpoint).is_file()
 
 
 def start(device: torch.device, backend: Optional[str] = None, spec: Any = None,
@@ -303,10 +403,29 @@ def start(device: torch.device, backend: Optional[str] = None, spec: Any = None,
         return dist
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before init: nccl binds each rank's communicator to its GPU
-    torch.distributed.init_process_group(chosen, rank=env.rank, world_size=env.world_size,
-                                         **({"timeout": timeout} if timeout else {}))
+    timeout = timeout or datetime.timedelta(minutes=30)
+    torch.distributed.init_process_group(chosen, rank=env.rank, world_size=env.world_size, timeout=timeout,
+                                         store=attempt_store(env, timeout))
     dist.backend = chosen
     return dist
+
+
+def attempt_store(env: LaunchEnv, timeout: datetime.timedelta) -> Optional[Any]:
+    """The rendezvous store (as ``env://`` builds it), with keys scoped to this torchrun attempt.
+
+    After a ``--max-restarts`` restart torchrun's agent keeps its store, and the process group
+    of the new attempt would read the dead attempt's addresses from it (gloo's connectFullMesh
+    then fails with "Connection refused"). A prefix per restart keeps each attempt's keys apart.
+    None outside torchrun (no MASTER_ADDR/PORT): ``init_process_group`` then uses its default.
+    """
+    if env.master_addr is None or env.master_port is None:
+        return None
+    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    base = torch.distributed.TCPStore(
+        env.master_addr, env.master_port, env.world_size, is_master=not agent_hosts_store and env.rank == 0,
+        timeout=timeout, **({} if agent_hosts_store else {"multi_tenant": True}),
+    )
+    return torch.distributed.PrefixStore(f"specnn/attempt_{env.restart_count}", base)
 
 
 def stop(dist: Distributed) -> None:
@@ -360,7 +479,7 @@ def claim_first_failure() -> bool:
     try:
         from torch.distributed.distributed_c10d import _get_default_store
 
-        return _get_default_store().add(FAILED_KEY, 1) == 1
+        return _get_default_store().add(FAILED_KEY, 1) == 1  # the store is scoped to this attempt
     except Exception:  # the store's host is gone: better twice than never
         return True
 

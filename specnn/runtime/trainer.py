@@ -25,10 +25,11 @@ from specnn.runtime import data as data_module
 from specnn.runtime import preprocess
 from specnn.runtime.data import Tensors, batches
 from specnn.runtime.device import resolve_device
+from specnn.runtime.distributed import per_rank_batch_size, shard_batches, shard_length
 from specnn.runtime.logs import EpochLogs, Progress, format_epoch
 from specnn.runtime.loop import Interrupt, TrainingInterrupted
 from specnn.runtime.metrics import MetricSet
-from specnn.runtime.session import LAST, Session, read_checkpoint
+from specnn.runtime.session import CHECKPOINT_DIR, LAST, Session, read_checkpoint
 from specnn.runtime.run import (
     META_FILE, WEIGHTS_FILE, Run, run_directory, save_state_dict, write_json, write_spec,
 )
@@ -50,7 +51,7 @@ class Prepared:
 
 
 def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False, echo: Echo = print,
-          resume: Union[bool, str, Path] = False, progress: bool = True) -> Run:
+          resume: Union[bool, str, Path] = False, progress: bool = True, backend: Optional[str] = None) -> Run:
     """Train a spec's model and write its run folder.
 
     Args:
@@ -61,6 +62,12 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
         resume: continue the run in ``out`` (``True``) or in this folder, from its
             ``checkpoints/last.pt``; the result equals that of a run that never stopped.
         progress: show a progress bar per epoch (only when stdout is a terminal and not quiet).
+        backend: under torchrun, the process-group backend (``gloo``/``nccl``); default
+            ``train.distributed.backend``, else nccl on CUDA and gloo on CPU.
+
+    Under torchrun every rank calls this: each trains on its shard of every epoch with a
+    ``batch_size / world_size`` batch, and rank 0 alone prints and writes the run folder
+    (``runtime/distributed.py``). After a torchrun restart it resumes from ``last.pt``.
 
     Returns:
         The :class:`~specnn.runtime.run.Run`, its model in eval mode with the trained weights.
@@ -72,15 +79,27 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
             on disk changes); or the loss became NaN or infinite (the last good checkpoint stays).
         TrainingInterrupted: Ctrl-C; ``last.pt`` is saved and the message says how to resume.
     """
+    from specnn.runtime import distributed
+
+    device = resolve_device(spec.train.device, spec)
+    with distributed.distributed_session(device, backend, spec) as dist:
+        return _train(spec, out, dist, quiet=quiet, echo=echo, resume=resume, progress=progress)
+
+
+def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, echo: Echo,
+           resume: Union[bool, str, Path], progress: bool) -> Run:
+    """:func:`train` on one rank of ``dist`` (``runtime.distributed.Distributed``; one rank outside torchrun)."""
     from specnn.compiler import build_model, compile_spec, write_model_py
+    from specnn.runtime import distributed
     from specnn.runtime.export import export
 
-    say: Echo = (lambda line: None) if quiet else echo
+    say: Echo = (lambda line: None) if quiet or not dist.is_main else echo
+    distributed.per_rank_batch_size(spec, dist.world_size)  # an indivisible global batch fails before any work
     seed_everything(spec.seed)
     compiled = compile_spec(spec)
     for warning in compiled.warnings:
         say(warning.format())
-    device = resolve_device(spec.train.device, spec)
+    device = dist.device  # on CUDA under torchrun: this rank's local GPU
     check_precision(spec, device)
     model = build_model(compiled).to(device)  # the only way a model is built
     prepared = prepare_data(spec, compiled, device)
@@ -90,21 +109,25 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
     folder = run_directory(spec, resume if isinstance(resume, (str, Path)) else out)
     output_shape = next(iter(compiled.outputs.values()))
     session = Session(spec, model, optimizer, prepared, folder, device, output_shape[0] if output_shape else None)
-    if resume:  # read and checked before anything is written
-        session.restore(read_checkpoint(folder, session.fingerprint))
-    folder.mkdir(parents=True, exist_ok=True)
-    write_spec(compiled, spec, folder)
-    write_model_py(compiled, folder)
-    fit(session, prepared, loss_fn, say, progress and not quiet)
+    distributed.attach(session, dist)  # DDP forward, rank-0 checkpoints; as is for one process
+    if resume or distributed.resume_after_restart(dist, folder / CHECKPOINT_DIR / LAST):
+        session.restore(read_checkpoint(folder, session.fingerprint))  # read and checked before anything is written
+    if dist.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_spec(compiled, spec, folder)
+        write_model_py(compiled, folder)
+    fit(session, prepared, loss_fn, say, progress and not quiet and dist.is_main)
 
     model.eval()
-    save_state_dict(model, folder / WEIGHTS_FILE)
     meta = run_meta(spec, compiled, prepared, device)
-    write_json(folder / META_FILE, meta)
-    prepared.preprocessor.save(folder)
     run = Run(folder, spec, compiled, model, prepared.classes, meta)
-    for fmt in spec.export:
-        say(str(export(run, fmt)))
+    if dist.is_main:
+        save_state_dict(model, folder / WEIGHTS_FILE)
+        write_json(folder / META_FILE, meta)
+        prepared.preprocessor.save(folder)
+        for fmt in spec.export:
+            say(str(export(run, fmt)))
+    dist.barrier()  # the other ranks return once the run folder is complete
     return run
 
 
@@ -117,7 +140,9 @@ def fit(session: Session, prepared: Prepared, loss_fn, say: Echo, show_progress:
     """
     spec, settings = session.spec, session.spec.train
     epochs = settings.epochs
-    logs = EpochLogs(session.folder, session.state.epoch if session.resumed else None, settings.tensorboard)
+    # rank 0 alone writes metrics.jsonl/.csv; the records it writes are already summed over ranks
+    logs = EpochLogs(session.folder, session.state.epoch if session.resumed else None, settings.tensorboard) \
+        if session.dist.is_main else None
     progress = Progress(show_progress)
     try:
         with Interrupt() as interrupt:
@@ -139,7 +164,8 @@ def fit(session: Session, prepared: Prepared, loss_fn, say: Echo, show_progress:
                 session.scheduler.step_epoch(record)
                 # log: one line, one record in metrics.jsonl/.csv (and TensorBoard)
                 record["seconds"] = round(time.perf_counter() - started, 4)
-                logs.write(record)
+                if logs is not None:
+                    logs.write(record)
                 say(format_epoch(record, epochs))
                 # checkpoint and stop?: last.pt/best.pt, early stopping
                 if session.end_epoch(epoch, record, epochs):
@@ -156,7 +182,8 @@ def fit(session: Session, prepared: Prepared, loss_fn, say: Echo, show_progress:
         raise session.interrupted(False, spec.file) from None
     finally:
         progress.close()
-        logs.close()
+        if logs is not None:
+            logs.close()
 
 
 def train_one_epoch(session: Session, data: Tensors, loss_fn, epoch: int, interrupt: Interrupt,
@@ -165,13 +192,15 @@ def train_one_epoch(session: Session, data: Tensors, loss_fn, epoch: int, interr
 
     Per-batch loss totals stay on the device: one host sync per epoch, not one per step.
     """
-    model, policy, state = session.forward, session.policy, session.state
-    batch_size = session.spec.train.batch_size
-    n_batches = math.ceil(len(data) / batch_size)
+    model, policy, state, dist = session.forward, session.policy, session.state, session.dist
+    # Under torchrun: this rank's share of the global batch and of the epoch (runtime/distributed.py).
+    batch_size = per_rank_batch_size(session.spec, dist.world_size)
+    samples = shard_length(len(data), dist.world_size)
+    n_batches = math.ceil(samples / batch_size)
     summed = getattr(loss_fn, "reduction", "mean") == "sum"
     losses = session.begin_epoch(n_batches, data.device)
     metrics = session.train_metrics
-    stream = batches(data, batch_size, shuffle=session.spec.train.shuffle, generator=session.generator)
+    stream = shard_batches(data, batch_size, dist, shuffle=session.spec.train.shuffle, generator=session.generator)
     model.train()
     for index, (inputs, y) in enumerate(islice(stream, state.step_in_epoch, None), state.step_in_epoch):
         # forward, in the configured precision
@@ -182,7 +211,7 @@ def train_one_epoch(session: Session, data: Tensors, loss_fn, epoch: int, interr
         if metrics is not None:
             metrics.update(output, y)
         # backward; every `accumulate` batches: clip → step → zero_grad → per-batch lr
-        policy.backward(_scalar(loss), policy.weight(index, len(y), len(data), batch_size, summed))
+        policy.backward(_scalar(loss), policy.weight(index, len(y), samples, batch_size, summed))
         progress.advance(len(y), losses[index])
         if policy.is_step(index, n_batches):
             policy.step()
@@ -190,7 +219,8 @@ def train_one_epoch(session: Session, data: Tensors, loss_fn, epoch: int, interr
             if interrupt.requested:
                 session.pause(index + 1, losses)
                 return {}
-    return session.finish_epoch(losses, len(data), epoch)
+    # summed over ranks (one collective) before anything is printed or logged
+    return session.finish_epoch(dist.reduce_epoch(losses, metrics), samples * dist.world_size, epoch)
 
 
 @torch.inference_mode()
