@@ -387,3 +387,13 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(two_process_
     # ~1e-3). Dropout or batch-norm would break this (per-rank masks and batch statistics).
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=2e-6)
+
+
+def test_the_spec_chooses_the_backend_and_a_bad_choice_is_located(tmp_path):
+    spec = load_spec(_iris_with(tmp_path, "  device: auto", "  device: cpu\n  distributed: {backend: nccl}"))
+    assert D.spec_backend(spec) == "nccl"
+    with pytest.raises(SpecError) as caught:
+        D.choose_backend(torch.device("cpu"), spec=spec)
+    assert str(caught.value).startswith(f"{tmp_path / 'iris.yaml'}:29:17: train.distributed.backend: backend 'nccl' "
+                                        "needs CUDA, but training runs on cpu")
+    assert D.choose_backend(torch.device("cpu"), "gloo", spec) == "gloo"  # the --backend flag wins

@@ -303,6 +303,14 @@ class CheckpointSpec(Strict):
     mode: Optional[Literal["min", "max"]] = None
 
 
+class DistributedSpec(Strict):
+    """How the processes of a torchrun job talk (``runtime/distributed.py``)."""
+
+    backend: Optional[Literal["gloo", "nccl"]] = Field(
+        None, description="torch.distributed backend under torchrun; default nccl on CUDA, gloo on CPU"
+    )
+
+
 class TrainSpec(Strict):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
@@ -319,6 +327,7 @@ class TrainSpec(Strict):
     early_stopping: Optional[EarlyStopping] = None
     checkpoint: CheckpointSpec = CheckpointSpec()
     tensorboard: bool = Field(False, description="write TensorBoard event files (needs the tensorboard extra)")
+    distributed: DistributedSpec = DistributedSpec()
 
 
 ExportFormat = Literal[tuple(EXPORTERS)]  # type: ignore[valid-type]
