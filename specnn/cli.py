@@ -20,6 +20,8 @@ from specnn.catalog.exporters import EXPORTERS
 from specnn.spec.errors import Problem, SpecError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
+RESUME_SPEC_RUN = "\0spec-run"  # `--resume` given without a folder: the spec's own run folder
 
 
 class ProblemsReported(click.ClickException):
@@ -138,14 +140,18 @@ def compile_command(spec_file: str, out_dir: str) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="only the final summary")
 @click.option("--nproc", type=click.IntRange(min=1), help="train on N local processes (runs torchrun for you)")
 @click.option("--backend", type=click.Choice(["gloo", "nccl"]), help="torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
+@click.option("--resume", is_flag=False, flag_value=RESUME_SPEC_RUN, default=None, metavar="[RUN]",
+              help="continue from RUN/checkpoints/last.pt (RUN default: --out, else runs/<name>)")
 @reports_problems
-def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, backend: str | None) -> None:
+def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, backend: str | None,
+          resume: str | None) -> None:
     """Train SPEC_FILE; the run (spec, model.py, metrics, weights, exports) goes to a folder.
 
     train.batch_size is the global batch: with --nproc N (or under torchrun) each process
     trains on batch_size / N samples of its own shard of every epoch.
     """
     from specnn.runtime import distributed
+    from specnn.runtime.loop import TrainingInterrupted
     from specnn.runtime.trainer import train as train_spec
     from specnn.spec.loader import load_spec
 
@@ -156,7 +162,12 @@ def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, b
         context = click.get_current_context()
         forwarded = distributed.forward_args(context.command, context.params, drop=["nproc"])
         sys.exit(distributed.launch(nproc, ["train", *forwarded]))
-    run = train_spec(spec, out=out_dir, quiet=quiet, echo=click.echo, backend=backend)
+    try:
+        run = train_spec(spec, out=out_dir, quiet=quiet, echo=click.echo, backend=backend,
+                         resume=True if resume == RESUME_SPEC_RUN else (resume or False))
+    except TrainingInterrupted as interrupted:
+        click.echo(interrupted.message, err=True)
+        sys.exit(EXIT_INTERRUPTED)
     if env.rank == 0:
         click.echo(f"run saved to {run.path}")
 

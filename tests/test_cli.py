@@ -68,3 +68,45 @@ def test_export_of_a_folder_that_is_not_a_run_says_what_is_missing(cli_runner, t
     assert str(tmp_path) in result.output
     assert "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def _iris_with_epochs(iris_spec, tmp_path, epochs: int):
+    text = iris_spec.read_text().replace("epochs: 60", f"epochs: {epochs}").replace("export: [state_dict, onnx]", "")
+    text = text.replace("path: data/iris.csv", f"path: {iris_spec.parent / 'data' / 'iris.csv'}")
+    path = tmp_path / f"iris{epochs}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_resume_from_the_command_line_continues_bitwise(cli_runner, iris_spec, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert cli_runner.invoke(cli, ["train", str(_iris_with_epochs(iris_spec, tmp_path, 4)), "--out", str(straight),
+                                   "-q"]).exit_code == 0
+    assert cli_runner.invoke(cli, ["train", str(_iris_with_epochs(iris_spec, tmp_path, 2)), "--out", str(resumed),
+                                   "-q"]).exit_code == 0
+    result = cli_runner.invoke(cli, ["train", str(_iris_with_epochs(iris_spec, tmp_path, 4)), "--resume", str(resumed),
+                                     "-q"])
+    assert result.exit_code == 0, result.output
+    a = torch.load(straight / "weights.pt", weights_only=True)
+    b = torch.load(resumed / "weights.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    epochs = [json.loads(line)["epoch"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(cli_runner, iris_spec, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli_runner.invoke(cli, ["train", str(iris_spec), "--resume", str(empty)])
+    assert result.exit_code == 2
+    assert "last.pt" in result.output and "Traceback" not in result.output
+    assert list(empty.iterdir()) == []
+
+
+def test_resume_given_bare_is_forwarded_bare_to_torchrun_workers():
+    from specnn.cli import train
+    from specnn.runtime.distributed import forward_args
+
+    params = {"spec_file": "s.yaml", "out_dir": None, "quiet": False, "nproc": 2, "backend": None,
+              "resume": next(p for p in train.params if p.name == "resume").flag_value}
+    assert forward_args(train, params, drop=["nproc"]) == ["s.yaml", "--resume"]

@@ -561,6 +561,8 @@ def forward_args(command: Any, params: Mapping[str, Any], drop: Sequence[str] = 
         elif getattr(param, "is_flag", False):
             if value and value != param.default:
                 options.append(param.opts[0])
+        elif getattr(param, "_flag_needs_value", False) and value == param.flag_value:
+            options.append(param.opts[0])  # an option whose value is optional, given bare (--resume)
         elif value != param.default:
             options.extend([param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0], str(value)])
     return positional + options
