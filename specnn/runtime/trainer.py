@@ -201,24 +201,33 @@ def train_one_epoch(session: Session, data: Tensors, loss_fn, epoch: int, interr
     losses = session.begin_epoch(n_batches, data.device)
     metrics = session.train_metrics
     stream = shard_batches(data, batch_size, dist, shuffle=session.spec.train.shuffle, generator=session.generator)
+    # The batches' detached losses and sizes, made into per-sample totals once per epoch (and on
+    # Ctrl-C): a tensor op per step here costs more than the rest of the loop's bookkeeping.
+    first, kept, sizes = state.step_in_epoch, [], []
     model.train()
-    for index, (inputs, y) in enumerate(islice(stream, state.step_in_epoch, None), state.step_in_epoch):
+    for index, (inputs, y) in enumerate(islice(stream, first, None), first):
+        size = y.shape[0]
         # forward, in the configured precision
         with policy.autocast():
             output = model(*inputs)
             loss = loss_fn(output, y)
-        losses[index] = _batch_total(loss, len(y), loss_fn)
+        loss = _scalar(loss)
+        kept.append(loss.detach())
+        sizes.append(size)
         if metrics is not None:
             metrics.update(output, y)
         # backward; every `accumulate` batches: clip → step → zero_grad → per-batch lr
-        policy.backward(_scalar(loss), policy.weight(index, len(y), samples, batch_size, summed))
-        progress.advance(len(y), losses[index])
+        policy.backward(loss, policy.weight(index, size, samples, batch_size, summed))
+        if progress.enabled:
+            progress.advance(size, _batch_total(loss, size, loss_fn))
         if policy.is_step(index, n_batches):
             policy.step()
             state.global_step += 1
             if interrupt.requested:
+                _store_totals(losses, first, kept, None if summed else sizes)
                 session.pause(index + 1, losses)
                 return {}
+    _store_totals(losses, first, kept, None if summed else sizes)
     # summed over ranks (one collective) before anything is printed or logged
     return session.finish_epoch(dist.reduce_epoch(losses, metrics), samples * dist.world_size, epoch)
 
@@ -261,6 +270,16 @@ def predicted_labels(output: torch.Tensor, task: str, loss_fn) -> torch.Tensor:
 def _scalar(loss: torch.Tensor) -> torch.Tensor:
     # reduction: none gives a loss per element; train on its mean.
     return loss if loss.ndim == 0 else loss.mean()
+
+
+def _store_totals(losses: torch.Tensor, first: int, kept: list, sizes: Optional[list]) -> None:
+    """``losses[first:first + len(kept)]`` = the kept batch losses as totals (means times ``sizes``)."""
+    if not kept:
+        return
+    totals = torch.stack(kept).to(losses.dtype)
+    if sizes is not None:
+        totals = totals * torch.tensor(sizes, dtype=losses.dtype).to(losses.device)
+    losses[first:first + len(kept)] = totals
 
 
 def _batch_total(loss: torch.Tensor, batch_size: int, loss_fn) -> torch.Tensor:
