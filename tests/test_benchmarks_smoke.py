@@ -1,0 +1,25 @@
+"""benchmarks/train_speed.py --quick runs end to end and prints its ratio lines (no timed assertions)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "train_speed.py"
+RATIO = re.compile(r"^  ratio tiny  (\S+) +[0-9.]+ us/step +[0-9.]+x floor$")
+
+
+def test_quick_run_prints_one_ratio_line_per_way() -> None:
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--workload", "tiny"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("torch ") and "torch.get_num_threads() = 1" in lines[0]
+    ways = [m.group(1) for m in map(RATIO.match, lines) if m]
+    assert ways == ["floor", "textbook", "specnn", "specnn+acc"]
+    floor_line = next(line for line in lines if " floor " in line and "ratio" in line)
+    assert floor_line.endswith(" 1.000x floor")  # the floor is its own baseline
+    assert "Traceback" not in result.stderr
