@@ -21,7 +21,7 @@ from specnn.spec.errors import Problem, SpecError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
-RESUME_SPEC_RUN = "\0spec-run"  # `--resume` given without a folder: the spec's own run folder
+RESUME_SPEC_RUN = "\0spec-run"  # `--resume` given without a folder: the spec's newest run folder
 
 
 class ProblemsReported(click.ClickException):
@@ -141,11 +141,15 @@ def compile_command(spec_file: str, out_dir: str) -> None:
 @click.option("--nproc", type=click.IntRange(min=1), help="train on N local processes (runs torchrun for you)")
 @click.option("--backend", type=click.Choice(["gloo", "nccl"]), help="torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
 @click.option("--resume", is_flag=False, flag_value=RESUME_SPEC_RUN, default=None, metavar="[RUN]",
-              help="continue from RUN/checkpoints/last.pt (RUN default: --out, else runs/<name>)")
+              help="continue from RUN/checkpoints/last.pt (RUN default: --out, else the newest runs/<name>[-N])")
+@click.option("--overwrite", is_flag=True, help="replace the run in --out (its old files are removed first)")
 @reports_problems
 def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, backend: str | None,
-          resume: str | None) -> None:
+          resume: str | None, overwrite: bool) -> None:
     """Train SPEC_FILE; the run (spec, model.py, metrics, weights, exports) goes to a folder.
+
+    The default folder is runs/<name>, or runs/<name>-2, -3 ... when it already holds a run;
+    an --out folder that holds a run is an error unless --overwrite (or --resume) is given.
 
     train.batch_size is the global batch: with --nproc N (or under torchrun) each process
     trains on batch_size / N samples of its own shard of every epoch.
@@ -163,7 +167,7 @@ def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, b
         forwarded = distributed.forward_args(context.command, context.params, drop=["nproc"])
         sys.exit(distributed.launch(nproc, ["train", *forwarded]))
     try:
-        run = train_spec(spec, out=out_dir, quiet=quiet, echo=click.echo, backend=backend,
+        run = train_spec(spec, out=out_dir, quiet=quiet, echo=click.echo, backend=backend, overwrite=overwrite,
                          resume=True if resume == RESUME_SPEC_RUN else (resume or False))
     except TrainingInterrupted as interrupted:
         click.echo(interrupted.message, err=True)

@@ -31,8 +31,9 @@ from specnn.runtime.loop import Interrupt, TrainingInterrupted
 from specnn.runtime.metrics import MetricSet
 from specnn.runtime.session import CHECKPOINT_DIR, LAST, Session, read_checkpoint
 from specnn.runtime.run import (
-    META_FILE, WEIGHTS_FILE, Run, run_directory, save_state_dict, write_json, write_spec,
+    META_FILE, WEIGHTS_FILE, Run, save_state_dict, write_json, write_spec,
 )
+from specnn.runtime.run_folder import open_run_folder
 from specnn.spec.errors import DataError, Problem, SpecError
 
 Echo = Callable[[str], Any]
@@ -51,19 +52,27 @@ class Prepared:
 
 
 def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False, echo: Echo = print,
-          resume: Union[bool, str, Path] = False, progress: bool = True, backend: Optional[str] = None) -> Run:
+          resume: Union[bool, str, Path] = False, progress: bool = True, backend: Optional[str] = None,
+          overwrite: bool = False) -> Run:
     """Train a spec's model and write its run folder.
+
+    A run never overwrites another by accident: when ``runs/<name>`` holds a run, the next free
+    ``runs/<name>-2``, ``-3`` ... is used (and said); an ``out`` that holds a run is an error
+    unless ``overwrite`` (``runtime/run_folder.py``).
 
     Args:
         spec: a :class:`specnn.spec.models.Spec` (from :func:`specnn.load_spec`).
-        out: the run folder; default ``runs/<spec name>``.
+        out: the run folder; default ``runs/<spec name>`` (or the next free ``runs/<spec name>-N``).
         quiet: print nothing per epoch.
         echo: where lines go (the CLI passes ``click.echo``).
-        resume: continue the run in ``out`` (``True``) or in this folder, from its
-            ``checkpoints/last.pt``; the result equals that of a run that never stopped.
+        resume: continue the run in ``out`` (``True``; without ``out``: the newest run of the
+            spec's name with a checkpoint) or in this folder, from its ``checkpoints/last.pt``;
+            the result equals that of a run that never stopped.
         progress: show a progress bar per epoch (only when stdout is a terminal and not quiet).
         backend: under torchrun, the process-group backend (``gloo``/``nccl``); default
             ``train.distributed.backend``, else nccl on CUDA and gloo on CPU.
+        overwrite: ``out`` may hold a run: its files (exports, checkpoints, curves ...) are
+            removed before this run writes.
 
     Under torchrun every rank calls this: each trains on its shard of every epoch with a
     ``batch_size / world_size`` batch, and rank 0 alone prints and writes the run folder
@@ -75,19 +84,19 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
     Raises:
         SpecError: the spec does not compile or asks for a missing device.
         DataError: the data cannot be read or does not fit the model.
-        RunError: the checkpoint to resume from is missing, corrupt or from another spec (nothing
-            on disk changes); or the loss became NaN or infinite (the last good checkpoint stays).
+        RunError: ``out`` holds a run (without ``resume`` or ``overwrite``); the checkpoint to
+            resume from is missing, corrupt or from another spec (nothing on disk changes); or the loss became NaN or infinite (the last good checkpoint stays).
         TrainingInterrupted: Ctrl-C; ``last.pt`` is saved and the message says how to resume.
     """
     from specnn.runtime import distributed
 
     device = resolve_device(spec.train.device, spec)
     with distributed.distributed_session(device, backend, spec) as dist:
-        return _train(spec, out, dist, quiet=quiet, echo=echo, resume=resume, progress=progress)
+        return _train(spec, out, dist, quiet=quiet, echo=echo, resume=resume, progress=progress, overwrite=overwrite)
 
 
 def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, echo: Echo,
-           resume: Union[bool, str, Path], progress: bool) -> Run:
+           resume: Union[bool, str, Path], progress: bool, overwrite: bool = False) -> Run:
     """:func:`train` on one rank of ``dist`` (``runtime.distributed.Distributed``; one rank outside torchrun)."""
     from specnn.compiler import build_model, compile_spec, write_model_py
     from specnn.runtime import distributed
@@ -106,7 +115,7 @@ def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, ec
     loss_fn = make_loss(spec, device)
     optimizer = make_optimizer(spec, model)
 
-    folder = run_directory(spec, resume if isinstance(resume, (str, Path)) else out)
+    folder = open_run_folder(spec, out, resume, overwrite, dist, say)  # rank 0 decides, for every rank
     output_shape = next(iter(compiled.outputs.values()))
     session = Session(spec, model, optimizer, prepared, folder, device, output_shape[0] if output_shape else None)
     distributed.attach(session, dist)  # DDP forward, rank-0 checkpoints; as is for one process

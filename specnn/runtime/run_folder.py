@@ -1,0 +1,163 @@
+"""Choosing a training run's folder so that no run overwrites another by accident.
+
+* The default folder ``runs/<name>`` that already holds a run becomes the next free
+  ``runs/<name>-2``, ``runs/<name>-3``, ...
+* An explicit ``--out DIR`` that already holds a run is an error, unless the caller asked to
+  overwrite it: then the old run's files are removed first, so no stale export, checkpoint or
+  curve from it is left next to the new run.
+* A bare ``--resume`` continues the newest run of the spec's name that has ``checkpoints/last.pt``.
+* After a torchrun restart the workers continue in the folder the first attempt used.
+
+Under torchrun rank 0 decides and the other ranks receive its decision (:func:`choose_run_folder`).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+from specnn.catalog.exporters import EXPORTERS
+from specnn.runtime.logs import CSV_FILE, TENSORBOARD_DIR
+from specnn.runtime.plot import PLOT_FILE
+from specnn.runtime.preprocess import PREPROCESS_FILE
+from specnn.runtime.run import META_FILE, METRICS_FILE, MODEL_FILE, SPEC_FILE, WEIGHTS_FILE
+from specnn.runtime.session import CHECKPOINT_DIR, CONFUSION_FILE, LAST
+from specnn.spec.errors import Problem, RunError
+
+RUNS_DIR = Path("runs")
+# Every file and folder a training run (or `specnn plot`/`export` into the run) writes.
+RUN_FILES = (
+    SPEC_FILE, MODEL_FILE, METRICS_FILE, CSV_FILE, WEIGHTS_FILE, META_FILE, PREPROCESS_FILE, PLOT_FILE,
+    f"{CONFUSION_FILE}.json", f"{CONFUSION_FILE}.csv", *(d.filename for d in EXPORTERS.values()),
+)
+RUN_FOLDERS = (CHECKPOINT_DIR, TENSORBOARD_DIR)
+
+
+@dataclass(frozen=True)
+class FolderChoice:
+    """Where a run goes, and what the user should be told about it.
+
+    Attributes:
+        path: the run folder.
+        note: a line to print (the default folder was taken, so another one is used), or None.
+        clear: the folder holds a run that this one replaces (``overwrite``): remove its files first.
+    """
+
+    path: Path
+    note: Optional[str] = None
+    clear: bool = False
+
+
+def holds_run(folder: Path) -> bool:
+    """True when ``folder`` holds a finished or checkpointed run (``meta.json`` or ``checkpoints/``)."""
+    return (folder / META_FILE).is_file() or (folder / CHECKPOINT_DIR).is_dir()
+
+
+def next_free_folder(base: Path) -> Path:
+    """``base`` when it holds no run, else the first of ``base-2``, ``base-3``, ... that holds none."""
+    if not holds_run(base):
+        return base
+    number = 2
+    while holds_run(base.with_name(f"{base.name}-{number}")):
+        number += 1
+    return base.with_name(f"{base.name}-{number}")
+
+
+def newest_resumable(base: Path) -> Optional[Path]:
+    """Of ``base`` and ``base-N``, the folder whose ``checkpoints/last.pt`` was written last; None if none."""
+    pattern = re.compile(re.escape(base.name) + r"(-[0-9]+)?")
+    siblings = base.parent.iterdir() if base.parent.is_dir() else ()
+    candidates = [p for p in siblings if pattern.fullmatch(p.name) and (p / CHECKPOINT_DIR / LAST).is_file()]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: ((p / CHECKPOINT_DIR / LAST).stat().st_mtime_ns, p.name))
+
+
+def decide_run_folder(spec: Any, out: Union[str, Path, None], resume: Union[bool, str, Path],
+                      overwrite: bool = False, restarted: bool = False) -> FolderChoice:
+    """The folder a training run writes to (nothing on disk changes here).
+
+    Args:
+        spec: the spec being trained (its ``name`` names the default folder).
+        out: the folder the caller asked for, or None for ``runs/<name>``.
+        resume: False; True to continue ``out`` (or the newest resumable run of the spec's name);
+            or the folder to continue.
+        overwrite: an ``out`` that holds a run may be replaced.
+        restarted: torchrun restarted the workers: continue where the first attempt wrote.
+
+    Raises:
+        RunError: ``out`` holds a run and neither ``resume`` nor ``overwrite`` was asked for.
+    """
+    if isinstance(resume, (str, Path)):
+        return FolderChoice(Path(resume))
+    if out is not None:
+        folder = Path(out)
+        taken = holds_run(folder)
+        if taken and not (resume or overwrite or restarted):
+            raise RunError([Problem(
+                "run-exists", "this folder already holds a run; training into it would overwrite it", file=str(folder),
+                hint="continue it with --resume, replace it with --overwrite, or choose a new --out")])
+        return FolderChoice(folder, clear=taken and overwrite and not (resume or restarted))
+    base = RUNS_DIR / spec.name
+    if resume or restarted:
+        return FolderChoice(newest_resumable(base) or (base if resume else next_free_folder(base)))
+    folder = next_free_folder(base)
+    note = None if folder == base else f"{base} already holds a run: this run goes to {folder}"
+    return FolderChoice(folder, note)
+
+
+def open_run_folder(spec: Any, out: Union[str, Path, None], resume: Union[bool, str, Path], overwrite: bool,
+                    dist: Any, say: Callable[[str], Any]) -> Path:
+    """The run folder for this training (see :func:`decide_run_folder`), made ready on rank 0.
+
+    Rank 0 says when the default folder was taken and removes the old run's files when it is
+    overwritten.
+    """
+    choice = choose_run_folder(spec, out, resume, overwrite, dist)
+    if dist.is_main:
+        if choice.note:
+            say(choice.note)
+        if choice.clear:
+            clear_run(choice.path)
+    return choice.path
+
+
+def choose_run_folder(spec: Any, out: Union[str, Path, None], resume: Union[bool, str, Path],
+                      overwrite: bool, dist: Any) -> FolderChoice:
+    """:func:`decide_run_folder` on rank 0, the same answer on every rank (``dist``: ``Distributed``).
+
+    Rank 0 decides and, under torchrun, broadcasts the folder (or the error) to the other ranks,
+    so they never decide differently because rank 0 has meanwhile created a folder.
+    """
+    decision: Any = None
+    if dist.is_main:
+        try:
+            decision = decide_run_folder(spec, out, resume, overwrite, dist.restart_count > 0)
+        except RunError as error:
+            decision = error.problems  # Problems pickle; the exception (built from its text) would not
+    if dist.active:
+        import torch.distributed
+
+        shared = [decision]
+        torch.distributed.broadcast_object_list(shared, src=0, device=_broadcast_device(dist))
+        decision = shared[0]
+    if isinstance(decision, list):
+        raise RunError(decision)
+    return decision
+
+
+def _broadcast_device(dist: Any) -> Any:
+    # nccl moves the pickled object through the rank's GPU; gloo through the CPU.
+    return dist.device if dist.backend == "nccl" else None
+
+
+def clear_run(folder: Path) -> None:
+    """Remove an old run's files from ``folder`` (``--overwrite``); other files stay."""
+    for name in RUN_FILES:
+        (folder / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        if (folder / name).is_dir():
+            shutil.rmtree(folder / name)
