@@ -206,3 +206,84 @@ def test_cli_predict_on_a_folder_that_is_not_a_run_exits_2(cli_runner, tmp_path)
     result = cli_runner.invoke(cli, ["predict", str(tmp_path), str(IRIS_CSV)])
     assert result.exit_code == 2
     assert f"{tmp_path / 'spec.yaml'}: missing run file" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# a model with several inputs (examples/two_input_graph.yaml with an npz source)
+
+
+@pytest.fixture(scope="module")
+def two_input_run(tmp_path_factory) -> Path:
+    """The two-input example (tabular [5] + sequence [12, 3]) trained briefly on npz arrays tab/seq."""
+    folder = tmp_path_factory.mktemp("two")
+    rng = np.random.default_rng(0)
+    np.savez(folder / "train.npz", tab=rng.standard_normal((80, 5)), seq=rng.standard_normal((80, 12, 3)),
+             y=rng.integers(0, 3, 80))
+    text = (EXAMPLES / "two_input_graph.yaml").read_text()
+    data = text[text.index("  synthetic:"):text.index("  validation_split")]
+    text = text.replace(data, "  npz: {path: train.npz, x: {tabular: tab, sequence: seq}}\n")
+    text = text.replace("epochs: 6", "epochs: 1").replace("export: [onnx]", "export: []")
+    (folder / "two.yaml").write_text(text)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(load_spec(folder / "two.yaml"), folder / "run", quiet=True).path
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_two_input_run_predicts_from_one_array_per_input(two_input_run, tmp_path):
+    rng = np.random.default_rng(1)
+    tab, seq = rng.standard_normal((7, 5)), rng.standard_normal((7, 36))  # a flat sequence is reshaped
+    np.savez(tmp_path / "new.npz", seq=seq, tab=tab)
+    predictions = predict(two_input_run, tmp_path / "new.npz", batch_size=3)
+    with torch.inference_mode():
+        expected = load_run(two_input_run).model(torch.tensor(tab, dtype=torch.float32),
+                                                 torch.tensor(seq.reshape(7, 12, 3), dtype=torch.float32))
+    np.testing.assert_allclose(predictions.outputs, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert predictions.labels == [str(i) for i in expected.argmax(dim=1).tolist()]
+
+
+def test_a_two_input_run_from_a_synthetic_source_reads_arrays_by_input_name(tmp_path):
+    text = (EXAMPLES / "two_input_graph.yaml").read_text().replace("samples: 1500", "samples: 60")
+    (tmp_path / "two.yaml").write_text(text.replace("epochs: 6", "epochs: 1").replace("export: [onnx]", "export: []"))
+    run = train(load_spec(tmp_path / "two.yaml"), tmp_path / "run", quiet=True)
+    tab, seq = np.ones((2, 5), np.float32), np.zeros((2, 12, 3), np.float32)
+    np.savez(tmp_path / "new.npz", tabular=tab, sequence=seq)
+    with torch.inference_mode():
+        expected = run.model(torch.from_numpy(tab), torch.from_numpy(seq))
+    np.testing.assert_allclose(predict(run.path, tmp_path / "new.npz").outputs, expected.numpy(), rtol=1e-6)
+
+
+def test_a_csv_for_a_two_input_run_is_a_clear_error(two_input_run, tmp_path):
+    (tmp_path / "new.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError) as caught:
+        predict(two_input_run, tmp_path / "new.csv")
+    assert str(caught.value) == (f"{tmp_path / 'new.csv'}: a CSV table feeds one model input; this model has 2 "
+                                 "(tabular, sequence) (give an .npz file with one array per input: "
+                                 "'tab' [5], 'seq' [12, 3])")
+
+
+def test_a_missing_or_misshaped_input_array_is_named(two_input_run, tmp_path):
+    np.savez(tmp_path / "missing.npz", tab=np.zeros((2, 5)))
+    with pytest.raises(DataError) as caught:
+        predict(two_input_run, tmp_path / "missing.npz")
+    assert str(caught.value) == (f"{tmp_path / 'missing.npz'}: no array named 'seq' (arrays: tab) "
+                                 "(one array per model input: 'tab' [5], 'seq' [12, 3])")
+    np.savez(tmp_path / "shape.npz", tab=np.zeros((2, 5)), seq=np.zeros((2, 12, 2)))
+    with pytest.raises(DataError) as caught:
+        predict(two_input_run, tmp_path / "shape.npz")
+    assert str(caught.value) == (f"{tmp_path / 'shape.npz'}: array 'seq' has samples of shape [12, 2], "
+                                 "the model input takes [12, 3]")
+    np.savez(tmp_path / "lengths.npz", tab=np.zeros((2, 5)), seq=np.zeros((3, 12, 3)))
+    with pytest.raises(DataError) as caught:
+        predict(two_input_run, tmp_path / "lengths.npz")
+    assert str(caught.value) == f"{tmp_path / 'lengths.npz'}: the input arrays differ in length: 'tab' has 2, 'seq' has 3"
+
+
+def test_cli_predict_with_a_two_input_run(cli_runner, two_input_run, tmp_path):
+    np.savez(tmp_path / "new.npz", tab=np.zeros((3, 5)), seq=np.zeros((3, 12, 3)))
+    result = cli_runner.invoke(cli, ["predict", str(two_input_run), str(tmp_path / "new.npz"), "--probabilities"])
+    assert result.exit_code == 0, result.output
+    assert result.output == predict(two_input_run, tmp_path / "new.npz").to_csv(probabilities=True)
+    assert result.output.splitlines()[0] == "prediction,p_0,p_1,p_2"

@@ -27,11 +27,10 @@ import torch
 from specnn.runtime.preprocess import Preprocessor, load_preprocessor, read_csv_table
 from specnn.runtime.run import Run, load_run, write_atomic
 from specnn.runtime.sources import data_error
-from specnn.spec.errors import Problem, RunError
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
 
-__all__ = ["Predictions", "predict", "read_features"]
+__all__ = ["Predictions", "predict", "read_features", "read_input_arrays"]
 
 
 @dataclass
@@ -114,7 +113,8 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, batch_size: i
     Args:
         run: a :class:`~specnn.runtime.run.Run` or a run folder.
         path: a ``.csv`` file, or a ``.npz`` file with one array per feature column or one
-            features array (named as the training's npz source, default ``x``).
+            features array (named as the training's npz source, default ``x``). A model with
+            several inputs reads an ``.npz`` with one array per input (see :func:`read_input_arrays`).
         batch_size: rows per forward pass.
 
     Raises:
@@ -122,11 +122,16 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, batch_size: i
         DataError: the input file is missing a column or holds a bad value (file, row, column named).
     """
     run = run if isinstance(run, Run) else load_run(run)
-    preprocessor = load_preprocessor(run.path) or _preprocessor_from_spec(run.spec)
-    features = read_features(Path(path), preprocessor, run.spec)
-    (input_name, input_type), = _single_input(run).items()
-    x = preprocessor.transform(features).reshape(len(features), *input_type.shape)
-    outputs = _forward(run.model, torch.as_tensor(x).to(TORCH_DTYPES[input_type.dtype]), batch_size)
+    inputs = run.compiled.inputs
+    if len(inputs) > 1:
+        arrays = read_input_arrays(Path(path), inputs, run.spec)
+    else:
+        preprocessor = load_preprocessor(run.path) or _preprocessor_from_spec(run.spec)
+        features = read_features(Path(path), preprocessor, run.spec)
+        (input_name, input_type), = inputs.items()
+        arrays = {input_name: preprocessor.transform(features).reshape(len(features), *input_type.shape)}
+    tensors = [torch.as_tensor(arrays[name]).to(TORCH_DTYPES[t.dtype]) for name, t in inputs.items()]
+    outputs = _forward(run.model, tensors, batch_size)
     return _interpret(run, outputs.reshape(len(outputs), -1))
 
 
@@ -159,7 +164,9 @@ def read_features(path: Path, preprocessor: Preprocessor, spec: Any = None) -> n
 def _read_npz(path: Path, preprocessor: Preprocessor, spec: Any) -> np.ndarray:
     if not path.is_file():
         raise data_error(path, "data file not found", code="file")
-    array_name = spec.data.args.x if spec is not None and spec.data.kind == "npz" else "x"
+    array_name = _npz_x(spec) or "x"
+    if isinstance(array_name, dict):  # one model input, named: its array
+        (array_name,) = array_name.values()
     try:
         with np.load(path, allow_pickle=False) as archive:
             available = list(archive.files)
@@ -177,6 +184,71 @@ def _read_npz(path: Path, preprocessor: Preprocessor, spec: Any) -> np.ndarray:
     if array_name in arrays:
         return _numeric(path, array_name, arrays[array_name])
     return _encode_npz_columns(path, preprocessor, arrays)
+
+
+def read_input_arrays(path: Path, inputs: dict[str, Any], spec: Any = None) -> dict[str, np.ndarray]:
+    """A model with several inputs: one array per input from an ``.npz``, shaped ``(N, *input shape)``.
+
+    Each input's array is named as in the training's npz source (``x: {input: array}``), else
+    by the input's name (the names a synthetic source uses).
+
+    Raises:
+        DataError: a CSV (one table cannot feed several inputs), a missing or unreadable file, a
+            missing array, arrays of different lengths, non-numbers, or a shape the input does not take.
+    """
+    listed = ", ".join(inputs)
+    if path.suffix.lower() != ".npz":
+        raise data_error(path, f"a CSV table feeds one model input; this model has {len(inputs)} ({listed})",
+                         code="predict", hint=f"give an .npz file with one array per input: {_wanted(inputs, spec)}")
+    if not path.is_file():
+        raise data_error(path, "data file not found", code="file")
+    names = _input_array_names(inputs, spec)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [name for name in names.values() if name not in archive.files]
+            if missing:
+                raise data_error(path, f"no array named {', '.join(repr(m) for m in missing)} "
+                                       f"(arrays: {', '.join(archive.files) or 'none'})", code="column",
+                                 hint=f"one array per model input: {_wanted(inputs, spec)}")
+            raw = {key: archive[name] for key, name in names.items()}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise data_error(path, f"cannot read the file as .npz: {e}", code="file") from None
+    lengths = {len(a) for a in raw.values()}
+    if len(lengths) != 1:
+        raise data_error(path, "the input arrays differ in length: " +
+                         ", ".join(f"'{names[k]}' has {len(a)}" for k, a in raw.items()))
+    return {key: _shaped(path, names[key], _input_values(path, names[key], a), inputs[key].shape)
+            for key, a in raw.items()}
+
+
+def _input_values(path: Path, name: str, array: np.ndarray) -> np.ndarray:
+    # Integers stay exact (token ids for an int64 input); anything else is checked as floats.
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.int64)
+    return _numeric(path, name, array)
+
+
+def _npz_x(spec: Any) -> Any:
+    """The training's npz ``x`` (an array name, or input name -> array name); None for other sources."""
+    return spec.data.args.x if spec is not None and spec.data.kind == "npz" else None
+
+
+def _input_array_names(inputs: dict[str, Any], spec: Any) -> dict[str, str]:
+    x = _npz_x(spec)
+    return {name: x[name] if isinstance(x, dict) and name in x else name for name in inputs}
+
+
+def _wanted(inputs: dict[str, Any], spec: Any) -> str:
+    names = _input_array_names(inputs, spec)
+    return ", ".join(f"'{names[k]}' {list(t.shape)}" for k, t in inputs.items())
+
+
+def _shaped(path: Path, name: str, values: np.ndarray, shape: Any) -> np.ndarray:
+    """``values`` (N, ...) as (N, *shape): flat or already shaped, when the sizes agree."""
+    if math.prod(values.shape[1:]) != math.prod(shape):
+        raise data_error(path, f"array '{name}' has samples of shape {list(values.shape[1:])}, the model input "
+                               f"takes {list(shape)}", code="data-shape")
+    return values.reshape(len(values), *shape)
 
 
 def _encode_npz_columns(path: Path, preprocessor: Preprocessor, arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -208,19 +280,14 @@ def _numeric(path: Path, name: str, array: np.ndarray) -> np.ndarray:
 # the model
 
 
-def _single_input(run: Run) -> dict[str, Any]:
-    inputs = run.compiled.inputs
-    if len(inputs) != 1:
-        raise RunError([Problem("predict", f"predict feeds one input tensor; this model has {len(inputs)} "
-                                           f"({', '.join(inputs)})", file=str(run.path))])
-    return inputs
-
-
 @torch.inference_mode()
-def _forward(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+def _forward(model: torch.nn.Module, inputs: list[torch.Tensor], batch_size: int) -> np.ndarray:
+    """The model's outputs for every sample: ``inputs`` (one tensor per model input) in batches."""
     model.eval()
     device = next(model.parameters(), torch.empty(0)).device
-    parts = [model(x[start:start + batch_size].to(device)).float().cpu() for start in range(0, len(x), batch_size)]
+    rows = len(inputs[0])
+    parts = [model(*(x[start:start + batch_size].to(device) for x in inputs)).float().cpu()
+             for start in range(0, rows, batch_size)]
     return torch.cat(parts).numpy() if parts else np.empty((0, 1), np.float32)
 
 
