@@ -333,8 +333,11 @@ torch.save(model.state_dict(), sys.argv[3])
 
 
 def wall(command: list[str], cwd: Path) -> float:
+    """Wall seconds of one process (it starts torch, so CPU seconds would hide nothing)."""
     started = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
     return time.perf_counter() - started
 
 
@@ -358,20 +361,21 @@ def run_process(args: argparse.Namespace, folder: Path) -> None:
         "specnn validate SPEC": [python, "-m", "specnn", "validate", str(spec_file)],
         f"plain torch script ({epochs} ep)": [python, str(script), str(epochs), str(samples), str(folder / "plain.pt")],
         f"specnn train SPEC --quiet ({epochs} ep)": [python, "-m", "specnn", "train", str(spec_file), "--quiet",
-                                                     "--out", str(folder / "process-run")],
+                                                     "--out", "{fresh}"],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
     names = list(commands)
     for r in range(args.repeat):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            times[name].append(wall(commands[name], folder))
+            fresh = str(folder / f"process-run-{r}")  # a new run folder each time, as a user's first run
+            times[name].append(wall([fresh if part == "{fresh}" else part for part in commands[name]], folder))
     print(f"\nwhole processes ({samples} MLP rows; median of {args.repeat})")
     for name, values in times.items():
         print(f"  process {name:<36} {statistics.median(values):7.2f} s")
     print(f"  imports specnn.cli: {import_table(python, ['-c', 'import specnn.cli'], folder)}")
     leaked = heavy_imports(python, ["-m", "specnn", "train", str(spec_file), "--quiet", "--out",
-                                    str(folder / "process-run")], folder)
-    print(f"  heavy optional packages imported by 'specnn train' (no export, no tensorboard): {', '.join(leaked) or 'none'}")
+                                    str(folder / "process-run-importtime")], folder)
+    print(f"  heavy optional packages imported by 'specnn train' (no export, no tensorboard), beyond torch's own: {', '.join(leaked) or 'none'}")
 
 
 def importtime(python: str, command: list[str], cwd: Path) -> dict[str, int]:
@@ -395,8 +399,10 @@ def import_table(python: str, command: list[str], cwd: Path) -> str:
 
 
 def heavy_imports(python: str, command: list[str], cwd: Path) -> list[str]:
+    """Heavy optional packages ``command`` imports beyond those ``import torch`` itself imports (tqdm)."""
     modules = importtime(python, command, cwd)
-    return [name for name in HEAVY_OPTIONAL if name in modules]
+    by_torch = importtime(python, ["-c", "import torch"], cwd)
+    return [name for name in HEAVY_OPTIONAL if name in modules and name not in by_torch]
 
 
 # ---------------------------------------------------------------------------------------------
