@@ -267,31 +267,36 @@ WAYS: dict[str, Callable[[Setup, int], float]] = {
 # measuring: interleaved trials, medians, ratios
 
 
-def measure(setup: Setup, ways: dict[str, Callable[[Setup, int], float]], epochs: int, repeat: int) -> dict[str, float]:
-    """Median seconds per optimizer step of each way; the ways take turns, rotating each repeat."""
+def measure(setup: Setup, ways: dict[str, Callable[[Setup, int], float]], epochs: int,
+            repeat: int) -> dict[str, list[float]]:
+    """Seconds per batch of each way in each repeat; the ways take turns, rotating each repeat."""
     names = list(ways)
     steps = epochs * setup.workload.steps_per_epoch(len(setup.data))
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeat):
         for name in names[r % len(names):] + names[:r % len(names)]:
             times[name].append(ways[name](setup, epochs) / steps)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
-def print_ratios(workload: Workload, samples: int, per_step: dict[str, float], baseline: str = "floor") -> None:
-    """One line per way: µs per step and the ratio to ``baseline`` (``ratio`` lines are what tests read)."""
+def paired_ratio(times: dict[str, list[float]], name: str, baseline: str) -> float:
+    """The median over repeats of ``name`` / ``baseline`` within one repeat (neighbours in time share the noise)."""
+    return statistics.median(t / b for t, b in zip(times[name], times[baseline]))
+
+
+def print_ratios(workload: Workload, samples: int, times: dict[str, list[float]], baseline: str = "floor") -> None:
+    """One line per way: median µs per step and the paired ratio to ``baseline`` (tests read these lines)."""
     steps = workload.steps_per_epoch(samples)
     print(f"\n{workload.name}: {samples} samples, batch {workload.spec['train']['batch_size']}, {steps} steps/epoch")
-    for name, seconds in per_step.items():
-        print(f"  ratio {workload.name:<5} {name:<16} {seconds * 1e6:9.1f} us/step  {seconds / per_step[baseline]:6.3f}x {baseline}")
+    for name, values in times.items():
+        print(f"  ratio {workload.name:<5} {name:<16} {statistics.median(values) * 1e6:9.1f} us/step  "
+              f"{paired_ratio(times, name, baseline):6.3f}x {baseline}")
 
 
-def run_workload(workload: Workload, args: argparse.Namespace, folder: Path, device: Any) -> dict[str, float]:
+def run_workload(workload: Workload, args: argparse.Namespace, folder: Path, device: Any) -> None:
     setup = prepare(workload, folder, device)
     epochs = workload.quick_epochs if args.quick else args.epochs or workload.epochs
-    per_step = measure(setup, WAYS, epochs, args.repeat)
-    print_ratios(workload, len(setup.data), per_step)
-    return per_step
+    print_ratios(workload, len(setup.data), measure(setup, WAYS, epochs, args.repeat))
 
 
 def run_features(args: argparse.Namespace, folder: Path, device: Any) -> None:
@@ -301,11 +306,12 @@ def run_features(args: argparse.Namespace, folder: Path, device: Any) -> None:
     ways = {name: (lambda s, e, v=name: time_specnn(s, e, v)) for name in FEATURES
             if not (name == "bf16" and device.type == "cpu" and not args.bf16)}
     epochs = workload.quick_epochs if args.quick else args.epochs or workload.epochs
-    per_step = measure(setup, ways, epochs, args.repeat)
-    print(f"\nfeature costs on {workload.name} (specnn.train, each alone on top of metrics: [])")
-    for name, seconds in per_step.items():
-        extra = (seconds - per_step["plain"]) * 1e6
-        print(f"  feature {name:<16} {seconds * 1e6:9.1f} us/step  {extra:+8.1f} us/step")
+    times = measure(setup, ways, epochs, args.repeat)
+    plain = statistics.median(times["plain"])
+    print(f"\nfeature costs on {workload.name} (specnn.train, each alone on top of metrics: []; per batch)")
+    for name, values in times.items():
+        extra = (paired_ratio(times, name, "plain") - 1) * plain * 1e6
+        print(f"  feature {name:<16} {statistics.median(values) * 1e6:9.1f} us/step  {extra:+8.1f} us/step")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,7 +445,8 @@ def main(argv: list[str] | None = None) -> None:
     CLOCK[0] = time.process_time if args.clock == "cpu" or (args.clock == "auto" and device.type == "cpu") \
         else time.perf_counter
     print(f"torch {torch.__version__}, device {device}, torch.get_num_threads() = {torch.get_num_threads()}, "
-          f"{os.cpu_count()} CPUs, clock {CLOCK[0].__name__}, repeat {args.repeat} (median), warm-up epoch excluded")
+          f"{os.cpu_count()} CPUs, clock {CLOCK[0].__name__}, repeat {args.repeat}, warm-up epoch excluded; "
+          "us/step: median; ratio: median of the per-repeat ratios")
     with tempfile.TemporaryDirectory(prefix="specnn-bench-") as tmp:
         folder = Path(tmp)
         for name in args.workload:
