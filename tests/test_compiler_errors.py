@@ -72,6 +72,11 @@ def test_in_features_given_but_wrong_and_later_problems_reported_too():
          "net.yaml:9:7: model.layers[0].Linear: Linear: in_features=5 but the input has 4 "
          "(remove in_features (it is inferred) or set it to 4)",
          ("model", "layers", 0, "Linear"), 9, 7),
+        # a warning goes with the errors: the broken `from` leaves the ReLU's output unused
+        ("unused",
+         "net.yaml:10:7: model.layers[1].ReLU: warning: the output of ReLU 'relu1' is never used (feed it to a "
+         "later node with 'from', or list it in 'outputs')",
+         ("model", "layers", 1, "ReLU"), 10, 7),
         ("unknown-name",
          "net.yaml:12:7: model.layers[2].from: 'from' names 'hiden' but no input or earlier node has that name "
          "(known names: x)",
@@ -93,6 +98,8 @@ def test_names_duplicate_reserved_and_unknown_outputs():
 """)
     assert [(code, text) for code, text, *_ in found] == [
         ("duplicate-name", "net.yaml:12:7: model.layers[1].name: name 'hidden' is already used by an earlier node or input"),
+        ("unused", "net.yaml:13:7: model.layers[2].Linear: warning: the output of Linear 'fc1' is never used "
+                   "(feed it to a later node with 'from', or list it in 'outputs')"),
         ("name", "net.yaml:14:7: model.layers[2].name: name 'eval' is reserved in a generated nn.Module "
                  "(choose another name, e.g. 'eval_layer')"),
         ("unknown-name", "net.yaml:15:13: model.outputs[0]: output 'hiden' is not an input or a named node "

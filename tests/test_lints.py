@@ -209,14 +209,31 @@ def test_channels_first_input_is_clean():
     assert lint_lines("CrossEntropyLoss", model) == []
 
 
+CHANNELS_LAST_SHAPE_ERROR = CHANNELS_LAST.replace("[28, 28, 1]", "[32, 32, 3]").replace("kernel_size: 1", "kernel_size: 5")
+
+
 def test_channels_last_hint_comes_with_a_shape_error():
     # [32, 32, 3] with a 5x5 kernel fails shape inference (width 3 < 5); the lint still runs, and
-    # since it is a warning, only the error stops compilation.
-    model = CHANNELS_LAST.replace("[28, 28, 1]", "[32, 32, 3]").replace("kernel_size: 1", "kernel_size: 5")
-    spec = load_spec_text(spec_text("CrossEntropyLoss", model), file="net.yaml")
+    # its warning (the likely cause) is reported next to the error, still as a warning.
+    spec = load_spec_text(spec_text("CrossEntropyLoss", CHANNELS_LAST_SHAPE_ERROR), file="net.yaml")
     with pytest.raises(SpecError) as info:
         compile_spec(spec)
-    assert [p.code for p in info.value.problems] == ["shape"]
+    assert [(p.code, p.severity) for p in info.value.problems] == [("shape", "error"), ("S107", "warning")]
+    assert info.value.problems[1].format() == (
+        "net.yaml:9:7: model.layers[0].Conv2d: warning: [S107] Conv2d 'conv1' reads input 'x' of shape "
+        "[32, 32, 3], whose channel dimension looks last; Conv2d takes [channels, height, width] (if the data "
+        "is [height, width, channels], add '- Permute: {dims: [2, 0, 1]}' before it to make it [3, 32, 32])")
+
+
+def test_validate_prints_the_warning_with_the_error_and_exits_2(tmp_path, cli_runner, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.yaml").write_text(spec_text("CrossEntropyLoss", CHANNELS_LAST_SHAPE_ERROR))
+    result = cli_runner.invoke(cli, ["validate", "net.yaml"])
+    assert (result.exit_code, result.stdout) == (2, "")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("net.yaml:9:7: model.layers[0].Conv2d: ") and "warning" not in lines[0]
+    assert lines[1].startswith("net.yaml:9:7: model.layers[0].Conv2d: warning: [S107] Conv2d 'conv1' reads input")
 
 
 def test_every_lint_code_has_a_rule():

@@ -81,15 +81,16 @@ def compile_spec(spec: Any) -> CompiledModel:
 
     Raises:
         SpecError: listing every problem found (names, ``from`` references, shapes, dtypes,
-            lints of severity ``error``), each located in the spec file.
+            lints of severity ``error``), each located in the spec file, together with the
+            warnings (they keep severity ``warning``).
     """
     graph, problems = build_graph(spec.model)
     graph, shape_problems = infer_shapes(graph)
     lint_problems = run_lints(graph, spec)
     located = [_locate(spec, p) for p in (*problems, *shape_problems, *lint_problems)]
-    errors = [p for p in located if p.severity == "error"]
-    if errors:
-        raise SpecError(sorted(errors, key=_document_order))
+    if any(p.severity == "error" for p in located):
+        # The warnings go along: a lint's hint (S107: channels last) often explains the error.
+        raise SpecError(sorted(located, key=_document_order))
     generated: GeneratedSource = generate(graph, spec.class_name, _origin(spec.file), _version())
     return CompiledModel(
         class_name=spec.class_name,
