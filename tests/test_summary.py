@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -192,7 +193,7 @@ def test_inspect_json(cli_runner, iris_spec):
     document = json.loads(result.stdout)
     assert document["layers"][1] == {
         "name": "fc1", "type": "Linear", "shape": [10], "dtype": "float32", "params": 50, "trainable": 50,
-        "inputs": ["x"],
+        "inputs": ["x"], "repeat": 1,
     }
     assert {k: v for k, v in document.items() if k != "layers"} == {
         "class_name": "IrisMlp", "outputs": ["fc2"], "total_params": 83, "trainable_params": 83,
@@ -217,3 +218,22 @@ def test_every_example_rows_add_up_to_the_built_models_count():
         summary = summarize(compiled)
         built = count(build_model(compiled))
         assert (sum(row.params for row in summary.rows), summary.total_params) == (built, built), path.name
+
+
+RESNET_BLOCKS = Path(__file__).resolve().parent.parent / "examples" / "resnet_blocks.yaml"
+
+
+def test_a_repeated_block_shows_its_count_in_the_table(cli_runner):
+    result = cli_runner.invoke(cli, ["inspect", str(RESNET_BLOCKS)])
+    assert result.exit_code == 0
+    rows = result.stdout.splitlines()[4:11]
+    assert rows[3] == "layer1 (ResidualBlock x2)   [8, 16, 16]      2,368"
+    assert rows[1] == "conv1 (Conv2d)              [8, 16, 16]        224"
+
+
+def test_a_repeated_block_has_its_count_in_the_json(cli_runner):
+    result = cli_runner.invoke(cli, ["inspect", str(RESNET_BLOCKS), "--json"])
+    assert result.exit_code == 0
+    layers = {row["name"]: row for row in json.loads(result.stdout)["layers"]}
+    assert (layers["layer1"]["type"], layers["layer1"]["repeat"]) == ("ResidualBlock", 2)
+    assert {row["repeat"] for name, row in layers.items() if name != "layer1"} == {1}

@@ -28,6 +28,8 @@ class Row:
         params: number of parameters of the node's module (0 for operations and inputs).
         trainable: how many of them require gradients.
         inputs: names of the nodes or inputs it reads.
+        repeat: for a block use, how many instances of the block run one after the other
+            (``repeat:`` in the spec); 1 for every other row.
     """
 
     name: str
@@ -37,6 +39,12 @@ class Row:
     params: int
     trainable: int
     inputs: list[str]
+    repeat: int = 1
+
+    @property
+    def type_label(self) -> str:
+        """The type as the table shows it: ``ResidualBlock x2`` for a block used with ``repeat: 2``."""
+        return f"{self.type} x{self.repeat}" if self.repeat > 1 else self.type
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,7 @@ def _node_row(node: Any, model: Any) -> Row:
         params=sum(p.numel() for p in parameters),
         trainable=sum(p.numel() for p in parameters if p.requires_grad),
         inputs=list(node.inputs),
+        repeat=len(node.block.instances) if node.block is not None else 1,
     )
 
 
@@ -148,7 +157,7 @@ def _cells(row: Row, chain: bool) -> list[str]:
     shape = "?" if row.shape is None else "[" + ", ".join(str(d) for d in row.shape) + "]"
     if row.dtype != "float32":
         shape += f" {row.dtype}"
-    cells = [f"{row.name} ({row.type})", shape, f"{row.params:,}"]
+    cells = [f"{row.name} ({row.type_label})", shape, f"{row.params:,}"]
     return cells if chain else cells + [", ".join(row.inputs)]
 
 
