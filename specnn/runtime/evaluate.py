@@ -34,7 +34,7 @@ from specnn.runtime.data import Tensors
 from specnn.runtime.predict import read_features
 from specnn.runtime.preprocess import Preprocessor, load_preprocessor, read_csv_table
 from specnn.runtime.run import Run, load_run, write_atomic
-from specnn.runtime.sources import _number, data_error
+from specnn.runtime.csv_table import data_error, number
 from specnn.spec.errors import DataError, Problem, RunError, SpecError
 
 __all__ = ["evaluate", "format_evaluation", "write_evaluation"]
@@ -287,7 +287,7 @@ def _targets(run: Run, labels: _Labels) -> np.ndarray:
     if labels.is_text and labels.rows is None:
         raise data_error(labels.path, f"array '{labels.column}' holds text labels; this run's labels are numbers")
     if labels.is_text:
-        numbers = np.array([_number(labels.path, labels.rows[i], labels.column, text)
+        numbers = np.array([number(labels.path, labels.rows[i], labels.column, text)
                             for i, text in enumerate(labels.values)])
     else:
         numbers = np.asarray(labels.values)

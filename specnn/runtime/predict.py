@@ -26,7 +26,7 @@ import torch
 
 from specnn.runtime.preprocess import Preprocessor, load_preprocessor, read_csv_table
 from specnn.runtime.run import Run, load_run, write_atomic
-from specnn.runtime.sources import data_error
+from specnn.runtime.csv_table import data_error
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
 

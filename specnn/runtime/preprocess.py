@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 
-from specnn.runtime.sources import (
-    Arrays, _column_index, _number, _present, _read_rows, data_error, encode_labels, resolve_path,
-)
+from specnn.runtime.csv_table import column_index, data_error, number, present, read_rows
+from specnn.runtime.sources import Arrays, encode_labels, resolve_path
 from specnn.spec.errors import DataError, Problem, RunError
 
 if TYPE_CHECKING:
@@ -162,12 +161,12 @@ def read_csv_table(
         DataError: a missing column, a short row, a missing or non-numeric value (file, row,
             column named).
     """
-    header, data_rows = _read_rows(path, delimiter)
+    header, data_rows = read_rows(path, delimiter)
     names = list(columns) if columns is not None else [h for h in header if h != target]
-    at = {name: _column_index(path, header, name) for name in names}
+    at = {name: column_index(path, header, name) for name in names}
     target_at = None
     if target is not None and (target_required or target in header):
-        target_at = _column_index(path, header, target)
+        target_at = column_index(path, header, target)
     values: dict[str, Any] = {n: ([] if n in categorical else np.empty(len(data_rows), np.float32)) for n in names}
     labels: list[str] = []
     for i, (row_number, row) in enumerate(data_rows):
@@ -175,11 +174,11 @@ def read_csv_table(
             raise data_error(path, f"row {row_number}: has {len(row)} fields, the header has {len(header)}")
         for name in names:
             if name in categorical:
-                values[name].append(_present(path, row_number, name, row[at[name]]))
+                values[name].append(present(path, row_number, name, row[at[name]]))
             else:
-                values[name][i] = _number(path, row_number, name, row[at[name]])
+                values[name][i] = number(path, row_number, name, row[at[name]])
         if target_at is not None:
-            labels.append(_present(path, row_number, target, row[target_at]))
+            labels.append(present(path, row_number, target, row[target_at]))
     rows = [number for number, _ in data_rows]
     return Table(path, names, values, rows, labels if target_at is not None else None)
 

@@ -8,7 +8,6 @@ spreadsheet shows it) and the column.
 
 from __future__ import annotations
 
-import csv
 import math
 import zipfile
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 
 from specnn.catalog.sources import CsvArgs, NpzArgs, SklearnArgs, SyntheticArgs, SyntheticInput
-from specnn.spec.errors import DataError, Problem, SpecError, suggestion_hint
+from specnn.runtime.csv_table import column_index, data_error, number, present, read_rows
+from specnn.spec.errors import Problem, SpecError, suggestion_hint
 
 
 # One array (a model with one input), or one per model input, by input name.
@@ -51,11 +51,6 @@ def take_features(features: Features, at: np.ndarray) -> Features:
     return features[at]
 
 
-def data_error(file: Path | str, message: str, *, code: str = "data", hint: str | None = None) -> DataError:
-    """A DataError located in a data file (row and column, when known, are in the message)."""
-    return DataError([Problem(code, message, file=str(file), hint=hint)])
-
-
 def resolve_path(path: str, base_dir: Path) -> Path:
     """A data path as the spec means it: relative to the spec file's folder."""
     return Path(base_dir, Path(path).expanduser())
@@ -75,12 +70,12 @@ def load_csv(args: CsvArgs, base_dir: Path, seed: int = 0) -> Arrays:
         DataError: missing or empty file, missing column, missing or non-numeric value.
     """
     path = resolve_path(args.path, base_dir)
-    header, rows = _read_rows(path, args.delimiter)
-    target_at = _column_index(path, header, args.target)
+    header, rows = read_rows(path, args.delimiter)
+    target_at = column_index(path, header, args.target)
     feature_names = args.features if args.features is not None else [h for h in header if h != args.target]
     if not feature_names:
         raise data_error(path, f"row 1: no feature columns besides the target '{args.target}'")
-    feature_at = [_column_index(path, header, name) for name in feature_names]
+    feature_at = [column_index(path, header, name) for name in feature_names]
 
     features = np.empty((len(rows), len(feature_at)), dtype=np.float32)
     labels: list[str] = []
@@ -88,57 +83,10 @@ def load_csv(args: CsvArgs, base_dir: Path, seed: int = 0) -> Arrays:
         if len(row) != len(header):
             raise data_error(path, f"row {row_number}: has {len(row)} fields, the header has {len(header)}")
         for j, (name, at) in enumerate(zip(feature_names, feature_at)):
-            features[i, j] = _number(path, row_number, name, row[at])
-        labels.append(_present(path, row_number, args.target, row[target_at]))
+            features[i, j] = number(path, row_number, name, row[at])
+        labels.append(present(path, row_number, args.target, row[target_at]))
     targets, classes = encode_labels(labels)
     return Arrays(features, targets, classes)
-
-
-def _read_rows(path: Path, delimiter: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header and the non-blank data rows, each with its spreadsheet row number."""
-    if not path.is_file():
-        raise data_error(path, "data file not found", code="file")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            # Blank lines are skipped but still counted, so row numbers match a spreadsheet.
-            table = [(n, row) for n, row in enumerate(csv.reader(f, delimiter=delimiter), start=1) if row]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise data_error(path, f"cannot read the file as CSV: {e}", code="file") from None
-    if not table:
-        raise data_error(path, "the file is empty: expected a header row and data rows", code="empty")
-    header = [name.strip() for name in table[0][1]]
-    if len(table) == 1:
-        raise data_error(path, "the file has a header row but no data rows", code="empty")
-    return header, table[1:]
-
-
-def _column_index(path: Path, header: list[str], name: str) -> int:
-    if name not in header:
-        raise data_error(
-            path,
-            f"row 1: no column '{name}' (columns: {', '.join(header)})",
-            code="column",
-            hint=suggestion_hint(name, header),
-        )
-    return header.index(name)
-
-
-def _present(path: Path, row: int, column: str, text: str) -> str:
-    text = text.strip()
-    if not text:
-        raise data_error(path, f"row {row}, column '{column}': missing value")
-    return text
-
-
-def _number(path: Path, row: int, column: str, text: str) -> float:
-    text = _present(path, row, column, text)
-    try:
-        value = float(text)
-    except ValueError:
-        raise data_error(path, f"row {row}, column '{column}': '{text}' is not a number") from None
-    if not math.isfinite(value):
-        raise data_error(path, f"row {row}, column '{column}': '{text}' is not a finite number")
-    return value
 
 
 def encode_labels(labels: Sequence[str]) -> tuple[np.ndarray, Optional[list[str]]]:
