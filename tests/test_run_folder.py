@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ import torch.multiprocessing as mp
 import specnn
 from specnn.cli import cli
 from specnn.runtime import distributed as D
-from specnn.runtime.run_folder import choose_run_folder, decide_run_folder, next_free_folder
+from specnn.runtime.run_folder import (
+    choose_run_folder, decide_run_folder, next_free_folder, remove_stale_temp_files,
+)
 from specnn.spec.errors import Problem, RunError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,3 +202,35 @@ def test_every_rank_uses_the_folder_rank_0_chose(tmp_path):
     assert results[0]["default"] == str(Path("runs/iris-mlp-2"))
     assert results[0]["refused"] == ["taken: this folder already holds a run; training into it would overwrite it "
                                      "(continue it with --resume, replace it with --overwrite, or choose a new --out)"]
+
+
+# ---------------------------------------------------------------------------------------------
+# temporary checkpoint files a hard kill left behind
+
+
+def _temp_file(folder: Path, name: str, age: float) -> Path:
+    path = folder / name
+    path.write_bytes(b"half a checkpoint")
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_a_resumed_run_removes_stale_checkpoint_temp_files(tmp_path):
+    out = tmp_path / "run"
+    specnn.train(specnn.load_spec(_iris(tmp_path, epochs=2)), out, quiet=True)
+    checkpoints = out / "checkpoints"
+    stale = _temp_file(checkpoints, ".last.pt.4242.0badc0de.tmp", age=3600)
+    fresh = _temp_file(checkpoints, ".best.pt.4343.1234abcd.tmp", age=0)  # a writer may be at work on it
+    specnn.train(specnn.load_spec(_iris(tmp_path, epochs=3)), out, quiet=True, resume=True)
+    assert not stale.exists() and fresh.exists()
+    assert sorted(p.name for p in checkpoints.iterdir()) == [".best.pt.4343.1234abcd.tmp", "best.pt", "last.pt"]
+
+
+def test_only_old_hidden_tmp_files_are_removed(tmp_path):
+    old = _temp_file(tmp_path, ".last.pt.1.00000000.tmp", age=120)
+    kept = [_temp_file(tmp_path, ".last.pt.2.00000000.tmp", age=10), _temp_file(tmp_path, "notes.tmp", age=120),
+            _temp_file(tmp_path, "last.pt", age=120)]
+    assert remove_stale_temp_files(tmp_path, older_than=60) == [old]
+    assert all(p.exists() for p in kept)
+    assert remove_stale_temp_files(tmp_path / "missing") == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -34,6 +35,8 @@ RUN_FILES = (
     f"{CONFUSION_FILE}.json", f"{CONFUSION_FILE}.csv", *(d.filename for d in EXPORTERS.values()),
 )
 RUN_FOLDERS = (CHECKPOINT_DIR, TENSORBOARD_DIR)
+# A checkpoint's temporary file lives while torch.save writes it; one older than this is a killed writer's.
+STALE_TEMP_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,8 @@ def open_run_folder(spec: Any, out: Union[str, Path, None], resume: Union[bool, 
                     dist: Any, say: Callable[[str], Any]) -> Path:
     """The run folder for this training (see :func:`decide_run_folder`), made ready on rank 0.
 
-    Rank 0 says when the default folder was taken and removes the old run's files when it is
-    overwritten.
+    Rank 0 says when the default folder was taken, removes the old run's files when it is
+    overwritten, and deletes temporary checkpoint files a hard-killed run left behind.
     """
     choice = choose_run_folder(spec, out, resume, overwrite, dist)
     if dist.is_main:
@@ -122,6 +125,7 @@ def open_run_folder(spec: Any, out: Union[str, Path, None], resume: Union[bool, 
             say(choice.note)
         if choice.clear:
             clear_run(choice.path)
+        remove_stale_temp_files(choice.path / CHECKPOINT_DIR)
     return choice.path
 
 
@@ -161,3 +165,24 @@ def clear_run(folder: Path) -> None:
     for name in RUN_FOLDERS:
         if (folder / name).is_dir():
             shutil.rmtree(folder / name)
+
+
+def remove_stale_temp_files(folder: Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete ``.<name>.<pid>.<hex>.tmp`` files a killed writer left in ``folder``; returns them.
+
+    ``save_checkpoint`` renames its temporary file into place or removes it, unless the process
+    is killed (SIGKILL, power loss) meanwhile. A live writer's file is being written right now,
+    so only files older than ``older_than`` seconds go.
+    """
+    if not folder.is_dir():
+        return []
+    cutoff = time.time() - older_than
+    removed = []
+    for path in folder.glob(".*.tmp"):
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # its writer renamed or removed it meanwhile
+            continue
+    return removed
