@@ -294,3 +294,70 @@ def test_training_stops_at_s108_once_the_data_is_read(iris_spec, tmp_path):
         "but the data has 3 classes (set out_features: 3)"
     ]
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# inside block bodies: S105 and S107 run over every block instance
+
+BLOCKS = """\
+  input: [28, 28, 1]
+  blocks:
+    Stem:
+      layers:
+        - Conv2d: {out_channels: 4, kernel_size: 1}
+        - Flatten:
+    Head:
+      params: {width: 8}
+      layers:
+        - Linear: {out_features: $width}
+        - Dropout: {p: 0.1}
+        - Linear: {out_features: 3}
+  layers:
+    - block: Stem
+    - block: Head
+      repeat: 2
+      params: {width: 16}
+"""
+
+
+def test_lints_look_inside_blocks_at_the_definition_naming_the_use():
+    assert lint_lines("CrossEntropyLoss", BLOCKS) == [
+        "net.yaml:11:11: model.blocks.Stem.layers[0].Conv2d: warning: [S107] in block Stem used as 'block1' "
+        "(model.layers[0]): Conv2d 'conv1' reads input 'x' of shape [28, 28, 1], whose channel dimension looks "
+        "last; Conv2d takes [channels, height, width] (if the data is [height, width, channels], add "
+        "'- Permute: {dims: [2, 0, 1]}' before it to make it [1, 28, 28])",
+        # repeat: 2 gives two instances with the same problem: reported once
+        "net.yaml:18:11: model.blocks.Head.layers[2].Linear: warning: [S105] in block Head used as 'layer1' "
+        "(model.layers[1]): Linear 'fc2' follows Linear 'fc1' with no nonlinearity between them: together they "
+        "are one linear map (add an activation such as '- ReLU:' between them, or remove one)",
+    ]
+    assert lint_lines("CrossEntropyLoss", BLOCKS, ignore="S105, S107") == []
+
+
+def test_a_block_inside_a_block_is_linted_and_each_use_is_named():
+    model = BLOCKS.replace("""    Head:
+      params""", """    Outer:
+      layers:
+        - block: Head
+          params: {width: 4}
+    Head:
+      params""").replace("    - block: Head\n      repeat: 2\n      params: {width: 16}\n", "    - block: Outer\n")
+    assert [line.split(": [S105] ")[1].split(": Linear")[0] for line in lint_lines("CrossEntropyLoss", model)
+            if "[S105]" in line] == ["in block Outer used as 'block2' (model.layers[1]): in block Head used as "
+                                     "'block1' (model.blocks.Outer.layers[0])"]
+
+
+def test_a_block_ending_in_dropout_or_softmax_is_not_the_model_output():
+    model = """\
+  input: [4]
+  blocks:
+    Hidden:
+      layers:
+        - Linear: {out_features: 8}
+        - Softmax: {dim: -1}
+        - Dropout: {p: 0.1}
+  layers:
+    - block: Hidden
+    - Linear: {out_features: 3}
+"""
+    assert lint_lines("CrossEntropyLoss", model) == []

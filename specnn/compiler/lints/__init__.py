@@ -9,15 +9,16 @@ data is read, since only the data knows how many classes there are.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
-from specnn.compiler.ir import Graph
+from specnn.compiler.ir import Graph, Node
 from specnn.compiler.lints.channels_last import channels_last_conv
 from specnn.compiler.lints.final_activation import final_activation
 from specnn.compiler.lints.output_classes import check_output_classes, count_classes
 from specnn.compiler.lints.stacked_linear import stacked_linear
 from specnn.compiler.lints.trailing_dropout import trailing_dropout
-from specnn.spec.errors import Problem
+from specnn.spec.errors import Problem, format_path
 
 Rule = Callable[[Graph, Any], list[Problem]]
 
@@ -27,8 +28,14 @@ RULES: tuple[Rule, ...] = (
     trailing_dropout,  # S106
     channels_last_conv,  # S107
 )
+# The rules that also run over each block instance's body. The final-activation and trailing-
+# dropout rules are about the model's output, which a block's last node is not.
+BLOCK_BODY_RULES: tuple[Rule, ...] = (
+    stacked_linear,  # S105
+    channels_last_conv,  # S107
+)
 
-__all__ = ["RULES", "check_output_classes", "count_classes", "run_lints"]
+__all__ = ["BLOCK_BODY_RULES", "RULES", "check_output_classes", "count_classes", "run_lints"]
 
 
 def run_lints(graph: Graph, spec: Any) -> list[Problem]:
@@ -37,8 +44,31 @@ def run_lints(graph: Graph, spec: Any) -> list[Problem]:
     Rules tolerate nodes whose shape could not be inferred, so lints are reported together with
     shape problems.
     """
-    found = [problem for rule in RULES for problem in rule(graph, spec)]
+    found = [problem for rule in RULES for problem in rule(graph, spec)] + block_problems(graph, spec)
     return not_ignored(found, spec)
+
+
+def block_problems(graph: Graph, spec: Any) -> list[Problem]:
+    """:data:`BLOCK_BODY_RULES` over every block instance in ``graph`` (nested blocks too).
+
+    A problem stays at the block definition's node (that is where the fix goes) and its message
+    names the use; instances that give the same problem (``repeat``) report it once.
+    """
+    found: list[Problem] = []
+    for node in graph.nodes:
+        if node.block is None:
+            continue
+        for instance in node.block.instances:
+            inner = [p for rule in BLOCK_BODY_RULES for p in rule(instance.body, spec)]
+            inner += block_problems(instance.body, spec)
+            found += [in_block_use(problem, node) for problem in inner]
+    return list(dict.fromkeys(found))
+
+
+def in_block_use(problem: Problem, use: Node) -> Problem:
+    """``problem`` from a block body, its message saying which use of the block it is about."""
+    where = format_path(use.block.use_path)
+    return replace(problem, message=f"in block {use.kind} used as {use.name!r} ({where}): {problem.message}")
 
 
 def not_ignored(problems: list[Problem], spec: Any) -> list[Problem]:
