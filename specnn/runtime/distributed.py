@@ -528,11 +528,14 @@ def launch(nproc: int, command: Sequence[str], extra: Sequence[str] = (), module
     try:
         torchrun.main(torchrun_args(nproc, command, extra, module))
     except ChildFailedError as failed:
-        _, failure = failed.get_first_failure()
-        if failure.exitcode < 0:  # killed by a signal: no worker had the chance to say why
-            print(f"specnn: {failure.message}", file=sys.stderr)
-            return 1
-        return failure.exitcode or 1
+        # The rank that reported the failure exits with its real code (2 for bad input); the
+        # others leave quietly with 1, and torchrun's "first" failure may be any of them.
+        codes = [failure.exitcode for failure in failed.failures.values()]
+        if max(codes) > 0:
+            return max(codes)
+        _, failure = failed.get_first_failure()  # killed by a signal: no worker could say why
+        print(f"specnn: {failure.message}", file=sys.stderr)
+        return 1
     return 0
 
 
