@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from specnn.runtime import loop as loop_module
 from specnn.runtime.checkpoint import load_checkpoint
 from specnn.runtime.trainer import train
 from specnn.spec.errors import RunError, SpecError

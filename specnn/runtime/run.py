@@ -57,11 +57,6 @@ class Run:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def run_directory(spec: Any, out: Union[str, Path, None] = None) -> Path:
-    """The run folder: ``out`` when given, else ``runs/<spec name>`` under the working directory."""
-    return Path(out) if out is not None else Path("runs") / spec.name
-
-
 # ---------------------------------------------------------------------------------------------
 # writing
 

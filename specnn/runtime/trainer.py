@@ -34,7 +34,7 @@ from specnn.runtime.run import (
     META_FILE, WEIGHTS_FILE, Run, save_state_dict, write_json, write_spec,
 )
 from specnn.runtime.run_folder import open_run_folder
-from specnn.spec.errors import DataError, Problem, SpecError
+from specnn.spec.errors import Problem, SpecError
 
 Echo = Callable[[str], Any]
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
