@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import struct
+import zipfile
 
 import numpy as np
 import pytest
@@ -196,3 +198,24 @@ def test_rng_restore_reproduces_every_stream(tmp_path):
     assert torch.equal(torch.rand(5), expected[0])
     assert np.array_equal(np.random.normal(size=5), expected[1])
     assert [random.random() for _ in range(5)] == expected[2]
+
+
+def test_flipped_byte_inside_a_tensor_is_refused(tmp_path):
+    # torch.load does not verify the zip's CRCs: without a check, a bit flip in a weight resumes silently.
+    path = tmp_path / "last.pt"
+    ckpt.save_checkpoint(_checkpoint(), path)
+    with zipfile.ZipFile(path) as archive:
+        record = next(i for i in archive.infolist() if "/data/" in i.filename and i.file_size >= 16)
+    with open(path, "r+b") as file:
+        file.seek(record.header_offset + 26)
+        name_length, extra_length = struct.unpack("<HH", file.read(4))
+        file.seek(record.header_offset + 30 + name_length + extra_length + 8)
+        byte = file.read(1)
+        file.seek(-1, os.SEEK_CUR)
+        file.write(bytes([byte[0] ^ 0x40]))
+    damaged = path.read_bytes()
+
+    with pytest.raises(RunError) as caught:
+        ckpt.load_checkpoint(path)
+    assert str(caught.value) == f"{path}: checkpoint is truncated or corrupt ({record.filename} fails its checksum)"
+    assert path.read_bytes() == damaged

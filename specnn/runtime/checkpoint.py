@@ -28,6 +28,8 @@ import json
 import os
 import pickle
 import secrets
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -158,6 +160,7 @@ def load_checkpoint(
 
 
 def _read(path: Path, map_location: str | torch.device) -> Any:
+    _check_checksums(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -169,6 +172,17 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
     # depending on where the damage is; every one of them means the same thing to the user.
     except Exception as error:
         raise _error(path, "checkpoint is truncated or corrupt") from error
+
+
+def _check_checksums(path: Path) -> None:
+    """Refuse a checkpoint whose zip records fail their CRC-32: torch.load does not check them."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error):
+        return  # not a readable zip at all: torch.load's own reading names the damage below
+    if damaged is not None:
+        raise _error(path, f"checkpoint is truncated or corrupt ({damaged} fails its checksum)")
 
 
 def _check_fingerprint(path: Path, saved: Any, current: Mapping[str, str]) -> None:
