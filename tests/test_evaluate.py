@@ -234,6 +234,24 @@ def test_a_missing_run_file_is_a_run_error(iris_run, tmp_path):
                                                "(a run folder holds spec.yaml, weights.pt, meta.json)")
 
 
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_missing_preprocess_json_is_refused_when_the_spec_scales(iris_run, tmp_path, command):
+    # Without the fitted statistics the rows would go in unscaled and the answers would be wrong.
+    import shutil
+    from specnn.runtime.predict import predict
+
+    run_dir = shutil.copytree(iris_run, tmp_path / "run")
+    (run_dir / "preprocess.json").unlink()
+    rows = write_csv(tmp_path / "rows.csv", COLUMNS + ["species"], [[5.1, 3.5, 1.4, 0.2, "setosa"]])
+    before = folder_state(run_dir)
+    with pytest.raises(RunError) as info:
+        evaluate(run_dir) if command == "evaluate" else predict(run_dir, rows)
+    assert str(info.value).splitlines()[0] == (
+        f"{run_dir / 'preprocess.json'}: missing run file: the run's spec asks for data.preprocess "
+        "(scale: standard), fitted on its training split and stored here")
+    assert folder_state(run_dir) == before
+
+
 # ---------------------------------------------------------------------------------------------
 # regression
 

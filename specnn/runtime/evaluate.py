@@ -74,7 +74,7 @@ def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
     spec = run.spec
     # an unavailable train.device is located in the run's spec; a --device one is not in any file
     target = resolve_device(spec.train.device, spec) if device is None else _device(device)
-    preprocessor = load_preprocessor(run.path) or _preprocessor_from_spec(spec)
+    preprocessor = load_preprocessor(run.path, spec) or _preprocessor_from_spec(spec)
     if data is None:
         features, targets = validation_split(run, preprocessor)
     else:

@@ -126,7 +126,7 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, batch_size: i
     if len(inputs) > 1:
         arrays = read_input_arrays(Path(path), inputs, run.spec)
     else:
-        preprocessor = load_preprocessor(run.path) or _preprocessor_from_spec(run.spec)
+        preprocessor = load_preprocessor(run.path, run.spec) or _preprocessor_from_spec(run.spec)
         features = read_features(Path(path), preprocessor, run.spec)
         (input_name, input_type), = inputs.items()
         arrays = {input_name: preprocessor.transform(features).reshape(len(features), *input_type.shape)}

@@ -304,19 +304,36 @@ class Preprocessor:
         return write_json(Path(folder) / PREPROCESS_FILE, self.to_json())
 
 
-def load_preprocessor(folder: Path | str) -> Optional[Preprocessor]:
+def load_preprocessor(folder: Path | str, spec: Any = None) -> Optional[Preprocessor]:
     """The preprocessing a run fitted, from its ``preprocess.json``; None when the run has none.
 
+    Args:
+        folder: the run folder.
+        spec: the run's spec; when it asks for scaling or categorical encoding, the file must be there.
+
     Raises:
-        RunError: the file exists but cannot be read (the file is named).
+        RunError: the file exists but cannot be read, or is missing though ``spec`` needs it
+            (the file is named).
     """
     path = Path(folder) / PREPROCESS_FILE
     if not path.is_file():
+        _require_when_asked(path, spec)
         return None
     try:
         return Preprocessor.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise RunError([Problem("corrupt", f"cannot read the run's preprocessing: {e}", file=str(path))]) from None
+
+
+def _require_when_asked(path: Path, spec: Any) -> None:
+    # Without the fitted statistics new rows would go in unscaled or unencoded: wrong answers, no error.
+    asked = spec.data.preprocess if spec is not None else None
+    if asked is None or (asked.scale == "none" and not asked.categorical):
+        return
+    what = ", ".join(([f"scale: {asked.scale}"] if asked.scale != "none" else [])
+                     + (["categorical"] if asked.categorical else []))
+    raise RunError([Problem("missing", f"missing run file: the run's spec asks for data.preprocess ({what}), "
+                            "fitted on its training split and stored here", file=str(path))])
 
 
 # ---------------------------------------------------------------------------------------------
