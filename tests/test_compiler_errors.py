@@ -152,3 +152,83 @@ lint: {ignore: [S105]}  # hidden -> dead is two stacked Linears; this test is ab
     assert compiled.resolved_spec()["model"]["layers"][2] == {
         "Linear": {"in_features": 8, "out_features": 3}, "from": "hidden",
     }
+
+
+def test_a_cycle_through_from_is_an_error_naming_the_nodes_and_line():
+    found = problems("""\
+  inputs:
+    a: {shape: [5]}
+  layers:
+    - concat: {dim: 0}
+      name: fa
+      from: [a, fb]
+    - Linear: {out_features: 8}
+      name: fb
+      from: fa
+    - ReLU:
+    - Linear: {out_features: 3}
+""")
+    assert [(code, text) for code, text, *_ in found] == [(
+        "cycle",
+        "net.yaml:12:7: model.layers[0].from: 'from' names 'fb', which reads this node: "
+        "the cycle fa -> fb -> fa (a node reads only model inputs and earlier nodes: break the cycle)",
+    )]
+
+
+def test_a_cycle_through_unnamed_nodes_lists_them_by_position():
+    found = problems("""\
+  input: [4]
+  layers:
+    - Linear: {out_features: 8}
+      name: fa
+      from: fb
+    - ReLU:
+    - Linear: {out_features: 8}
+      name: fb
+""")
+    assert [(code, text) for code, text, *_ in found] == [(
+        "cycle",
+        "net.yaml:11:7: model.layers[0].from: 'from' names 'fb', which reads this node: "
+        "the cycle fa -> fb -> layers[1] -> fa (a node reads only model inputs and earlier nodes: break the cycle)",
+    )]
+
+
+def test_reading_a_later_node_or_itself_is_an_error():
+    found = problems("""\
+  input: [4]
+  layers:
+    - Linear: {out_features: 8}
+      name: first
+      from: [x, later]
+    - Linear: {out_features: 8}
+      name: loop
+      from: loop
+    - Linear: {out_features: 3}
+      name: later
+      from: x
+  outputs: [first, later]
+lint: {ignore: [S105]}
+""")
+    assert [(code, text) for code, text, *_ in found] == [
+        ("order", "net.yaml:11:7: model.layers[0].from: 'from' names 'later', which comes later "
+                  "(model.layers[2]) (move this node after 'later': a node reads only model inputs and earlier nodes)"),
+        ("cycle", "net.yaml:14:7: model.layers[1].from: 'from' names 'loop', the node itself "
+                  "(a node reads only model inputs and earlier nodes: break the cycle)"),
+    ]
+
+
+def test_an_unused_model_input_is_an_error_naming_the_input_and_line():
+    found = problems("""\
+  inputs:
+    a: {shape: [5]}
+    b: {shape: [7]}
+  layers:
+    - Linear: {out_features: 3}
+      from: a
+""")
+    assert [(code, text, line) for code, text, _, line, _ in found] == [(
+        "unused",
+        "net.yaml:9:5: model.inputs.b: input 'b' is never used (feed it to a node with 'from', "
+        "list it in 'outputs', or remove it from 'inputs')",
+        9,
+    )]

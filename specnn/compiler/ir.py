@@ -30,7 +30,7 @@ from specnn.compiler.blocks import (
     substitute_args,
     unknown_block,
 )
-from specnn.spec.errors import Path, Problem
+from specnn.spec.errors import Path, Problem, format_path
 
 Shape = tuple[int, ...]
 
@@ -230,6 +230,10 @@ class _Builder:
     seen: set = field(default_factory=set)
     namespace: Namespace = field(default_factory=Namespace)
     known: dict[str, str] = field(default_factory=dict)  # spec-visible name -> node/input name
+    defined: set[str] = field(default_factory=set)  # spec-visible names a node may read so far
+    referenced: set[str] = field(default_factory=set)  # names some `from` reads (even a broken one)
+    layers: list[Any] = field(default_factory=list)  # the layers list being walked
+    positions: dict[str, int] = field(default_factory=dict)  # user name -> index in `layers`
     problems: list[Problem] = field(default_factory=list)
 
     def problem(self, code: str, message: str, path: Path, hint: str | None = None) -> None:
@@ -244,7 +248,9 @@ def build_graph(model: Any) -> tuple[Graph, list[Problem]]:
 
     Returns:
         The graph and the problems found: bad input names, duplicate node names, unknown
-        ``from`` or ``outputs`` names. Nodes with a bad ``from`` are kept without that input.
+        ``from`` or ``outputs`` names, a ``from`` naming a later node (a cycle, when that node
+        reads this one), unused model inputs. Nodes with a bad ``from`` are kept without inputs
+        (shape inference skips them quietly).
     """
     inputs = {name: TensorType(tuple(t.shape), t.dtype) for name, t in model.input_tensors.items()}
     blocks = getattr(model, "blocks", None) or {}
@@ -262,6 +268,8 @@ def build_graph(model: Any) -> tuple[Graph, list[Problem]]:
 def _build_nodes(builder: _Builder, layers: list[Any], first_input: str) -> tuple[list[Node], str]:
     """The nodes of a layers list, each reading the one before unless ``from`` says otherwise."""
     names = _reserve_user_names(builder, layers)
+    builder.layers = list(layers)
+    builder.positions = {name: i for i, name in enumerate(names) if name is not None}
     nodes: list[Node] = []
     previous = first_input
     for index, spec_node in enumerate(layers):
@@ -271,17 +279,23 @@ def _build_nodes(builder: _Builder, layers: list[Any], first_input: str) -> tupl
             node = _make_node(builder, index, spec_node, names[index], previous)
         nodes.append(node)
         previous = node.name
+        if names[index] is not None:
+            builder.defined.add(names[index])
     return nodes, previous
 
 
 def _warn_unused(builder: _Builder, nodes: list[Node], outputs: tuple[str, ...], warn_inputs: bool) -> None:
-    """A node (or input) nothing reads is computed for nothing: usually a mistyped ``from``."""
-    used = set(outputs).union(*(n.inputs for n in nodes))
+    """A node (or input) nothing reads is computed for nothing: usually a mistyped ``from``.
+
+    An unused node is a warning; an unused model input is an error, since the data must still
+    supply it and ``forward`` would take an argument it ignores.
+    """
+    used = set(outputs).union(builder.referenced, *(n.inputs for n in nodes))
     hint = "feed it to a later node with 'from', or list it in 'outputs'"
     for name in builder.inputs:
         if name not in used and warn_inputs:
-            builder.problems.append(Problem("unused", f"input {name!r} is never used", ("model", "inputs", name),
-                                            hint=hint, severity="warning"))
+            builder.problem("unused", f"input {name!r} is never used", ("model", "inputs", name),
+                            hint="feed it to a node with 'from', list it in 'outputs', or remove it from 'inputs'")
     for node in nodes:
         if node.name not in used:
             builder.problems.append(Problem("unused", f"the output of {node.kind} {node.name!r} is never used",
@@ -297,6 +311,7 @@ def _add_inputs(builder: _Builder, model: Any) -> None:
                             hint="use letters, digits and _, not a Python keyword")
         builder.namespace.reserve(name)
         builder.known[name] = name
+        builder.defined.add(name)
 
 
 def _reserve_user_names(builder: _Builder, layers: list[Any]) -> list[Optional[str]]:
@@ -342,8 +357,10 @@ def _node_inputs(builder: _Builder, index: int, spec_node: Any, name: str, previ
     if sources is None:
         return (previous,)
     listed = [sources] if isinstance(sources, str) else list(sources)
-    inputs = tuple(_resolve_from(builder, ref, (*builder.prefix, index, "from"), name) for ref in listed)
-    return tuple(i for i in inputs if i is not None)
+    inputs = tuple(_resolve_from(builder, ref, (*builder.prefix, index, "from"), index) for ref in listed)
+    if None in inputs:
+        return ()  # a partial input list would only add an arity or shape error to the real one
+    return inputs
 
 
 def _make_block_node(builder: _Builder, index: int, spec_node: Any, name: Optional[str], previous: str) -> Node:
@@ -377,6 +394,7 @@ def _build_body(parent: _Builder, block_name: str, definition: Any, params: dict
                        skip=parent.skip, params=params, seen=parent.seen)
     builder.namespace.reserve("x")
     builder.known[BLOCK_INPUT] = "x"
+    builder.defined.add(BLOCK_INPUT)
     nodes, last = _build_nodes(builder, definition.layers, "x")
     _warn_unused(builder, nodes, (last,), warn_inputs=False)
     for problem in builder.problems:
@@ -387,12 +405,61 @@ def _build_body(parent: _Builder, block_name: str, definition: Any, params: dict
     return Graph(inputs, tuple(nodes), (last,))
 
 
-def _resolve_from(builder: _Builder, ref: str, path: Path, own: str) -> Optional[str]:
-    if ref in builder.known and ref != own:
+def _resolve_from(builder: _Builder, ref: str, path: Path, index: int) -> Optional[str]:
+    """The node or input that ``ref`` names, or None after reporting why it cannot be read."""
+    if ref in builder.known:
+        builder.referenced.add(builder.known[ref])
+    if ref in builder.defined:
         return builder.known[ref]
-    later = "it is this node or a later one" if ref == own else "no input or earlier node has that name"
-    builder.problem("unknown-name", f"'from' names {ref!r} but {later}", path,
-                    hint=_known_hint(ref, builder.known))
+    order_hint = "a node reads only model inputs and earlier nodes"
+    later = builder.positions.get(ref)
+    if later == index:
+        builder.problem("cycle", f"'from' names {ref!r}, the node itself", path, hint=f"{order_hint}: break the cycle")
+    elif later is not None:
+        chain = _cycle(builder, later, index)
+        if chain is not None:
+            builder.problem("cycle", f"'from' names {ref!r}, which reads this node: the cycle " + " -> ".join(chain),
+                            path, hint=f"{order_hint}: break the cycle")
+        else:
+            builder.problem("order", f"'from' names {ref!r}, which comes later "
+                            f"({format_path((*builder.prefix, later))})", path,
+                            hint=f"move this node after {ref!r}: {order_hint}")
+    else:
+        builder.problem("unknown-name", f"'from' names {ref!r} but no input or earlier node has that name", path,
+                        hint=_known_hint(ref, builder.known))
+    return None
+
+
+def _reads(builder: _Builder, index: int) -> list[int]:
+    """Positions of the nodes in ``builder.layers`` that node ``index`` reads (inputs left out)."""
+    sources = builder.layers[index].from_
+    if sources is None:
+        return [index - 1] if index > 0 else []
+    listed = [sources] if isinstance(sources, str) else list(sources)
+    return [builder.positions[ref] for ref in listed if ref in builder.positions]
+
+
+def _cycle(builder: _Builder, start: int, target: int) -> Optional[list[str]]:
+    """The cycle target -> start -> ... -> target (as node labels) when ``start`` reads ``target``.
+
+    Node ``target`` reads ``start``, a later node; this follows what ``start`` reads, back through
+    the layers list, looking for ``target``. Unnamed nodes are labelled by position.
+    """
+    labels = {i: name for name, i in builder.positions.items()}
+    came_from: dict[int, int] = {start: start}
+    stack = [start]
+    while stack:
+        current = stack.pop()
+        for source in _reads(builder, current):
+            if source in came_from:
+                continue
+            came_from[source] = current
+            if source == target:
+                readers = [target]  # target, the node reading it, ..., start
+                while readers[-1] != start:
+                    readers.append(came_from[readers[-1]])
+                return [labels.get(i, f"layers[{i}]") for i in [target, *reversed(readers[1:]), target]]
+            stack.append(source)
     return None
 
 
