@@ -56,3 +56,48 @@ def test_example_trains_one_epoch_from_the_cli(name, tmp_path, cli_runner):
     meta = json.loads((out / "meta.json").read_text())
     compiled = compile_spec(load_spec(EXAMPLES / name))
     assert [i["name"] for i in meta["inputs"]] == list(compiled.inputs)
+
+
+def example_inputs(compiled, batch: int = 3) -> list:
+    """A batch for each model input: token ids in [0, 2) for int64 inputs, else random floats."""
+    import torch
+
+    torch.manual_seed(0)
+    made = []
+    for tensor_type in compiled.inputs.values():
+        shape = (batch, *tensor_type.shape)
+        if tensor_type.dtype == "int64":
+            made.append(torch.randint(0, 2, shape))
+        else:
+            made.append(torch.randn(shape))
+    return made
+
+
+@pytest.mark.parametrize("example", ALL_EXAMPLES, ids=lambda p: p.name)
+def test_compiled_model_py_needs_only_torch_and_is_the_in_memory_model(example, tmp_path, cli_runner):
+    import ast
+    import importlib.util
+
+    import torch
+
+    result = cli_runner.invoke(cli, ["compile", str(example), "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "model.py"
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module.split(".")[0])
+    assert imported == {"torch"}
+    compiled = compile_spec(load_spec(example))
+    module_spec = importlib.util.spec_from_file_location(f"written_{example.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    written, built = getattr(module, compiled.class_name)(), build_model(compiled)
+    assert list(written.state_dict()) == list(built.state_dict())
+    written.load_state_dict(built.state_dict())
+    written.eval(), built.eval()
+    inputs = example_inputs(compiled)
+    with torch.no_grad():
+        assert torch.equal(written(*inputs), built(*inputs))
