@@ -159,3 +159,28 @@ def test_metrics_and_monitors_that_do_not_fit_are_located_spec_errors(tmp_path):
         "data.validation_split is 0: the run has no validation values (set data.validation_split above 0, "
         "or monitor a train_ value)",
     ]
+
+
+def test_tensorboard_writes_every_epochs_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(make_spec(tmp_path, "tensorboard: true\n"), tmp_path / "run", quiet=True)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    logged = records(tmp_path / "run")
+    assert sorted(events.Tags()["scalars"]) == sorted(key for key in logged[0] if key != "epoch")
+    assert [(s.step, s.value) for s in events.Scalars("train_loss")] == \
+        [(r["epoch"], pytest.approx(r["train_loss"], rel=1e-6)) for r in logged]
+
+
+def test_tensorboard_without_the_package_is_a_located_spec_error_before_any_file(tmp_path, monkeypatch):
+    import sys
+
+    for name in ("tensorboard", "torch.utils.tensorboard"):  # as if the extra were not installed
+        monkeypatch.setitem(sys.modules, name, None)
+    spec = make_spec(tmp_path, "tensorboard: true\n")
+    with pytest.raises(SpecError) as caught:
+        train(spec, tmp_path / "run", quiet=True)
+    assert str(caught.value) == (f"{tmp_path / 'spec.yaml'}:21:3: train.tensorboard: TensorBoard event files need the "
+                                 "tensorboard package, which is not installed (pip install 'specnn[tensorboard]')")
+    assert not (tmp_path / "run").exists()

@@ -61,14 +61,34 @@ class EpochLogs:
             self._board.close()
 
 
-def tensorboard_writer(folder: Path) -> Any:
-    """A ``SummaryWriter`` (imported only now); a located SpecError when tensorboard is missing."""
+def check_tensorboard(spec: Any) -> None:
+    """Before any file is written: ``train.tensorboard`` without the package is a located SpecError."""
+    import importlib.util
+
+    if not spec.train.tensorboard:
+        return
+    try:
+        found = importlib.util.find_spec("tensorboard") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise _missing_tensorboard(spec)
+
+
+def tensorboard_writer(folder: Path, spec: Any = None) -> Any:
+    """A ``SummaryWriter`` (imported only now); a SpecError (located when ``spec`` is given) when tensorboard is missing."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise SpecError.single("extra", "train.tensorboard needs the tensorboard package, which is not installed",
-                               path=("train", "tensorboard"), hint="pip install 'specnn[tensorboard]'") from None
+        raise _missing_tensorboard(spec) from None
     return SummaryWriter(log_dir=str(folder))
+
+
+def _missing_tensorboard(spec: Any) -> SpecError:
+    path = ("train", "tensorboard")
+    file, line, col = spec.locate(path) if spec is not None else (None, None, None)
+    return SpecError.single("extra", "TensorBoard event files need the tensorboard package, which is not installed",
+                            path=path, file=file, line=line, col=col, hint="pip install 'specnn[tensorboard]'")
 
 
 def _records_up_to(path: Path, epoch: int) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from specnn.runtime import preprocess
 from specnn.runtime.data import Tensors, batches
 from specnn.runtime.device import resolve_device
 from specnn.runtime.distributed import per_rank_batch_size, shard_batches, shard_length
-from specnn.runtime.logs import EpochLogs, Progress, format_epoch
+from specnn.runtime.logs import EpochLogs, Progress, check_tensorboard, format_epoch
 from specnn.runtime.loop import Interrupt, TrainingInterrupted
 from specnn.runtime.metrics import MetricSet
 from specnn.runtime.session import CHECKPOINT_DIR, LAST, Session, read_checkpoint
@@ -110,6 +110,7 @@ def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, ec
         say(warning.format())
     device = dist.device  # on CUDA under torchrun: this rank's local GPU
     check_precision(spec, device)
+    check_tensorboard(spec)  # a missing extra fails before any file, like the spec's own rules
     model = build_model(compiled).to(device)  # the only way a model is built
     prepared = prepare_data(spec, compiled, device)
     loss_fn = make_loss(spec, device)
