@@ -4,6 +4,8 @@ One run trains the same network (the spec's generated module, same seed, same da
 each of these ways and prints the median time per optimizer step and its ratio to the floor:
 
 * ``floor``     the whole data set as tensors, one ``randperm`` per epoch, batches by slicing;
+* ``floor+acc`` the same, counting correct argmax predictions into a device tensor (the minimal
+  hand-written accuracy: what ``specnn+acc`` should cost over ``specnn``);
 * ``textbook``  a map-style ``Dataset`` + ``DataLoader(shuffle=True)`` + zero_grad/backward/step;
 * ``specnn``    ``specnn.train`` itself (what a user gets) with ``train.metrics: []``;
 * ``specnn+acc`` ``specnn.train`` with the default metrics (accuracy on a classifier).
@@ -172,8 +174,12 @@ def synchronize(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_floor(setup: Setup, epochs: int) -> float:
-    """Seconds for ``epochs`` epochs after a warm-up one: randperm, gather once, slice batches."""
+def time_floor(setup: Setup, epochs: int, accuracy: bool = False) -> float:
+    """Seconds for ``epochs`` epochs after a warm-up one: randperm, gather once, slice batches.
+
+    ``accuracy``: also count correct argmax predictions into a device tensor, the minimal
+    hand-written accuracy (``floor+acc``), read back once per epoch.
+    """
     import torch
 
     model, optimizer, loss_fn = setup.fresh()
@@ -187,11 +193,17 @@ def time_floor(setup: Setup, epochs: int) -> float:
             started = CLOCK[0]()
         order = torch.randperm(n, generator=generator).to(setup.device)
         x, y = x_all[order], y_all[order]
+        correct = torch.zeros((), dtype=torch.int64, device=setup.device)
         for start in range(0, n, batch):
-            loss = loss_fn(model(x[start:start + batch]), y[start:start + batch])
+            output, target = model(x[start:start + batch]), y[start:start + batch]
+            loss = loss_fn(output, target)
+            if accuracy:
+                correct += (output.argmax(1) == target).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if accuracy:
+            correct.item()
     synchronize(setup.device)
     return CLOCK[0]() - started
 
@@ -257,6 +269,7 @@ def time_specnn(setup: Setup, epochs: int, variant: str = "plain") -> float:
 
 WAYS: dict[str, Callable[[Setup, int], float]] = {
     "floor": time_floor,
+    "floor+acc": lambda setup, epochs: time_floor(setup, epochs, accuracy=True),
     "textbook": time_textbook,
     "specnn": time_specnn,
     "specnn+acc": lambda setup, epochs: time_specnn(setup, epochs, "metrics"),

@@ -19,7 +19,7 @@ def test_quick_run_prints_one_ratio_line_per_way() -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("torch ") and "torch.get_num_threads() = 1" in lines[0]
     ways = [m.group(1) for m in map(RATIO.match, lines) if m]
-    assert ways == ["floor", "textbook", "specnn", "specnn+acc"]
+    assert ways == ["floor", "floor+acc", "textbook", "specnn", "specnn+acc"]
     floor_line = next(line for line in lines if " floor " in line and "ratio" in line)
     assert floor_line.endswith(" 1.000x floor")  # the floor is its own baseline
     assert "Traceback" not in result.stderr

@@ -99,6 +99,77 @@ def test_ignored_targets_are_skipped():
     assert metrics.compute() == {"accuracy": 0.5, "top2_accuracy": 1.0}
 
 
+HITS_ONLY = [("accuracy", None), ("top_k_accuracy", TopKArgs(k=2)), ("top_k_accuracy", TopKArgs(k=3))]
+
+
+@pytest.mark.parametrize("targets_in_range", [False, True])
+def test_accuracy_and_top_k_alone_count_hits_and_match_sklearn(targets_in_range):
+    generator = torch.Generator().manual_seed(7)
+    outputs = torch.randn(50, CLASSES, generator=generator, dtype=torch.float64)
+    targets = torch.randint(0, CLASSES, (50,), generator=generator)
+    metrics = MetricSet(HITS_ONLY, task="classification", num_classes=CLASSES, targets_in_range=targets_in_range)
+    ours = _in_batches(metrics, outputs, targets)
+    expected = _sklearn_classification(targets.numpy(), outputs.argmax(1).numpy(), outputs.numpy())
+    assert ours == {key: expected[key] for key in ("accuracy", "top2_accuracy", "top3_accuracy")}
+    # the same numbers, bit for bit, as when every metric is read from the confusion matrix
+    assert ours == {key: value for key, value in _in_batches(
+        MetricSet(ALL_CLASSIFICATION, task="classification", num_classes=CLASSES), outputs, targets).items()
+        if key in ours}
+
+
+def test_targets_in_range_gives_the_same_values_as_masking():
+    generator = torch.Generator().manual_seed(8)
+    outputs = torch.randn(50, CLASSES, generator=generator)
+    targets = torch.randint(0, CLASSES, (50,), generator=generator)
+    for wanted in (ALL_CLASSIFICATION, HITS_ONLY, [("accuracy", None)]):
+        masked = MetricSet(wanted, task="classification", num_classes=CLASSES)
+        unmasked = MetricSet(wanted, task="classification", num_classes=CLASSES, targets_in_range=True)
+        assert _in_batches(masked, outputs, targets) == _in_batches(unmasked, outputs, targets)
+
+
+def test_targets_above_the_class_range_are_skipped_by_hit_counts_too():
+    outputs = torch.tensor([[2.0, 0.0, 1.0], [0.0, 2.0, 1.0], [0.0, 1.0, 2.0], [0.0, 0.0, 1.0]])
+    metrics = MetricSet(HITS_ONLY[:2], task="classification", num_classes=3)
+    metrics.update(outputs, torch.tensor([0, 7, 1, -100]))
+    assert metrics.compute() == {"accuracy": 0.5, "top2_accuracy": 1.0}
+
+
+def test_accuracy_alone_keeps_no_class_by_class_matrix():
+    metrics = MetricSet([("accuracy", None)], task="classification", num_classes=50_000)  # a vocabulary
+    metrics.update(torch.zeros(2, 50_000).index_fill_(1, torch.tensor([3]), 1.0), torch.tensor([3, 4]))
+    assert metrics.state_dict()["counts"].numel() == 2
+    assert metrics.compute() == {"accuracy": 0.5}
+
+
+@pytest.mark.parametrize("wanted", [ALL_CLASSIFICATION, HITS_ONLY])
+def test_state_dict_continues_a_half_done_epoch(wanted):
+    generator = torch.Generator().manual_seed(9)
+    outputs = torch.randn(50, CLASSES, generator=generator)
+    targets = torch.randint(0, CLASSES, (50,), generator=generator)
+    first = MetricSet(wanted, task="classification", num_classes=CLASSES, targets_in_range=True)
+    first.update(outputs[:20], targets[:20])
+    state = {key: value.clone() if isinstance(value, torch.Tensor) else value
+             for key, value in first.state_dict().items()}
+    resumed = MetricSet(wanted, task="classification", num_classes=CLASSES, targets_in_range=True)
+    resumed.load_state_dict(state)
+    resumed.update(outputs[20:], targets[20:])
+    whole = MetricSet(wanted, task="classification", num_classes=CLASSES, targets_in_range=True)
+    whole.update(outputs, targets)
+    assert resumed.compute() == whole.compute()
+
+
+def test_a_checkpoint_with_the_earlier_confusion_layout_loads_into_hit_counts():
+    # Before hit counts, every classification metric kept C*C cells plus one bin of skipped targets.
+    counts = torch.zeros(CLASSES * CLASSES + 1, dtype=torch.int64)
+    counts[[0, 6, 7]] = torch.tensor([3, 2, 1])  # 3 right in class 0, 2 right in class 1, 1 wrong; and
+    counts[-1] = 4  # 4 skipped targets
+    metrics = MetricSet([("accuracy", None)], task="classification", num_classes=CLASSES)
+    metrics.load_state_dict({"counts": counts, "top_k_hits": torch.zeros(0, dtype=torch.int64), "samples": 0,
+                             "regression": None})
+    metrics.update(torch.eye(CLASSES)[:2], torch.tensor([0, 4]))  # one more right, one more wrong
+    assert metrics.compute() == {"accuracy": 6 / 8}
+
+
 def test_per_position_outputs_are_flattened():
     generator = torch.Generator().manual_seed(3)
     outputs = torch.randn(4, CLASSES, 6, generator=generator)  # (N, C, L), as CrossEntropyLoss takes them

@@ -1,10 +1,13 @@
 """Epoch metrics, accumulated on the training device with no host sync per batch.
 
-``update`` only adds into fixed-size tensors on the device (a confusion matrix filled with
-``index_add_``, top-k hit counts, per-output sums for regression); nothing is read back until
-``compute`` runs once per epoch. ``torch.bincount`` is not used: on CUDA it reads the largest
-index back to size its output, a sync per batch. Definitions and conventions are the
-catalogue's (``specnn/catalog/metrics.py``); the values equal scikit-learn's.
+``update`` only adds into fixed-size tensors on the device; nothing is read back until
+``compute`` runs once per epoch. It does only what the chosen metrics need, decided once at
+construction: accuracy and top-k alone count hits (an argmax, a compare, a sum, an add); a
+confusion matrix (for precision, recall, f1 or the matrix itself) is one ``index_add_`` of
+preallocated ones. ``torch.bincount`` is not used: on CUDA it reads the largest index back to
+size its output, a sync per batch. Targets outside ``0..C-1`` are skipped only when they can
+occur (``targets_in_range=False``). Definitions and conventions are the catalogue's
+(``specnn/catalog/metrics.py``); the values equal scikit-learn's.
 
 >>> metrics = MetricSet([("accuracy", None), ("confusion_matrix", None)], task="classification", num_classes=2)
 >>> metrics.update(torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]]), torch.tensor([0, 1, 1]))
@@ -22,6 +25,8 @@ from specnn.catalog.metrics import METRICS, metric_key, task_problems
 from specnn.spec.errors import Problem, SpecError
 
 Value = float | list
+# Metrics read from the full confusion matrix; accuracy and top-k need only hit counts.
+FROM_CONFUSION = frozenset({"precision", "recall", "f1", "confusion_matrix"})
 
 
 class MetricSet:
@@ -35,13 +40,18 @@ class MetricSet:
         device: where the accumulators live: the device the outputs are on.
         binary_threshold: a binary output above it is predicted positive: 0 for logits
             (``BCEWithLogitsLoss``), 0.5 for probabilities (``BCELoss``).
+        targets_in_range: every class target is known to lie in ``0..C-1`` (the data loader
+            checked it: ``runtime/data.prepare_targets``), so no target is skipped and no step
+            pays for a mask. False: targets outside the range (``CrossEntropyLoss``'s
+            ``ignore_index``, -100 by default) are skipped.
 
     Raises:
         SpecError: a metric that does not fit the task, or a ``k`` not below the class count.
     """
 
     def __init__(self, metrics: Sequence[tuple[str, Any]], task: str, num_classes: Optional[int] = None,
-                 device: torch.device | str = "cpu", binary_threshold: float = 0.0) -> None:
+                 device: torch.device | str = "cpu", binary_threshold: float = 0.0,
+                 targets_in_range: bool = False) -> None:
         self.metrics = [(name, args if args is not None else METRICS[name].args()) for name, args in metrics]
         self.task = task
         self.num_classes = 2 if task == "binary" else (num_classes or 0)
@@ -49,35 +59,54 @@ class MetricSet:
         self.binary_threshold = binary_threshold
         self._check()
         self.top_ks = sorted({args.k for name, args in self.metrics if name == "top_k_accuracy"})
+        self.confusion = any(name in FROM_CONFUSION for name, _ in self.metrics)
+        # Binary targets become 0/1 by a threshold, so only class indices can fall outside 0..C-1.
+        self.masked = task == "classification" and not targets_in_range
+        self._ones: dict[int, torch.Tensor] = {}  # index_add_'s source per batch size, made once
+        self._k_columns = torch.tensor([k - 1 for k in self.top_ks], dtype=torch.int64, device=self.device)
         self.reset()
 
     def reset(self) -> None:
         """Zero the accumulators, for the next epoch."""
         c = self.num_classes
-        # One extra bin collects the samples whose target is outside 0..C-1, so they need no mask.
-        self._counts = torch.zeros(c * c + 1, dtype=torch.int64, device=self.device)
+        # Confusion: c*c cells and one bin that collects the targets outside 0..C-1 (no mask
+        # needed to drop them). Otherwise: [correct, skipped] (skipped: targets outside 0..C-1).
+        size = c * c + 1 if self.confusion else 2
+        self._set_counts(torch.zeros(size, dtype=torch.int64, device=self.device))
         self._top_k_hits = torch.zeros(len(self.top_ks), dtype=torch.int64, device=self.device)
-        self._samples = 0
+        self._samples = 0  # targets seen (classification) or rows seen (regression)
         self._regression: Optional[torch.Tensor] = None  # rows: sum sq err, sum abs err, target mean, target M2
 
     def state_dict(self) -> dict[str, Any]:
-        """The accumulators so far (tensors and numbers), for a checkpoint taken mid-epoch."""
+        """The accumulators so far (tensors and numbers), for a checkpoint taken mid-epoch.
+
+        Every entry adds across processes (``runtime/distributed.reduce_epoch`` sums them),
+        except the regression rows, which it converts.
+        """
         return {"counts": self._counts, "top_k_hits": self._top_k_hits, "samples": self._samples,
                 "regression": self._regression}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue accumulating from :meth:`state_dict`."""
         move = lambda t: None if t is None else t.to(self.device)  # noqa: E731
-        self._counts, self._top_k_hits = move(state["counts"]), move(state["top_k_hits"])
-        self._samples, self._regression = state["samples"], move(state["regression"])
+        counts, samples = move(state["counts"]), state["samples"]
+        c = self.num_classes
+        if self.task != "regression" and not self.confusion and counts.numel() == c * c + 1:
+            # A checkpoint from before hit counts: every metric then kept the confusion matrix.
+            matrix = counts[: c * c].reshape(c, c)
+            counts, samples = torch.stack([matrix.diagonal().sum(), counts[-1]]), int(counts.sum())
+        self._set_counts(counts)
+        self._top_k_hits = move(state["top_k_hits"])
+        self._samples, self._regression = samples, move(state["regression"])
 
-    @torch.no_grad()
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         """Add one batch: the model's outputs and the targets the loss saw."""
         if self.task == "regression":
             self._update_regression(outputs.detach(), targets.detach())
+        elif self.task == "binary":
+            self._update_binary(outputs, targets)
         else:
-            self._update_classification(outputs.detach(), targets.detach())
+            self._update_classification(outputs, targets)
 
     def compute(self) -> dict[str, Value]:
         """Every metric's value over the batches since :meth:`reset`, keyed by ``metric_key``.
@@ -85,31 +114,74 @@ class MetricSet:
         Reads the accumulators back from the device once. Confusion matrices are nested lists
         (row: target class, column: predicted class); with no samples, numbers are NaN.
         """
-        values = self._regression_values() if self.task == "regression" else self._classification_values()
+        if self.task == "regression":
+            values = self._regression_values()
+        else:
+            values = self._confusion_values() if self.confusion else self._hit_values()
         return {metric_key(name, args): values(name, args) for name, args in self.metrics}
 
     # -- classification ---------------------------------------------------------------------
+    # No autograd here: argmax, comparisons and integer sums never record a graph, so the
+    # outputs need neither detach() nor no_grad() (top-k's scores are detached).
+
+    def _set_counts(self, counts: torch.Tensor) -> None:
+        self._counts = counts
+        if not self.confusion:  # views: hits and skipped targets are added in place, into counts
+            self._correct, self._skipped = counts[0], counts[1]
 
     def _update_classification(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         c = self.num_classes
-        if self.task == "binary":
-            predicted = (outputs.reshape(-1) > self.binary_threshold).long()
-            target = (targets.reshape(-1) > 0.5).long()
-            logits = None
+        logits = outputs if outputs.dim() == 2 else outputs.movedim(1, -1).reshape(-1, c)
+        target = targets if targets.dim() == 1 else targets.reshape(-1)
+        if target.dtype != torch.int64:
+            target = target.long()
+        self._samples += target.shape[0]
+        predicted = logits.argmax(dim=1)
+        if self.confusion:
+            cell = predicted.add_(target, alpha=c)  # target * C + predicted, in argmax's fresh tensor
+            if self.masked:
+                cell = torch.where((target >= 0) & (target < c), cell, c * c)
+            self._counts.index_add_(0, cell, self._ones_for(cell.shape[0]))
         else:
-            logits = outputs if outputs.dim() == 2 else outputs.movedim(1, -1).reshape(-1, c)
-            predicted = logits.argmax(dim=1)
-            target = targets.reshape(-1).long()
-        valid = (target >= 0) & (target < c)
-        cell = torch.where(valid, target * c + predicted, torch.full_like(target, c * c))
-        self._counts.index_add_(0, cell, torch.ones_like(cell))
+            # A target outside 0..C-1 never equals a prediction: only the total needs the mask.
+            self._correct.add_((predicted == target).sum())
+            if self.masked:
+                self._skipped.add_((target.clamp(0, c - 1) != target).sum())
         if self.top_ks:
-            # topk's indices come sorted by score, so the first k columns are the top k.
-            found = logits.topk(max(self.top_ks), dim=1).indices == target[:, None]  # type: ignore[union-attr]
-            for i, k in enumerate(self.top_ks):
-                self._top_k_hits[i] += (valid & found[:, :k].any(dim=1)).sum()
+            # topk's indices come sorted by score and are distinct: a row hits at most one of the
+            # first k columns, so hits per position, summed cumulatively, are the top-k hits.
+            found = logits.detach().topk(self.top_ks[-1], dim=1).indices == target[:, None]
+            self._top_k_hits.add_(found.sum(dim=0).cumsum(dim=0).index_select(0, self._k_columns))
 
-    def _classification_values(self):
+    def _update_binary(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        if outputs.shape != targets.shape:
+            outputs, targets = outputs.reshape(-1), targets.reshape(-1)
+        predicted, target = outputs > self.binary_threshold, targets > 0.5
+        self._samples += target.numel()
+        if self.confusion:
+            cell = target.long().mul_(2).add_(predicted).reshape(-1)  # target * 2 + predicted
+            self._counts.index_add_(0, cell, self._ones_for(cell.shape[0]))
+        else:
+            self._correct.add_((predicted == target).sum())
+
+    def _ones_for(self, n: int) -> torch.Tensor:
+        ones = self._ones.get(n)
+        if ones is None:  # once per batch size (the last batch of an epoch may be shorter)
+            ones = self._ones[n] = torch.ones(n, dtype=torch.int64, device=self.device)
+        return ones
+
+    def _hit_values(self):
+        correct, skipped = self._counts.tolist()
+        hits = self._top_k_hits.tolist()
+        total = self._samples - skipped
+
+        def value(name: str, args: Any) -> Value:
+            counted = correct if name == "accuracy" else hits[self.top_ks.index(args.k)]
+            return counted / total if total else float("nan")
+
+        return value
+
+    def _confusion_values(self):
         c = self.num_classes
         confusion = self._counts[: c * c].reshape(c, c).cpu().to(torch.float64)
         hits = self._top_k_hits.cpu().tolist()
@@ -143,6 +215,7 @@ class MetricSet:
 
     # -- regression -------------------------------------------------------------------------
 
+    @torch.no_grad()
     def _update_regression(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         n = outputs.shape[0]
         if n == 0:

@@ -201,7 +201,8 @@ class Session:
             return None
         threshold = 0.5 if spec.loss.kind == "BCELoss" else 0.0
         try:
-            return MetricSet(chosen, task, num_classes, device, threshold)
+            # prepare_data range-checked the class targets (data.prepare_targets): no mask per step
+            return MetricSet(chosen, task, num_classes, device, threshold, targets_in_range=True)
         except SpecError as error:
             raise SpecError([p.at(*spec.locate(p.path)) for p in error.problems]) from None
 
