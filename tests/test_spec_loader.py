@@ -216,8 +216,29 @@ def test_a_missing_argument_of_a_null_layer_is_located_at_the_layer():
 def test_a_layer_with_no_arguments_refuses_one():
     text = VALID.replace("    - ReLU:\n", "    - ReLU: {inplace: true}\n")
     assert errors_of(lambda: load_spec_text(text, file="s.yaml")) == [
-        "s.yaml:6:14: model.layers[1].ReLU.inplace: unknown argument 'inplace'"
+        "s.yaml:6:14: model.layers[1].ReLU.inplace: unknown argument 'inplace' "
+        "(specnn writes no in-place layers: one could overwrite a tensor another node still reads)"
     ]
+
+
+@pytest.mark.parametrize(
+    "old, new, line",
+    [
+        ("SGD: {lr: 1e-3,", "SGD: {learning_rate: 1e-3,",
+         "s.yaml:12:9: optimizer.SGD.learning_rate: unknown argument 'learning_rate' "
+         "(it takes: lr, momentum, dampening, weight_decay, nesterov)"),
+        ("    - ReLU:\n", "    - GELU: {mode: tanh}\n",
+         "s.yaml:6:14: model.layers[1].GELU.mode: unknown argument 'mode' (it takes: approximate)"),
+        ("    - ReLU:\n", "    - Tanh: {dim: 1}\n",
+         "s.yaml:6:14: model.layers[1].Tanh.dim: unknown argument 'dim' (it takes no arguments)"),
+        ("name: tiny", "name: tiny\nepochs: 3",
+         "s.yaml:2:1: epochs: unknown key 'epochs' (known keys: specnn, name, seed, model, data, loss, "
+         "optimizer, train, export, lint)"),
+    ],
+)
+def test_an_unknown_key_too_far_from_any_lists_what_is_accepted(old, new, line):
+    assert old in VALID
+    assert errors_of(lambda: load_spec_text(VALID.replace(old, new), file="s.yaml")) == [line]
 
 
 def test_a_misspelt_common_key_in_a_node_is_an_unknown_key():
@@ -238,7 +259,8 @@ def test_a_misspelt_common_key_in_a_node_is_an_unknown_key():
         ("data: {synthetic: {shape: [4]}}", "data: {synthetic: {shape: [4]}, npz: {path: x.npz}}",
          "s.yaml:9:1: data: needs exactly one data source key, got npz, synthetic"),
         ("name: tiny", "name: tiny\nspecnn: 2", "s.yaml:2:9: specnn: must be 1, got 2"),
-        ("name: tiny", "name: tiny\ntrain: {lr: 3}", "s.yaml:2:9: train.lr: unknown key 'lr'"),
+        ("name: tiny", "name: tiny\ntrain: {lr: 3}", "s.yaml:2:9: train.lr: unknown key 'lr' (known keys: epochs, batch_size, device, shuffle, metrics, "
+         "scheduler, clip_grad, accumulate, precision, compile, early_stopping, checkpoint, tensorboard, distributed)"),
         ("input: [4]", "inputs: {x: {shape: [4], dtype: float16}}",
          "s.yaml:3:35: model.inputs.x.dtype: must be 'float32', 'float64' or 'int64', got 'float16' (did you mean 'float64'?)"),
     ],

@@ -125,7 +125,7 @@ def render(finding: Finding) -> tuple[str, Optional[str]]:
     c = finding.ctx
     kind = finding.kind
     if kind == "unknown-key":
-        return f"unknown {c['what']} '{c['key']}'", _suggest(c["key"], c["choices"])
+        return f"unknown {c['what']} '{c['key']}'", _suggest(c["key"], c["choices"]) or _known_keys(c)
     if kind == "missing-key":
         return f"missing required key '{c['key']}'", None
     if kind == "type":
@@ -154,6 +154,23 @@ def render(finding: Finding) -> tuple[str, Optional[str]]:
 def _suggest(word: str, choices: Sequence[str]) -> Optional[str]:
     match = did_you_mean(word, choices)
     return f"did you mean '{match}'?" if match and match != word else None
+
+
+# Few enough keys to list them all when a misspelling is too far from any to suggest one.
+LISTED_KEYS = 16
+
+
+def _known_keys(ctx: dict[str, Any]) -> Optional[str]:
+    """The keys an unknown key could have been: what a mapping accepts, when that is a short list."""
+    choices = list(ctx["choices"])
+    if ctx["what"] == "argument":
+        if ctx["key"] == "inplace":
+            # torch has it, so say why specnn does not rather than just "unknown".
+            return "specnn writes no in-place layers: one could overwrite a tensor another node still reads"
+        return "it takes: " + ", ".join(choices) if choices else "it takes no arguments"
+    if ctx["what"] == "key" and 0 < len(choices) <= LISTED_KEYS:
+        return "known keys: " + ", ".join(choices)
+    return None
 
 
 def _type_hint(expected: Sequence[str], value: Any) -> Optional[str]:
