@@ -184,3 +184,18 @@ def test_tensorboard_without_the_package_is_a_located_spec_error_before_any_file
     assert str(caught.value) == (f"{tmp_path / 'spec.yaml'}:21:3: train.tensorboard: TensorBoard event files need the "
                                  "tensorboard package, which is not installed (pip install 'specnn[tensorboard]')")
     assert not (tmp_path / "run").exists()
+
+
+def test_torch_compile_failing_on_this_machine_is_a_located_spec_error(tmp_path, monkeypatch):
+    # A machine without a working C++ compiler: inductor cannot build its CPU kernels.
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, "/nonexistent/g++"))
+    spec = make_spec(tmp_path, "compile: true\n")
+    with pytest.raises(SpecError) as caught:
+        train(spec, tmp_path / "run", quiet=True)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'spec.yaml'}:21:3: train.compile: torch.compile failed on this "
+                              "machine: InvalidCxxCompiler: No working C++ compiler found")
+    assert message.endswith("(set train.compile: false, or fix what torch.compile reports)")
+    assert "Traceback" not in message and len(message.splitlines()) == 1

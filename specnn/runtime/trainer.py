@@ -126,7 +126,13 @@ def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, ec
         folder.mkdir(parents=True, exist_ok=True)
         write_spec(compiled, spec, folder)
         write_model_py(compiled, folder)
-    fit(session, prepared, loss_fn, say, progress and not quiet and dist.is_main)
+    try:
+        fit(session, prepared, loss_fn, say, progress and not quiet and dist.is_main)
+    except Exception as error:
+        failure = compile_failure(spec, error)
+        if failure is None:
+            raise
+        raise failure from None
 
     model.eval()
     meta = run_meta(spec, compiled, prepared, device)
@@ -355,6 +361,23 @@ def check_precision(spec: Any, device: torch.device) -> None:
     if spec.train.precision == "fp16" and device.type != "cuda":
         raise SpecError([_problem(spec, ("train", "precision"), f"fp16 mixed precision needs a CUDA device; this run "
                                   f"is on {device.type}", code="precision", hint="use precision: bf16")])
+
+
+def compile_failure(spec: Any, error: Exception) -> Optional[SpecError]:
+    """torch.compile failing on this machine (no C++ compiler, an unsupported op ...) as a located problem.
+
+    It fails at the first forward pass, not at ``torch.compile``; its own message is a page of
+    internals, so the first line is kept. Returns None for any other error.
+    """
+    if not spec.train.compile:
+        return None
+    from torch._dynamo.exc import TorchDynamoException  # already imported: compile ran
+
+    if not isinstance(error, TorchDynamoException):
+        return None
+    first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return SpecError([_problem(spec, ("train", "compile"), f"torch.compile failed on this machine: {first}",
+                               code="compile", hint="set train.compile: false, or fix what torch.compile reports")])
 
 
 def make_loss(spec: Any, device: torch.device) -> torch.nn.Module:
