@@ -306,6 +306,10 @@ def test_transformer_encoder_constructor_expression():
          "PReLU num_parameters=4 must be 1 or the channel count, got input [3, 5]", None),
         (one("MaxPool2d", {"kernel_size": 2, "padding": 2}, [3, 8, 8]),
          "MaxPool2d padding=2 must be at most half of kernel_size=2", None),
+        (one("Flatten", {"start_dim": 4}, [3, 4, 5]),
+         "Flatten start_dim=4 is out of range for input [3, 4, 5] (plus batch)", "use a dim from -4 to 3"),
+        (one("Flatten", {"end_dim": -5}, [3, 4, 5]),
+         "Flatten end_dim=-5 is out of range for input [3, 4, 5] (plus batch)", "use a dim from -4 to 3"),
     ],
     ids=lambda v: case_id(v) if isinstance(v, Case) else "",
 )

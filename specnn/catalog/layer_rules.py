@@ -244,6 +244,11 @@ def channel_dropout(name: str, rank: int, meaning: str) -> Rule:
 
 def flatten(a: Args, x: Shape) -> tuple[Shape, Args]:
     full = (0, *x)  # torch's dims count the batch dimension
+    for which, dim in (("start_dim", a.start_dim), ("end_dim", a.end_dim)):
+        if not -len(full) <= dim < len(full):
+            # torch raises IndexError here at the first forward; `%` would quietly wrap it.
+            raise ShapeMismatch(f"Flatten {which}={dim} is out of range for input {fmt(x)} (plus batch)",
+                                hint=f"use a dim from {-len(full)} to {len(full) - 1}")
     start = a.start_dim % len(full)
     end = a.end_dim % len(full)
     if start == 0 or end == 0:
