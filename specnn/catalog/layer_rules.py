@@ -294,10 +294,10 @@ def prelu(a: Args, x: Shape) -> tuple[Shape, Args]:
 
 def softmax_like(name: str) -> Rule:
     def rule(a: Args, x: Shape) -> tuple[Shape, Args]:
-        if a.dim == 0:
-            raise ShapeMismatch(f"{name}(dim=0) normalises across the batch", hint="use dim=-1 or dim=1")
         if not -(len(x) + 1) <= a.dim <= len(x):
             raise ShapeMismatch(f"{name} dim={a.dim} is out of range for input {fmt(x)} (plus batch)")
+        if a.dim % (len(x) + 1) == 0:  # dim=0, or the negative dim that counts back to the batch
+            raise ShapeMismatch(f"{name}(dim={a.dim}) normalises across the batch", hint="use dim=-1 or dim=1")
         return x, a
 
     return rule
