@@ -6,6 +6,7 @@ torchrun itself; each rank writes what it saw to a file that the test compares.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -397,3 +398,21 @@ def test_the_spec_chooses_the_backend_and_a_bad_choice_is_located(tmp_path):
     assert str(caught.value).startswith(f"{tmp_path / 'iris.yaml'}:29:17: train.distributed.backend: backend 'nccl' "
                                         "needs CUDA, but training runs on cpu")
     assert D.choose_backend(torch.device("cpu"), "gloo", spec) == "gloo"  # the --backend flag wins
+
+
+@pytest.mark.parametrize("first, then", [(2, 1), (1, 2)], ids=["2-then-1", "1-then-2"])
+def test_a_run_resumes_on_another_number_of_processes(two_process_runs, small_iris, tmp_path, first, then):
+    # Checkpoints hold the unwrapped model and the global data order, so 3 epochs on `first`
+    # processes and the other 57 on `then` equal the uninterrupted 2-process run up to the float
+    # summation order (the tolerance of the 2-vs-1 test above, for the same reason).
+    three = tmp_path / "three.yaml"
+    three.write_text(small_iris.read_text().replace("epochs: 60", "epochs: 3"))
+    nproc = lambda n: ["--nproc", "2"] if n == 2 else []  # noqa: E731
+    _run([sys.executable, "-m", "specnn", "train", str(three), "--out", "run", "-q", *nproc(first)], tmp_path)
+    _run([sys.executable, "-m", "specnn", "train", str(small_iris), "--resume", "run", "-q", *nproc(then)], tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(1, 61))
+    resumed, uninterrupted = _weights(tmp_path / "run" / "weights.pt"), _weights(two_process_runs["nproc"] / "weights.pt")
+    assert list(resumed) == list(uninterrupted)
+    for key in resumed:
+        torch.testing.assert_close(resumed[key], uninterrupted[key], rtol=1e-5, atol=2e-6)
