@@ -94,3 +94,9 @@ def test_every_pattern_has_words():
 def test_every_schema_keyword_is_worded_by_the_message_layer():
     keywords = {k for s in subschemas(json_schema()) for k in s}
     assert keywords - WORDED - STRUCTURE - ANNOTATIONS == set()
+
+
+def test_validation_reads_the_committed_schema_which_equals_the_generated_one():
+    from specnn.spec.schema import cached_schema, json_schema
+
+    assert cached_schema() == json_schema() == json.loads(COMMITTED.read_text())
