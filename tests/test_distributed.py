@@ -416,3 +416,17 @@ def test_a_run_resumes_on_another_number_of_processes(two_process_runs, small_ir
     assert list(resumed) == list(uninterrupted)
     for key in resumed:
         torch.testing.assert_close(resumed[key], uninterrupted[key], rtol=1e-5, atol=2e-6)
+
+
+def test_the_reporting_ranks_exit_code_wins_even_when_torchrun_stops_it_first(tmp_path):
+    # The quiet rank exits 1 at once; torchrun then terminates the reporting rank, here still busy
+    # after printing its problem (as a real one may be, shutting Python down): the job exits 2.
+    slow = FAILING_WORKER.replace("    sys.exit(2)", "    import time; time.sleep(60); sys.exit(2)")
+    assert slow != FAILING_WORKER
+    (tmp_path / "slow_worker.py").write_text(slow)
+    launcher = "import sys; from specnn.runtime.distributed import launch; sys.exit(launch(2, [], module='slow_worker'))"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, env=env, timeout=50,
+                          cwd=tmp_path)
+    assert done.stderr == "specnn: rank 1 of 2 failed:\ns.yaml:3:5: data.csv: cannot read shard.csv\n"
+    assert done.returncode == 2

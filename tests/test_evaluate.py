@@ -238,6 +238,7 @@ def test_a_missing_run_file_is_a_run_error(iris_run, tmp_path):
 def test_a_missing_preprocess_json_is_refused_when_the_spec_scales(iris_run, tmp_path, command):
     # Without the fitted statistics the rows would go in unscaled and the answers would be wrong.
     import shutil
+
     from specnn.runtime.predict import predict
 
     run_dir = shutil.copytree(iris_run, tmp_path / "run")

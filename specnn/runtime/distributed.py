@@ -41,6 +41,7 @@ BATCH_SIZE_PATH = ("train", "batch_size")
 BACKEND_PATH = ("train", "distributed", "backend")
 FAILED_KEY = "specnn/first-failure"
 EXIT_INTERRUPTED = 130
+EXIT_CODE_KEY = "specnn_exit_code"  # in a worker's torchrun error file: the code it meant to exit with
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,6 +471,21 @@ def _fail(dist: Distributed, error: BaseException) -> None:
     record_failure(error)
 
 
+def failure_exit_code(error: BaseException) -> int:
+    """What the CLI exits with for ``error``: 2 for bad input (SpecError), 130 for Ctrl-C, else 1."""
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return 2 if isinstance(error, SpecError) else 1
+
+
+def reported_exit_code(failure: Any) -> Optional[int]:
+    """The exit code a failed worker recorded in its error file (:func:`record_failure`), if any."""
+    message = getattr(failure, "error_file_data", {}).get("message")
+    extra = message.get("extraInfo", {}) if isinstance(message, dict) else {}
+    code = extra.get(EXIT_CODE_KEY) if isinstance(extra, dict) else None
+    return int(code) if isinstance(code, str) and code.isdigit() else None
+
+
 def claim_first_failure() -> bool:
     """True for the first rank to fail, through a counter in the process group's store.
 
@@ -495,8 +511,10 @@ def record_failure(error: BaseException, environ: Mapping[str, str] = os.environ
         return
     message = str(error) if isinstance(error, SpecError) else f"{type(error).__name__}: {error}"
     callstack = message if isinstance(error, SpecError) else "".join(traceback.format_exception(error))
+    # the code this rank is about to exit with: torchrun may stop it before it does (see launch)
     data = {"message": {"message": message,
-                        "extraInfo": {"py_callstack": callstack, "timestamp": str(int(time.time()))}}}
+                        "extraInfo": {"py_callstack": callstack, "timestamp": str(int(time.time())),
+                                      EXIT_CODE_KEY: str(failure_exit_code(error))}}}
     with contextlib.suppress(OSError):
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(data, handle)
@@ -529,7 +547,12 @@ def launch(nproc: int, command: Sequence[str], extra: Sequence[str] = (), module
         torchrun.main(torchrun_args(nproc, command, extra, module))
     except ChildFailedError as failed:
         # The rank that reported the failure exits with its real code (2 for bad input); the
-        # others leave quietly with 1, and torchrun's "first" failure may be any of them.
+        # others leave quietly with 1, and torchrun's "first" failure may be any of them. A quiet
+        # rank may also exit first, and torchrun then terminates the reporter before its exit:
+        # the code it recorded in its error file is the job's.
+        recorded = [reported_exit_code(failure) for failure in failed.failures.values()]
+        if any(code is not None for code in recorded):
+            return next(code for code in recorded if code is not None)
         codes = [failure.exitcode for failure in failed.failures.values()]
         if max(codes) > 0:
             return max(codes)
