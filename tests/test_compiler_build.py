@@ -148,3 +148,29 @@ def test_a_thousand_nodes_compile_with_unique_names():
     names = [n.name for n in compiled.graph.nodes]
     assert len(set(names)) == 1000 and names[-2:] == ["fc500", "relu500"]
     assert compiled.forward_lines["relu500"] == compiled.source.count("\n") - 1
+
+
+def test_a_layer_torch_cannot_build_is_a_located_problem_not_a_traceback():
+    from specnn.spec.errors import SpecError
+    from specnn.spec.loader import load_spec_text
+
+    spec = load_spec_text(
+        "name: huge\n"
+        "model:\n"
+        "  input: [4]\n"
+        "  layers:\n"
+        "    - Linear: {out_features: 10}\n"
+        "    - ReLU:\n"
+        "    - Linear: {out_features: 99999999999999999999}\n"
+        "data: {synthetic: {shape: [4]}}\n"
+        "loss: {MSELoss: }\n"
+        "optimizer: {SGD: }\n",
+        file="huge.yaml",
+    )
+    with pytest.raises(SpecError) as raised:
+        build_model(spec)
+    (problem,) = raised.value.problems
+    assert problem.format().startswith(
+        "huge.yaml:7:7: model.layers[2].Linear: torch could not build Linear 'fc2': empty(): argument 'size'"
+    )
+    assert problem.hint == "check the layer's sizes"

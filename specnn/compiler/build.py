@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import linecache
+import traceback
 from pathlib import Path
 from typing import Any
 
 from specnn.compiler.pipeline import CompiledModel, compile_spec
+from specnn.spec.errors import Problem, SpecError
+
+# What torch raises when a layer cannot be made with the sizes a spec asks for (an absurd
+# out_features overflows, a huge one cannot be allocated): bad input, not a bug.
+BUILD_ERRORS = (RuntimeError, ValueError, TypeError, OverflowError, MemoryError)
 
 
 def build_model(compiled_or_spec: Any) -> Any:
@@ -25,10 +31,29 @@ def build_model(compiled_or_spec: Any) -> Any:
         (seed torch first for reproducible weights).
 
     Raises:
-        SpecError: when given a spec that does not compile.
+        SpecError: when given a spec that does not compile, or when torch cannot make a layer
+            with the sizes the spec asks for (located at that layer).
     """
     compiled = compiled_or_spec if isinstance(compiled_or_spec, CompiledModel) else compile_spec(compiled_or_spec)
-    return model_class(compiled)()
+    cls = model_class(compiled)
+    try:
+        return cls()
+    except BUILD_ERRORS as error:
+        raise SpecError([build_problem(compiled, error)]) from None
+
+
+def build_problem(compiled: CompiledModel, error: BaseException) -> Problem:
+    """Locate a failure inside the generated ``__init__`` at the spec node whose line raised it."""
+    filename = source_filename(compiled)
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == filename]
+    by_line = {line: name for name, line in compiled.init_lines.items()}
+    node = next((n for n in compiled.graph.nodes if lines and n.name == by_line.get(lines[-1])), None)
+    path = node.path if node is not None else ("model",)
+    what = f"{node.kind} '{node.name}'" if node is not None else "the model"
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    file, line, col = compiled.spec.locate(path) if compiled.spec is not None else (None, None, None)
+    return Problem("build", f"torch could not build {what}: {reason}", tuple(path), file=file, line=line, col=col,
+                   hint="check the layer's sizes")
 
 
 def model_class(compiled: CompiledModel) -> type:
