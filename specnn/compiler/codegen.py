@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -53,7 +54,14 @@ def generate(graph: Graph, class_name: str, origin: Optional[str], version: str)
     init_lines = _emit(lines, init_body(graph, uses))
     lines.append("")
     forward_lines = _emit(lines, forward_body(graph))
+    if not any(TORCH_USE.search(line) for line in lines[3:]):
+        # A plain chain of nn modules never names torch itself; an unused import is noise.
+        del lines[1]
+        init_lines, forward_lines = ({name: n - 1 for name, n in m.items()} for m in (init_lines, forward_lines))
     return GeneratedSource("\n".join(lines) + "\n", init_lines, forward_lines)
+
+
+TORCH_USE = re.compile(r"\btorch\.[A-Za-z_]")
 
 
 def _emit(lines: list[str], body: list[tuple[Optional[str], str]]) -> dict[str, int]:
