@@ -430,3 +430,22 @@ def test_the_reporting_ranks_exit_code_wins_even_when_torchrun_stops_it_first(tm
                           cwd=tmp_path)
     assert done.stderr == "specnn: rank 1 of 2 failed:\ns.yaml:3:5: data.csv: cannot read shard.csv\n"
     assert done.returncode == 2
+
+
+def test_ctrl_c_sent_to_the_launcher_alone_exits_130_with_the_resume_line_and_no_traceback(small_iris, tmp_path):
+    # `kill -INT <pid of specnn --nproc 2>`: torchrun's agent gets the signal and passes it on to the workers.
+    import signal
+
+    long = tmp_path / "long.yaml"
+    long.write_text(small_iris.read_text().replace("epochs: 60", "epochs: 5000"))
+    process = subprocess.Popen([sys.executable, "-m", "specnn", "train", str(long), "--nproc", "2", "--out", "run"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for line in process.stdout:
+        if line.startswith("epoch"):
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "SignalException" not in stderr
+    assert stderr.count("; resume with: specnn train") == 1

@@ -540,11 +540,16 @@ def launch(nproc: int, command: Sequence[str], extra: Sequence[str] = (), module
     of the same failure is not printed again, and its progress logging is kept to errors.
     """
     from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     quiet_torchrun_logs()
     try:
         torchrun.main(torchrun_args(nproc, command, extra, module))
+    except SignalException as signalled:
+        # Ctrl-C (or a kill) reached the launcher: torchrun has passed it on to the workers and
+        # waited for them, and they said what they saved; the shell's code for that signal.
+        return 128 + int(signalled.sigval)
     except ChildFailedError as failed:
         # The rank that reported the failure exits with its real code (2 for bad input); the
         # others leave quietly with 1, and torchrun's "first" failure may be any of them. A quiet
