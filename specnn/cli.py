@@ -137,7 +137,7 @@ def compile_command(spec_file: str, out_dir: str) -> None:
 @cli.command()
 @click.argument("spec_file", type=SPEC_FILE)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="run folder (default runs/<name>)")
-@click.option("-q", "--quiet", is_flag=True, help="only the final summary")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar (the one summary line per epoch stays)")
 @click.option("--nproc", type=click.IntRange(min=1), help="train on N local processes (runs torchrun for you)")
 @click.option("--backend", type=click.Choice(["gloo", "nccl"]), help="torch.distributed backend (default: nccl on CUDA, gloo on CPU)")
 @click.option("--resume", is_flag=False, flag_value=RESUME_SPEC_RUN, default=None, metavar="[RUN]",
@@ -150,6 +150,9 @@ def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, b
 
     The default folder is runs/<name>, or runs/<name>-2, -3 ... when it already holds a run;
     an --out folder that holds a run is an error unless --overwrite (or --resume) is given.
+
+    Every epoch prints one summary line; a progress bar is drawn too when the output is a
+    terminal and --quiet is not given.
 
     train.batch_size is the global batch: with --nproc N (or under torchrun) each process
     trains on batch_size / N samples of its own shard of every epoch.
@@ -167,7 +170,7 @@ def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, b
         forwarded = distributed.forward_args(context.command, context.params, drop=["nproc"])
         sys.exit(distributed.launch(nproc, ["train", *forwarded]))
     try:
-        run = train_spec(spec, out=out_dir, quiet=quiet, echo=click.echo, backend=backend, overwrite=overwrite,
+        run = train_spec(spec, out=out_dir, progress=not quiet, echo=click.echo, backend=backend, overwrite=overwrite,
                          resume=True if resume == RESUME_SPEC_RUN else (resume or False))
     except TrainingInterrupted as interrupted:
         click.echo(interrupted.message, err=True)

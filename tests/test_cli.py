@@ -110,3 +110,27 @@ def test_resume_given_bare_is_forwarded_bare_to_torchrun_workers():
     params = {"spec_file": "s.yaml", "out_dir": None, "quiet": False, "nproc": 2, "backend": None,
               "resume": next(p for p in train.params if p.name == "resume").flag_value}
     assert forward_args(train, params, drop=["nproc"]) == ["s.yaml", "--resume"]
+
+
+def test_quiet_hides_the_progress_bar_but_keeps_one_line_per_epoch(cli_runner, iris_spec, tmp_path, monkeypatch):
+    # The issue: "a progress bar per epoch ... quiet when output is not a terminal or with --quiet;
+    # one summary line per epoch always".
+    from specnn.runtime import logs
+
+    bars: list[bool] = []
+    real_init = logs.Progress.__init__
+
+    def record(self, enabled):
+        bars.append(enabled)
+        real_init(self, enabled)
+
+    monkeypatch.setattr(logs.Progress, "__init__", record)
+    spec = _iris_with_epochs(iris_spec, tmp_path, 2)
+    quiet = cli_runner.invoke(cli, ["train", str(spec), "--out", str(tmp_path / "quiet"), "--quiet"])
+    assert quiet.exit_code == 0, quiet.output
+    lines = quiet.output.splitlines()
+    assert [line.split("  train_loss ")[0] for line in lines] == [
+        "epoch  1/2", "epoch  2/2", f"run saved to {tmp_path / 'quiet'}"]
+    loud = cli_runner.invoke(cli, ["train", str(spec), "--out", str(tmp_path / "loud")])
+    assert loud.exit_code == 0, loud.output
+    assert bars == [False, True]  # the bar is asked for only without --quiet (and then drawn on a terminal)

@@ -63,12 +63,14 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
     Args:
         spec: a :class:`specnn.spec.models.Spec` (from :func:`specnn.load_spec`).
         out: the run folder; default ``runs/<spec name>`` (or the next free ``runs/<spec name>-N``).
-        quiet: print nothing per epoch.
+        quiet: print nothing at all (no warnings, no epoch lines, no bar): for library use.
+            The CLI's ``--quiet`` is ``progress=False`` instead: it keeps the epoch lines.
         echo: where lines go (the CLI passes ``click.echo``).
         resume: continue the run in ``out`` (``True``; without ``out``: the newest run of the
             spec's name with a checkpoint) or in this folder, from its ``checkpoints/last.pt``;
             the result equals that of a run that never stopped.
-        progress: show a progress bar per epoch (only when stdout is a terminal and not quiet).
+        progress: show a progress bar per epoch (only when stdout is a terminal and not quiet);
+            ``progress=False`` keeps the one summary line per epoch (``specnn train --quiet``).
         backend: under torchrun, the process-group backend (``gloo``/``nccl``); default
             ``train.distributed.backend``, else nccl on CUDA and gloo on CPU.
         overwrite: ``out`` may hold a run: its files (exports, checkpoints, curves ...) are
