@@ -12,7 +12,7 @@ import torch
 from specnn.runtime import loop as loop_module
 from specnn.runtime.loop import TrainingInterrupted
 from specnn.runtime.trainer import train
-from specnn.spec.errors import RunError
+from specnn.spec.errors import RunError, SpecError
 from specnn.spec.loader import load_spec
 
 SPEC = """\
@@ -112,3 +112,69 @@ def test_a_checkpoint_from_another_spec_or_a_corrupt_one_is_a_run_error_and_noth
     with pytest.raises(RunError, match="checkpoint is truncated or corrupt"):
         train(load_spec(spec_file(tmp_path, 2)), tmp_path / "run", quiet=True, resume=True)
     assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
+
+
+STEP_SCHEDULE = "scheduler: {StepLR: {step_size: 1, gamma: 0.7}, warmup: {steps: 3}}"
+RUN_LENGTH_SCHEDULES = {
+    "CosineAnnealingLR": "scheduler: {CosineAnnealingLR: {eta_min: 0.001}, warmup: {epochs: 1}}",
+    "OneCycleLR": "scheduler: {OneCycleLR: {max_lr: 0.2}}",
+}
+
+
+def scheduled_spec(tmp_path: Path, epochs: int, schedule: str) -> Path:
+    path = tmp_path / f"scheduled{epochs}.yaml"
+    path.write_text(textwrap.dedent(SPEC).replace("EPOCHS", str(epochs)).replace(STEP_SCHEDULE, schedule))
+    assert schedule in path.read_text()
+    return path
+
+
+def files_of(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("kind", sorted(RUN_LENGTH_SCHEDULES))
+def test_resuming_a_schedule_fixed_to_the_run_length_with_other_epochs_is_a_located_error(tmp_path, kind):
+    train(load_spec(scheduled_spec(tmp_path, 3, RUN_LENGTH_SCHEDULES[kind])), tmp_path / "run", quiet=True)
+    before = files_of(tmp_path / "run")
+    longer = scheduled_spec(tmp_path, 5, RUN_LENGTH_SCHEDULES[kind])
+    line = longer.read_text().splitlines().index("  epochs: 5") + 1
+    with pytest.raises(SpecError) as caught:
+        train(load_spec(longer), tmp_path / "run", quiet=True, resume=True)
+    assert str(caught.value) == (
+        f"{longer}:{line}:3: train.epochs: the run started with epochs: 3 and its {kind} schedule was fixed to "
+        "that length (resume with epochs: 3, or start a new run)")
+    assert files_of(tmp_path / "run") == before
+
+
+def test_a_schedule_whose_length_the_spec_gives_resumes_with_more_epochs(tmp_path):
+    fixed = "scheduler: {CosineAnnealingLR: {T_max: 4}}"
+    whole = train(load_spec(scheduled_spec(tmp_path, 4, fixed)), tmp_path / "whole", quiet=True)
+    train(load_spec(scheduled_spec(tmp_path, 2, fixed)), tmp_path / "split", quiet=True)
+    resumed = train(load_spec(scheduled_spec(tmp_path, 4, fixed)), tmp_path / "split", quiet=True, resume=True)
+    assert states_equal(whole.model.state_dict(), resumed.model.state_dict())
+
+
+def test_a_schedule_fixed_to_the_run_length_resumes_with_the_same_epochs_bitwise(tmp_path, monkeypatch):
+    path = scheduled_spec(tmp_path, 3, RUN_LENGTH_SCHEDULES["CosineAnnealingLR"])
+    whole = train(load_spec(path), tmp_path / "whole", quiet=True)
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 13, "signal")  # epoch 3, batch 1
+        with pytest.raises(TrainingInterrupted):
+            train(load_spec(path), tmp_path / "cut", quiet=True)
+    resumed = train(load_spec(path), tmp_path / "cut", quiet=True, resume=True)
+    assert states_equal(whole.model.state_dict(), resumed.model.state_dict())
+
+
+def test_a_one_cycle_length_changed_by_the_batch_size_is_located_at_the_scheduler(tmp_path):
+    train(load_spec(scheduled_spec(tmp_path, 3, RUN_LENGTH_SCHEDULES["OneCycleLR"])), tmp_path / "run", quiet=True)
+    smaller = tmp_path / "smaller.yaml"
+    smaller.write_text(scheduled_spec(tmp_path, 3, RUN_LENGTH_SCHEDULES["OneCycleLR"]).read_text()
+                       .replace("batch_size: 16", "batch_size: 8"))
+    line = smaller.read_text().splitlines().index("  " + RUN_LENGTH_SCHEDULES["OneCycleLR"]) + 1
+    with pytest.raises(SpecError) as caught:
+        train(load_spec(smaller), tmp_path / "run", quiet=True, resume=True)
+    # 90 training rows: 6 batches of 16 per epoch, then 12 of 8
+    assert str(caught.value) == (
+        f"{smaller}:{line}:15: train.scheduler.OneCycleLR: the run's OneCycleLR schedule was fixed to 18 batches; "
+        "this spec makes it 36 batches (resume with the epochs, batch_size, accumulate, warmup and data the run "
+        "started with, or start a new run)")

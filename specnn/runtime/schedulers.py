@@ -28,6 +28,8 @@ from specnn.catalog.schedulers import SCHEDULERS, Warmup
 from specnn.spec.errors import SpecError
 
 SPEC_PATH = ("train", "scheduler")
+# The torch scheduler attribute that fixes the schedule's length, when specnn derives it from the run's length.
+LENGTH_ATTRIBUTES = {"CosineAnnealingLR": "T_max", "OneCycleLR": "total_steps"}
 
 
 class Scheduler:
@@ -44,6 +46,7 @@ class Scheduler:
         warmup: Optional[LinearLR] = None,
         warmup_batches: int = 0,
         monitor: Optional[str] = None,
+        derived_length: bool = False,
     ) -> None:
         self.optimizer = optimizer
         self.kind = kind
@@ -52,6 +55,8 @@ class Scheduler:
         self.warmup = warmup
         self.warmup_batches = warmup_batches
         self.monitor = monitor
+        # T_max / total_steps came from train.epochs (and the batches per epoch), not from the spec
+        self.derived_length = derived_length
         self.batches = 0  # batches trained so far
         self.epoch_start = 0  # value of `batches` when the current epoch began
 
@@ -90,6 +95,25 @@ class Scheduler:
             "main": None if self.main is None else self.main.state_dict(),
             "warmup": None if self.warmup is None else self.warmup.state_dict(),
         }
+
+    @property
+    def length(self) -> Optional[int]:
+        """The schedule's length (``T_max`` epochs, ``total_steps`` batches) when derived from the run's; else None."""
+        if not self.derived_length:
+            return None
+        return int(getattr(self.main, LENGTH_ATTRIBUTES[self.kind]))
+
+    def saved_length(self, state: Optional[Mapping[str, Any]]) -> Optional[int]:
+        """The derived length that a :meth:`state_dict` of this kind of schedule holds; None if none.
+
+        Loading that state would bring its length back (torch restores ``T_max``/``total_steps``
+        with the rest), so a run resumed with another ``train.epochs`` would silently follow
+        the old schedule: the caller compares this with :attr:`length` first.
+        """
+        if not self.derived_length or not state or not isinstance(state.get("main"), Mapping):
+            return None
+        saved = state["main"].get(LENGTH_ATTRIBUTES[self.kind])
+        return int(saved) if isinstance(saved, int) else None
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`; the optimizer's own state holds the current lr."""
@@ -145,7 +169,8 @@ def build_scheduler(choice: Any, optimizer: torch.optim.Optimizer, steps_per_epo
         else None
     )
     monitor = getattr(choice.args, "monitor", None)
-    return Scheduler(optimizer, choice.kind, main, warmup, warmup_batches, monitor)
+    derived = choice.kind == "OneCycleLR" or (choice.kind == "CosineAnnealingLR" and choice.args.T_max is None)
+    return Scheduler(optimizer, choice.kind, main, warmup, warmup_batches, monitor, derived)
 
 
 def _build_main(kind: str, args: Any, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int,

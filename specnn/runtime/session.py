@@ -143,6 +143,7 @@ class Session:
             rng=capture_rng_state(), fingerprint=self.fingerprint,
         )
         checkpoint["step_in_epoch"] = state.step_in_epoch
+        checkpoint["epochs"] = self.spec.train.epochs  # a schedule may be fixed to it (_check_schedule_length)
         checkpoint["partial"] = state.partial
         checkpoint["trackers"] = {name: t.state_dict() for name, t in state.trackers.items()}
         return checkpoint
@@ -154,7 +155,13 @@ class Session:
         return path
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
-        """Continue from a checkpoint read by :func:`read_checkpoint`."""
+        """Continue from a checkpoint read by :func:`read_checkpoint`.
+
+        Raises:
+            SpecError: the checkpoint's schedule was fixed to another run length (see
+                :meth:`_check_schedule_length`); nothing is restored.
+        """
+        self._check_schedule_length(checkpoint)
         restore_checkpoint(checkpoint, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                            scaler=self.policy.scaler, data_generator=self.generator)
         state = self.state
@@ -216,6 +223,31 @@ class Session:
             trackers["early_stopping"] = Tracker(stopping.monitor, monitor_mode(stopping.monitor, stopping.mode),
                                                  stopping.min_delta)
         return trackers
+
+    def _check_schedule_length(self, checkpoint: dict[str, Any]) -> None:
+        """A schedule whose length came from the run's (cosine without T_max, OneCycleLR) must keep it.
+
+        Loading its state brings the old length back, so a resume with another ``train.epochs``
+        would silently follow the old schedule (cosine climbs back up after it; OneCycleLR fails
+        past its last step). Other schedules (StepLR, none) resume with any number of epochs.
+        """
+        scheduler = self.scheduler
+        saved, now = scheduler.saved_length(checkpoint.get("scheduler")), scheduler.length
+        if saved is None or saved == now:
+            return
+        kind, started = scheduler.kind, checkpoint.get("epochs")
+        if isinstance(started, int) and started != self.spec.train.epochs:
+            path = ("train", "epochs")
+            message = f"the run started with epochs: {started} and its {kind} schedule was fixed to that length"
+            hint = f"resume with epochs: {started}, or start a new run"
+        else:  # same epochs (or an older checkpoint): fewer or more batches per epoch changed the length
+            unit = "epochs" if kind == "CosineAnnealingLR" else "batches"
+            path = ("train", "epochs") if started is None else ("train", "scheduler", kind)
+            message = f"the run's {kind} schedule was fixed to {saved} {unit}; this spec makes it {now} {unit}"
+            hint = ("resume with the epochs, batch_size, accumulate, warmup and data the run started with, "
+                    "or start a new run")
+        file, line, col = self.spec.locate(path)
+        raise SpecError([Problem("resume-schedule", message, path, file=file, line=line, col=col, hint=hint)])
 
     def _non_finite(self, losses: torch.Tensor, epoch: int) -> RunError:
         batch = int((~torch.isfinite(losses)).nonzero()[0]) + 1
