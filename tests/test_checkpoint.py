@@ -219,3 +219,33 @@ def test_flipped_byte_inside_a_tensor_is_refused(tmp_path):
         ckpt.load_checkpoint(path)
     assert str(caught.value) == f"{path}: checkpoint is truncated or corrupt ({record.filename} fails its checksum)"
     assert path.read_bytes() == damaged
+
+
+def test_a_copied_checkpoint_is_independent_of_its_source(tmp_path):
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    ckpt.save_checkpoint(_checkpoint(epoch=2), last)
+    ckpt.copy_checkpoint(last, best)
+    assert best.read_bytes() == last.read_bytes()
+
+    last.write_bytes(last.read_bytes()[:100])  # damage last.pt in place: best.pt must not share it
+    assert ckpt.load_checkpoint(best)["epoch"] == 2
+    ckpt.save_checkpoint(_checkpoint(epoch=3), last)
+    assert ckpt.load_checkpoint(best)["epoch"] == 2 and ckpt.load_checkpoint(last)["epoch"] == 3
+    assert sorted(os.listdir(tmp_path)) == ["best.pt", "last.pt"]
+
+
+def test_a_failed_copy_leaves_the_old_target_and_no_temp_file(tmp_path, monkeypatch):
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    ckpt.save_checkpoint(_checkpoint(epoch=2), last)
+    ckpt.copy_checkpoint(last, best)
+    ckpt.save_checkpoint(_checkpoint(epoch=3), last)
+    before = best.read_bytes()
+
+    def refuse(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt.os, "replace", refuse)
+    with pytest.raises(RunError, match="cannot write checkpoint: No space left on device"):
+        ckpt.copy_checkpoint(last, best)
+    assert best.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["best.pt", "last.pt"]

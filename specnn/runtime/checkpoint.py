@@ -28,6 +28,7 @@ import json
 import os
 import pickle
 import secrets
+import shutil
 import zipfile
 import zlib
 from pathlib import Path
@@ -123,6 +124,30 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> N
             raise _error(path, f"cannot write checkpoint: {error.strerror or error}") from error
         raise
     _fsync_directory(path.parent)
+
+
+def copy_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Make ``target`` a copy of the checkpoint ``source``, atomically (temporary file, fsync, rename).
+
+    A copy, not a hard link: the two files must not share a fate (a damaged ``last.pt`` must
+    leave ``best.pt`` usable).
+
+    Raises:
+        RunError: the copy could not be written; the previous ``target`` is unchanged.
+    """
+    source, target = Path(source), Path(target)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        shutil.copyfile(source, temp)
+        with open(temp, "rb") as file:
+            os.fsync(file.fileno())
+        os.replace(temp, target)
+    except BaseException as error:
+        temp.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _error(target, f"cannot write checkpoint: {error.strerror or error}") from error
+        raise
+    _fsync_directory(target.parent)
 
 
 def load_checkpoint(
