@@ -21,6 +21,7 @@ from specnn.spec.errors import Problem, SpecError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
+STARTUP_INTERRUPTED = "interrupted before training started; nothing was saved"
 RESUME_SPEC_RUN = "\0spec-run"  # `--resume` given without a folder: the spec's newest run folder
 
 
@@ -156,9 +157,22 @@ def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, b
 
     train.batch_size is the global batch: with --nproc N (or under torchrun) each process
     trains on batch_size / N samples of its own shard of every epoch.
+
+    Ctrl-C exits with status 130: during training after saving a checkpoint and printing the
+    resume command; before training, after removing whatever this run had written.
     """
+    try:
+        train_or_launch(spec_file, out_dir, quiet, nproc, backend, resume, overwrite)
+    except KeyboardInterrupt as stop:
+        # TrainingInterrupted says what was saved and how to resume; a bare one came before any of that
+        click.echo(getattr(stop, "message", STARTUP_INTERRUPTED), err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, backend: str | None,
+                    resume: str | None, overwrite: bool) -> None:
+    """``specnn train``: train in this process (one rank of a job under torchrun), or launch torchrun."""
     from specnn.runtime import distributed
-    from specnn.runtime.loop import TrainingInterrupted
     from specnn.runtime.trainer import train as train_spec
     from specnn.spec.loader import load_spec
 
@@ -169,12 +183,8 @@ def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, b
         context = click.get_current_context()
         forwarded = distributed.forward_args(context.command, context.params, drop=["nproc"])
         sys.exit(distributed.launch(nproc, ["train", *forwarded]))
-    try:
-        run = train_spec(spec, out=out_dir, progress=not quiet, echo=click.echo, backend=backend, overwrite=overwrite,
-                         resume=True if resume == RESUME_SPEC_RUN else (resume or False))
-    except TrainingInterrupted as interrupted:
-        click.echo(interrupted.message, err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    run = train_spec(spec, out=out_dir, progress=not quiet, echo=click.echo, backend=backend, overwrite=overwrite,
+                     resume=True if resume == RESUME_SPEC_RUN else (resume or False))
     if env.rank == 0:
         click.echo(f"run saved to {run.path}")
 

@@ -234,3 +234,91 @@ def test_only_old_hidden_tmp_files_are_removed(tmp_path):
     assert remove_stale_temp_files(tmp_path, older_than=60) == [old]
     assert all(p.exists() for p in kept)
     assert remove_stale_temp_files(tmp_path / "missing") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C during start-up: exit 130, one line, and no half-written folder
+
+
+def _ctrl_c_before_the_first_epoch(monkeypatch) -> None:
+    """Press Ctrl-C once spec.yaml, model.py and the metrics files are written, before any step."""
+    from specnn.runtime import trainer
+
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "Progress", pressed)
+
+
+def _contents(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_ctrl_c_during_start_up_exits_130_and_removes_the_folder_it_created(cli_runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = _iris(tmp_path)
+    _ctrl_c_before_the_first_epoch(monkeypatch)
+    for args in (["--out", "new/run"], []):  # a new --out (and its parent); the default runs/iris-mlp
+        result = cli_runner.invoke(cli, ["train", str(spec), *args])
+        assert result.exit_code == 130, result.output
+        assert result.stderr == "interrupted before training started; nothing was saved\n"
+        assert result.stdout == ""
+        assert sorted(p.name for p in tmp_path.iterdir()) == [spec.name]
+
+
+def test_ctrl_c_during_start_up_in_an_existing_folder_takes_back_only_this_runs_files(cli_runner, tmp_path,
+                                                                                      monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    _ctrl_c_before_the_first_epoch(monkeypatch)
+    result = cli_runner.invoke(cli, ["train", str(_iris(tmp_path)), "--out", str(out)])
+    assert result.exit_code == 130
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_ctrl_c_while_a_resumed_run_starts_keeps_the_run_as_it_was(cli_runner, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert cli_runner.invoke(cli, ["train", str(_iris(tmp_path, epochs=2)), "--out", str(out)]).exit_code == 0
+    before = _contents(out)
+    _ctrl_c_before_the_first_epoch(monkeypatch)
+    result = cli_runner.invoke(cli, ["train", str(_iris(tmp_path, epochs=3)), "--resume", str(out)])
+    assert result.exit_code == 130
+    assert result.stderr == "interrupted before training started; nothing was saved\n"
+    after = _contents(out)
+    # the resuming spec's spec.yaml and model.py replace the old ones (they name the spec file); the rest is as it was
+    assert set(after) == set(before)
+    assert {k: v for k, v in after.items() if k.name not in ("spec.yaml", "model.py")} == \
+        {k: v for k, v in before.items() if k.name not in ("spec.yaml", "model.py")}
+
+
+def test_ctrl_c_while_the_spec_is_read_exits_130_without_clicks_aborted(cli_runner, tmp_path, monkeypatch):
+    from specnn.spec import loader
+
+    def pressed(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loader, "load_spec", pressed)
+    result = cli_runner.invoke(cli, ["train", str(_iris(tmp_path))])
+    assert (result.exit_code, result.output) == (130, "interrupted before training started; nothing was saved\n")
+
+
+def test_taking_back_a_run_removes_its_files_and_the_folders_it_created_only(tmp_path):
+    from specnn.runtime.run_folder import note_folder, remove_what_this_run_wrote
+
+    new = note_folder(tmp_path / "a" / "b" / "run")
+    (tmp_path / "a" / "b" / "run").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "run" / "spec.yaml").write_text("x")
+    (tmp_path / "a" / "other").mkdir()  # made meanwhile by someone else: a/ stays
+    remove_what_this_run_wrote(new)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["a", "a/other"]
+
+    old = tmp_path / "old"
+    (old / "checkpoints").mkdir(parents=True)
+    (old / "model.py").write_text("kept")
+    before = note_folder(old)
+    for name in ("spec.yaml", "model.py", "metrics.jsonl", "notes.txt"):
+        (old / name).write_text("new")
+    (old / "tensorboard").mkdir()
+    remove_what_this_run_wrote(before)
+    assert sorted(p.name for p in old.iterdir()) == ["checkpoints", "model.py", "notes.txt"]

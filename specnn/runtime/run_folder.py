@@ -7,6 +7,9 @@
   curve from it is left next to the new run.
 * A bare ``--resume`` continues the newest run of the spec's name that has ``checkpoints/last.pt``.
 * After a torchrun restart the workers continue in the folder the first attempt used.
+* A run that stops before it has anything worth keeping (Ctrl-C during start-up, torch.compile
+  failing at the first step) takes back the files it wrote (:func:`note_folder`,
+  :func:`remove_what_this_run_wrote`), so no half-written folder is left behind.
 
 Under torchrun rank 0 decides and the other ranks receive its decision (:func:`choose_run_folder`).
 """
@@ -165,6 +168,55 @@ def clear_run(folder: Path) -> None:
     for name in RUN_FOLDERS:
         if (folder / name).is_dir():
             shutil.rmtree(folder / name)
+
+
+@dataclass(frozen=True)
+class FolderBefore:
+    """What a run folder held before this run wrote to it (see :func:`remove_what_this_run_wrote`).
+
+    Attributes:
+        path: the run folder.
+        created: the folders this run creates to make ``path`` (``path`` first, then its new parents).
+        entries: the names in ``path`` before this run, when it existed.
+    """
+
+    path: Path
+    created: tuple[Path, ...]
+    entries: frozenset[str]
+
+
+def note_folder(folder: Path) -> FolderBefore:
+    """Record what ``folder`` holds now, before this run writes its files into it."""
+    created = tuple(p for p in (folder, *folder.parents) if not p.exists())
+    entries = frozenset(p.name for p in folder.iterdir()) if folder.is_dir() else frozenset()
+    return FolderBefore(folder, created, entries)
+
+
+def remove_what_this_run_wrote(before: FolderBefore) -> None:
+    """Take back a run that stopped with nothing worth keeping: its own files go, nothing else.
+
+    A folder this run created is removed with its parents that it created (while empty). In a
+    folder that existed, only the run files (``RUN_FILES``, ``RUN_FOLDERS``) that were not
+    there before go; a resumed run's folder therefore keeps everything.
+    """
+    folder = before.path
+    if not folder.is_dir():
+        return
+    if folder in before.created:
+        shutil.rmtree(folder, ignore_errors=True)
+        for parent in before.created[1:]:
+            try:
+                parent.rmdir()
+            except OSError:  # not empty: something else lives there now
+                break
+        return
+    for name in (*RUN_FILES, *RUN_FOLDERS):
+        if name not in before.entries:
+            path = folder / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def remove_stale_temp_files(folder: Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:

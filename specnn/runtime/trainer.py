@@ -33,7 +33,7 @@ from specnn.runtime.session import CHECKPOINT_DIR, LAST, Session, read_checkpoin
 from specnn.runtime.run import (
     META_FILE, WEIGHTS_FILE, Run, save_state_dict, write_json, write_spec,
 )
-from specnn.runtime.run_folder import open_run_folder
+from specnn.runtime.run_folder import note_folder, open_run_folder, remove_what_this_run_wrote
 from specnn.spec.errors import Problem, SpecError
 
 Echo = Callable[[str], Any]
@@ -99,12 +99,50 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
 
 def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, echo: Echo,
            resume: Union[bool, str, Path], progress: bool, overwrite: bool = False) -> Run:
-    """:func:`train` on one rank of ``dist`` (``runtime.distributed.Distributed``; one rank outside torchrun)."""
-    from specnn.compiler import build_model, compile_spec, write_model_py
+    """:func:`train` on one rank of ``dist`` (``runtime.distributed.Distributed``; one rank outside torchrun).
+
+    A run that stops before it has a checkpoint (Ctrl-C during start-up, torch.compile failing at
+    the first step) takes back the files it wrote; a Ctrl-C before the run folder is chosen
+    leaves as a plain KeyboardInterrupt (nothing was written).
+    """
+    from specnn.compiler import write_model_py
     from specnn.runtime import distributed
-    from specnn.runtime.export import export
 
     say: Echo = (lambda line: None) if quiet or not dist.is_main else echo
+    compiled, model, prepared, loss_fn, optimizer = _set_up(spec, dist, say)
+    folder = open_run_folder(spec, out, resume, overwrite, dist, say)  # rank 0 decides, for every rank
+    written = note_folder(folder) if dist.is_main else None  # what a run that stops too early takes back
+    output_shape = next(iter(compiled.outputs.values()))
+    session = Session(spec, model, optimizer, prepared, folder, dist.device, output_shape[0] if output_shape else None)
+    distributed.attach(session, dist)  # DDP forward, rank-0 checkpoints; as is for one process
+    try:
+        if resume or distributed.resume_after_restart(dist, folder / CHECKPOINT_DIR / LAST):
+            session.restore(read_checkpoint(folder, session.fingerprint))  # read and checked before anything is written
+        if dist.is_main:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_spec(compiled, spec, folder)
+            write_model_py(compiled, folder)
+        fit(session, prepared, loss_fn, say, progress and not quiet and dist.is_main)
+    except KeyboardInterrupt:
+        _take_back(written)
+        raise
+    except Exception as error:
+        failure = compile_failure(spec, error)
+        if failure is None:
+            raise
+        raise failure from None
+    return _finish(session, compiled, prepared, say)
+
+
+def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
+    """Everything checked and built before the run folder is touched: a problem here writes nothing.
+
+    Returns:
+        ``(compiled, model, prepared, loss_fn, optimizer)``, on this rank's device.
+    """
+    from specnn.compiler import build_model, compile_spec
+    from specnn.runtime import distributed
+
     distributed.per_rank_batch_size(spec, dist.world_size)  # an indivisible global batch fails before any work
     seed_everything(spec.seed)
     compiled = compile_spec(spec)
@@ -115,36 +153,35 @@ def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, ec
     check_tensorboard(spec)  # a missing extra fails before any file, like the spec's own rules
     model = build_model(compiled).to(device)  # the only way a model is built
     prepared = prepare_data(spec, compiled, device)
-    loss_fn = make_loss(spec, device)
-    optimizer = make_optimizer(spec, model)
+    return compiled, model, prepared, make_loss(spec, device), make_optimizer(spec, model)
 
-    folder = open_run_folder(spec, out, resume, overwrite, dist, say)  # rank 0 decides, for every rank
-    output_shape = next(iter(compiled.outputs.values()))
-    session = Session(spec, model, optimizer, prepared, folder, device, output_shape[0] if output_shape else None)
-    distributed.attach(session, dist)  # DDP forward, rank-0 checkpoints; as is for one process
-    if resume or distributed.resume_after_restart(dist, folder / CHECKPOINT_DIR / LAST):
-        session.restore(read_checkpoint(folder, session.fingerprint))  # read and checked before anything is written
-    if dist.is_main:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_spec(compiled, spec, folder)
-        write_model_py(compiled, folder)
-    try:
-        fit(session, prepared, loss_fn, say, progress and not quiet and dist.is_main)
-    except Exception as error:
-        failure = compile_failure(spec, error)
-        if failure is None:
-            raise
-        raise failure from None
 
+def _take_back(written: Any) -> None:
+    """Remove the files of a run that stopped without a checkpoint (``written``: its ``FolderBefore``).
+
+    A run with ``checkpoints/last.pt`` (resumed, or interrupted after a step) keeps everything.
+    """
+    if written is not None and not (written.path / CHECKPOINT_DIR / LAST).is_file():
+        remove_what_this_run_wrote(written)
+
+
+def _finish(session: Session, compiled: Any, prepared: Prepared, say: Echo) -> Run:
+    """After the last epoch: final weights, ``meta.json``, preprocessing and exports (rank 0)."""
+    from specnn.runtime.export import export
+
+    spec, model, folder, dist = session.spec, session.model, session.folder, session.dist
     model.eval()
-    meta = run_meta(spec, compiled, prepared, device)
+    meta = run_meta(spec, compiled, prepared, dist.device)
     run = Run(folder, spec, compiled, model, prepared.classes, meta)
-    if dist.is_main:
-        save_state_dict(model, folder / WEIGHTS_FILE)
-        write_json(folder / META_FILE, meta)
-        prepared.preprocessor.save(folder)
-        for fmt in spec.export:
-            say(str(export(run, fmt)))
+    try:
+        if dist.is_main:
+            save_state_dict(model, folder / WEIGHTS_FILE)
+            write_json(folder / META_FILE, meta)
+            prepared.preprocessor.save(folder)
+            for fmt in spec.export:
+                say(str(export(run, fmt)))
+    except KeyboardInterrupt:
+        raise session.interrupted(False, spec.file) from None  # last.pt holds the finished training
     dist.barrier()  # the other ranks return once the run folder is complete
     return run
 
