@@ -199,3 +199,4 @@ def test_torch_compile_failing_on_this_machine_is_a_located_spec_error(tmp_path,
                               "machine: InvalidCxxCompiler: No working C++ compiler found")
     assert message.endswith("(set train.compile: false, or fix what torch.compile reports)")
     assert "Traceback" not in message and len(message.splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # what the run wrote before its first step is taken back

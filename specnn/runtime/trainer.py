@@ -130,6 +130,7 @@ def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, ec
         failure = compile_failure(spec, error)
         if failure is None:
             raise
+        _take_back(written)  # it fails at the first forward: the files written so far hold nothing of use
         raise failure from None
     return _finish(session, compiled, prepared, say)
 
