@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import textwrap
 from pathlib import Path
@@ -178,3 +179,33 @@ def test_a_one_cycle_length_changed_by_the_batch_size_is_located_at_the_schedule
         f"{smaller}:{line}:15: train.scheduler.OneCycleLR: the run's OneCycleLR schedule was fixed to 18 batches; "
         "this spec makes it 36 batches (resume with the epochs, batch_size, accumulate, warmup and data the run "
         "started with, or start a new run)")
+
+
+def test_resuming_a_run_whose_metrics_log_was_deleted_or_lacks_epochs_is_a_run_error_and_nothing_changes(tmp_path):
+    run = tmp_path / "run"
+    train(load_spec(spec_file(tmp_path, 2)), run, quiet=True)
+    log = run / "metrics.jsonl"
+    complete = log.read_text()
+    for damage, problem in (
+        (lambda: log.unlink(), "the run is incomplete without this file (its checkpoint is at epoch 2)"),
+        (lambda: log.write_text(complete.splitlines()[1] + "\n"),
+         "the run is incomplete: epoch 1 is missing from this file (its checkpoint is at epoch 2)"),
+        (lambda: log.write_text("not json\n" + complete), "line 1 is not a JSON record"),
+    ):
+        damage()
+        before = files_of(run)
+        with pytest.raises(RunError) as caught:
+            train(load_spec(spec_file(tmp_path, 4)), run, quiet=True, resume=True)
+        assert str(caught.value) == f"{log}: cannot resume: {problem} (restore the file from a backup, or start a new run)"
+        assert files_of(run) == before
+
+
+def test_a_torn_last_metrics_line_left_by_a_crash_is_dropped_on_resume(tmp_path):
+    whole = train(load_spec(spec_file(tmp_path, 4)), tmp_path / "whole", quiet=True)
+    train(load_spec(spec_file(tmp_path, 2)), tmp_path / "split", quiet=True)
+    with (tmp_path / "split" / "metrics.jsonl").open("a") as log:
+        log.write('{"epoch": 3, "lr": 0.0')  # killed while appending epoch 3's record
+    resumed = train(load_spec(spec_file(tmp_path, 4)), tmp_path / "split", quiet=True, resume=True)
+    assert states_equal(whole.model.state_dict(), resumed.model.state_dict())
+    records = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in records] == [1, 2, 3, 4]

@@ -2,7 +2,8 @@
 
 Records are written once per epoch and flushed, so a crashed run keeps every finished epoch.
 A resumed run first drops the records after its checkpoint's epoch (written after the last
-checkpoint by the run that stopped), rewriting the files atomically.
+checkpoint by the run that stopped), rewriting the files atomically; before anything is written,
+:func:`check_resumable_log` refuses a run whose ``metrics.jsonl`` lacks epochs the checkpoint has.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any, Optional
 
 from specnn.runtime.run import METRICS_FILE, write_atomic
-from specnn.spec.errors import SpecError
+from specnn.spec.errors import RunError, SpecError
 
 CSV_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
@@ -61,6 +62,56 @@ class EpochLogs:
             self._board.close()
 
 
+def check_resumable_log(folder: Path, epoch: int) -> None:
+    """Before a resumed run writes: ``metrics.jsonl`` must hold one record for each epoch 1..``epoch``.
+
+    The log is the run's only record of the epochs its checkpoint has trained; continuing
+    without it would start a log at epoch ``epoch + 1`` that ``plot`` and readers take for the
+    whole run. A torn last line (a crash while appending after the checkpoint) is ignored.
+
+    Raises:
+        RunError: the file is missing, a record is unreadable, or epochs are missing; the
+            message names the file. Nothing on disk changes.
+    """
+    path = folder / METRICS_FILE
+    if not path.is_file():
+        raise _incomplete(path, f"the run is incomplete without this file (its checkpoint is at epoch {epoch})")
+    epochs = {record.get("epoch") for record in _read_records(path)}
+    missing = [e for e in range(1, epoch + 1) if e not in epochs]
+    if missing:
+        listed = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        are = f"epochs {listed} are" if len(missing) > 1 else f"epoch {listed} is"
+        raise _incomplete(path, f"the run is incomplete: {are} missing from this file (its checkpoint is at "
+                                f"epoch {epoch})")
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl``; a torn last line (a crash while appending) is skipped.
+
+    Raises:
+        RunError: another line is not a JSON record.
+    """
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif number < len(lines):
+            raise _incomplete(path, f"line {number} is not a JSON record")
+    return records
+
+
+def _incomplete(path: Path, what: str) -> RunError:
+    return RunError.single("run-incomplete", f"cannot resume: {what}", file=str(path),
+                           hint="restore the file from a backup, or start a new run")
+
+
 def check_tensorboard(spec: Any) -> None:
     """Before any file is written: ``train.tensorboard`` without the package is a located SpecError."""
     import importlib.util
@@ -94,8 +145,7 @@ def _missing_tensorboard(spec: Any) -> SpecError:
 def _records_up_to(path: Path, epoch: int) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in records if r.get("epoch", 0) <= epoch]
+    return [r for r in _read_records(path) if r.get("epoch", 0) <= epoch]
 
 
 def _csv_text(header: Optional[list[str]], records: list[dict[str, Any]], fields: Optional[list[str]] = None) -> str:

@@ -26,7 +26,7 @@ from specnn.runtime import preprocess
 from specnn.runtime.data import Tensors, batches
 from specnn.runtime.device import resolve_device
 from specnn.runtime.distributed import per_rank_batch_size, shard_batches, shard_length
-from specnn.runtime.logs import EpochLogs, Progress, check_tensorboard, format_epoch
+from specnn.runtime.logs import EpochLogs, Progress, check_resumable_log, check_tensorboard, format_epoch
 from specnn.runtime.loop import Interrupt, TrainingInterrupted
 from specnn.runtime.metrics import MetricSet
 from specnn.runtime.session import CHECKPOINT_DIR, LAST, Session, read_checkpoint
@@ -87,7 +87,8 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
         SpecError: the spec does not compile or asks for a missing device.
         DataError: the data cannot be read or does not fit the model.
         RunError: ``out`` holds a run (without ``resume`` or ``overwrite``); the checkpoint to
-            resume from is missing, corrupt or from another spec (nothing on disk changes); or the loss became NaN or infinite (the last good checkpoint stays).
+            resume from is missing, corrupt or from another spec, or the run's ``metrics.jsonl`` lacks
+            epochs it trained (nothing on disk changes); or the loss became NaN or infinite (the last good checkpoint stays).
         TrainingInterrupted: Ctrl-C; ``last.pt`` is saved and the message says how to resume.
     """
     from specnn.runtime import distributed
@@ -118,6 +119,7 @@ def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, ec
     try:
         if resume or distributed.resume_after_restart(dist, folder / CHECKPOINT_DIR / LAST):
             session.restore(read_checkpoint(folder, session.fingerprint))  # read and checked before anything is written
+            check_resumable_log(folder, session.state.epoch)  # metrics.jsonl holds the epochs trained so far
         if dist.is_main:
             folder.mkdir(parents=True, exist_ok=True)
             write_spec(compiled, spec, folder)
