@@ -376,7 +376,7 @@ def attach(session: Any, dist: Distributed) -> None:
     if compiled:  # torch.compile around DDP, as the DDP + compile notes advise
         session.forward = torch.compile(session.forward)
     if not dist.is_main:
-        session.save = lambda name: None
+        session.save = lambda *names: None  # Session.save(name, *also): rank 0 writes them
         session.write_confusion = lambda: None
 
 
