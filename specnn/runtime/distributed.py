@@ -137,6 +137,25 @@ def spec_backend(spec: Any) -> Optional[str]:
     return getattr(section, "backend", None)
 
 
+def resume_command(spec_file: str, folder: Any, env: Optional[LaunchEnv] = None) -> str:
+    """The command that resumes ``folder`` on as many processes as this job has.
+
+    >>> resume_command("a.yaml", "runs/a", LaunchEnv())
+    'specnn train a.yaml --resume runs/a'
+    >>> resume_command("a.yaml", "runs/a", LaunchEnv(world_size=2, local_world_size=2))
+    'specnn train a.yaml --resume runs/a --nproc 2'
+    >>> resume_command("a.yaml", "runs/a", LaunchEnv(world_size=4, local_world_size=2))
+    'specnn train a.yaml --resume runs/a (under the same torchrun command on every machine)'
+    """
+    env = env or launch_env()
+    command = f"specnn train {spec_file} --resume {folder}"
+    if env.world_size == 1:
+        return command
+    if env.local_world_size == env.world_size:  # one machine: --nproc launches the same job
+        return f"{command} --nproc {env.world_size}"
+    return f"{command} (under the same torchrun command on every machine)"
+
+
 def rank_device(device: torch.device, env: LaunchEnv) -> torch.device:
     """Each rank's device: on CUDA the rank's local GPU (``cuda:LOCAL_RANK``), else ``device``."""
     if device.type != "cuda" or env.world_size == 1:
@@ -461,13 +480,19 @@ def distributed_session(device: torch.device, backend: Optional[str] = None, spe
 
 
 def _fail(dist: Distributed, error: BaseException) -> None:
-    """Report ``error`` if this rank failed first; otherwise leave quietly (the first one speaks)."""
+    """Report ``error`` if this rank failed first; otherwise leave quietly (the first one speaks).
+
+    A Ctrl-C is an interruption, not a failure: the first rank to stop is the one that speaks
+    (its message says what was saved and how to resume, the same on every rank), with no
+    "rank N failed" line.
+    """
     first = claim_first_failure()
     if not first:
         stop(dist)
         code = EXIT_INTERRUPTED if isinstance(error, KeyboardInterrupt) else 1
         raise SystemExit(code) from None
-    print(f"specnn: rank {dist.rank} of {dist.world_size} failed:", file=sys.stderr, flush=True)
+    if not isinstance(error, KeyboardInterrupt):
+        print(f"specnn: rank {dist.rank} of {dist.world_size} failed:", file=sys.stderr, flush=True)
     record_failure(error)
 
 

@@ -20,6 +20,7 @@ from specnn.catalog.losses import LOSSES
 from specnn.runtime.checkpoint import copy_checkpoint, load_checkpoint, make_checkpoint, restore_checkpoint
 from specnn.runtime.checkpoint import save_checkpoint
 from specnn.runtime.checkpoint import spec_fingerprint
+from specnn.runtime.distributed import resume_command
 from specnn.runtime.loop import LoopState, StepPolicy, Tracker, TrainingInterrupted
 from specnn.runtime.metrics import MetricSet
 from specnn.runtime.rng import capture_rng_state
@@ -196,7 +197,7 @@ class Session:
     def interrupted(self, saved: bool, spec_file: Optional[str]) -> TrainingInterrupted:
         """The Ctrl-C outcome: what was kept, and the command that resumes."""
         last = self.folder / CHECKPOINT_DIR / LAST
-        command = f"specnn train {spec_file or '<spec>'} --resume {self.folder}"
+        command = resume_command(spec_file or "<spec>", self.folder)  # with --nproc N under torchrun
         if saved:
             where = f"epoch {self.state.epoch + 1}, batch {self.state.step_in_epoch}" if self.state.step_in_epoch \
                 else f"epoch {self.state.epoch}"

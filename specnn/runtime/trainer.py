@@ -231,7 +231,8 @@ def fit(session: Session, prepared: Prepared, loss_fn, say: Echo, show_progress:
                         f"{settings.early_stopping.patience} epochs")
                     break
                 if interrupt.requested:
-                    raise session.interrupted(session.save(LAST) is not None, spec.file)
+                    session.save(LAST)  # rank 0 writes it: every rank says the same
+                    raise session.interrupted(True, spec.file)
     except KeyboardInterrupt as stop:
         # Raised inside a step (no handler on this thread, or a second Ctrl-C): the live state may be
         # half-updated, so only the checkpoint already on disk is offered.
