@@ -469,6 +469,10 @@ def distributed_session(device: torch.device, backend: Optional[str] = None, spe
     dist = start(device, backend, spec, env, timeout)
     try:
         yield dist
+        if dist.active:
+            # Leave together: a rank tearing down while another still talks to the group (or
+            # to the store rank 0 may host) makes gloo abort that rank at exit.
+            dist.barrier()
     except (SystemExit, GeneratorExit):
         raise
     except BaseException as error:
