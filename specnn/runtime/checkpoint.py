@@ -32,7 +32,7 @@ import shutil
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 
@@ -109,25 +109,17 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> N
         RunError: the file could not be written; the previous file at ``path``, if any, is
             unchanged and no temporary file is left behind.
     """
-    path = Path(path)
-    # Same directory as the target: os.replace is only atomic within one file system.
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
+    def write(temp: Path) -> None:
         with open(temp, "xb") as file:
             torch.save(dict(checkpoint), file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException as error:
-        temp.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise _error(path, f"cannot write checkpoint: {error.strerror or error}") from error
-        raise
-    _fsync_directory(path.parent)
+
+    _replace_atomically(Path(path), write)
 
 
 def copy_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Make ``target`` a copy of the checkpoint ``source``, atomically (temporary file, fsync, rename).
+    """Make ``target`` a copy of the checkpoint ``source``, atomically.
 
     A copy, not a hard link: the two files must not share a fate (a damaged ``last.pt`` must
     leave ``best.pt`` usable).
@@ -135,19 +127,27 @@ def copy_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> Non
     Raises:
         RunError: the copy could not be written; the previous ``target`` is unchanged.
     """
-    source, target = Path(source), Path(target)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
+    def write(temp: Path) -> None:
         shutil.copyfile(source, temp)
         with open(temp, "rb") as file:
             os.fsync(file.fileno())
-        os.replace(temp, target)
+
+    _replace_atomically(Path(target), write)
+
+
+def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary file beside ``path`` (synced), then rename it over ``path``."""
+    # Same directory as the target: os.replace is only atomic within one file system.
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        write(temp)
+        os.replace(temp, path)
     except BaseException as error:
         temp.unlink(missing_ok=True)
         if isinstance(error, OSError):
-            raise _error(target, f"cannot write checkpoint: {error.strerror or error}") from error
+            raise _error(path, f"cannot write checkpoint: {error.strerror or error}") from error
         raise
-    _fsync_directory(target.parent)
+    _fsync_directory(path.parent)
 
 
 def load_checkpoint(
