@@ -57,14 +57,6 @@ SYNTHETIC = ("synthetic: {samples: 240, classes: 3, noise: 0.3, inputs: {tabular
              "tokens: {shape: [6], vocab: 20}}}")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def two_input_spec(tmp_path: Path, data: str = SYNTHETIC, epochs: int = 8):
     path = tmp_path / "two.yaml"
     path.write_text(textwrap.dedent(TWO_INPUTS).replace("DATA", data).replace("EPOCHS", str(epochs)))

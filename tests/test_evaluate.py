@@ -47,14 +47,6 @@ train: {epochs: 4, batch_size: 4, device: cpu, metrics: [mse, mae, r2]}
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def iris_spec(folder: Path, validation_split: float = 0.2) -> Path:
     """The iris example with standard scaling, several metrics, 8 epochs, no exports."""
     text = (EXAMPLES / "iris.yaml").read_text()
@@ -71,12 +63,7 @@ def iris_spec(folder: Path, validation_split: float = 0.2) -> Path:
 def iris_run(tmp_path_factory) -> Path:
     """An iris run shared by this module's tests (read only)."""
     folder = tmp_path_factory.mktemp("iris")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return train(load_spec(iris_spec(folder)), folder / "run", quiet=True).path
-    finally:
-        torch.set_num_threads(threads)
+    return train(load_spec(iris_spec(folder)), folder / "run", quiet=True).path
 
 
 def last_record(run_dir: Path) -> dict:

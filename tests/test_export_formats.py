@@ -22,14 +22,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        spec = load_spec(EXAMPLES / "iris.yaml")
-        spec = spec.model_copy(update={"export": [], "train": spec.train.model_copy(update={"epochs": 2})})
-        return train(spec, tmp_path_factory.mktemp("runs") / "iris", quiet=True)
-    finally:
-        torch.set_num_threads(threads)
+    spec = load_spec(EXAMPLES / "iris.yaml")
+    spec = spec.model_copy(update={"export": [], "train": spec.train.model_copy(update={"epochs": 2})})
+    return train(spec, tmp_path_factory.mktemp("runs") / "iris", quiet=True)
 
 
 @pytest.fixture(scope="module")

@@ -25,24 +25,11 @@ COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 CLASSES = ["setosa", "versicolor", "virginica"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def iris_run(tmp_path_factory) -> Path:
     """Iris trained with standard scaling, shared by this module's tests (read only)."""
     folder = tmp_path_factory.mktemp("iris")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return train(load_spec(iris_spec_with(folder, "standard", epochs=15)), folder / "run", quiet=True).path
-    finally:
-        torch.set_num_threads(threads)
+    return train(load_spec(iris_spec_with(folder, "standard", epochs=15)), folder / "run", quiet=True).path
 
 
 def iris_rows() -> tuple[np.ndarray, list[str]]:
@@ -224,12 +211,7 @@ def two_input_run(tmp_path_factory) -> Path:
     text = text.replace(data, "  npz: {path: train.npz, x: {tabular: tab, sequence: seq}}\n")
     text = text.replace("epochs: 6", "epochs: 1").replace("export: [onnx]", "export: []")
     (folder / "two.yaml").write_text(text)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return train(load_spec(folder / "two.yaml"), folder / "run", quiet=True).path
-    finally:
-        torch.set_num_threads(threads)
+    return train(load_spec(folder / "two.yaml"), folder / "run", quiet=True).path
 
 
 def test_a_two_input_run_predicts_from_one_array_per_input(two_input_run, tmp_path):

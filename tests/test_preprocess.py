@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from specnn.runtime.data import split
 from specnn.runtime.preprocess import Encoding, Preprocessor, load_preprocessor
@@ -41,14 +40,6 @@ optimizer:
   Adam: {{lr: 0.01}}
 train: {{epochs: 2, batch_size: 8, device: cpu}}
 """
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_shop(folder: Path, rows: int = 40, *, width: int = 6, scale: str = "standard") -> Path:

@@ -18,25 +18,12 @@ from specnn.spec.loader import load_spec
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One short iris run, shared by this module's tests (copy it before changing it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        spec = load_spec(EXAMPLES / "iris.yaml")
-        spec = spec.model_copy(update={"export": [], "train": spec.train.model_copy(update={"epochs": 3})})
-        return train(spec, tmp_path_factory.mktemp("runs") / "iris", quiet=True)
-    finally:
-        torch.set_num_threads(threads)
+    spec = load_spec(EXAMPLES / "iris.yaml")
+    spec = spec.model_copy(update={"export": [], "train": spec.train.model_copy(update={"epochs": 3})})
+    return train(spec, tmp_path_factory.mktemp("runs") / "iris", quiet=True)
 
 
 @pytest.fixture

@@ -21,15 +21,6 @@ EPOCH_LINE = re.compile(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models train faster on one thread, and much faster when other processes share the CPUs.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def iris(**train_settings):
     spec = load_spec(EXAMPLES / "iris.yaml")
     update = {"export": []}
