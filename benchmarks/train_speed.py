@@ -131,7 +131,7 @@ class Setup:
     def fresh(self) -> tuple[Any, Any, Any]:
         """The model (seeded as specnn seeds it), Adam with the spec's arguments, and the loss."""
         from specnn.compiler import build_model
-        from specnn.runtime.trainer import make_loss, make_optimizer, seed_everything
+        from specnn.runtime.train.trainer import make_loss, make_optimizer, seed_everything
 
         spec = self.spec("plain", 1)
         seed_everything(spec.seed)
@@ -158,7 +158,7 @@ def variant_train(variant: str) -> dict[str, Any]:
 def prepare(workload: Workload, folder: Path, device: Any) -> Setup:
     """Load the workload's data once through specnn's own data path, on the device."""
     from specnn.compiler import compile_spec
-    from specnn.runtime.trainer import prepare_data
+    from specnn.runtime.train.trainer import prepare_data
 
     setup = Setup(workload, folder, device)
     spec = setup.spec("plain", 1)

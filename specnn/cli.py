@@ -2,7 +2,7 @@
 
 Every command here is a thin wrapper over a function a Python user can call
 (``specnn.load_spec``, ``specnn.compile_spec``, ``specnn.train`` ...). Bad input of any kind
-arrives as a :class:`~specnn.spec.errors.SpecError` and leaves as one line per problem on stderr
+arrives as a :class:`~specnn.errors.SpecError` and leaves as one line per problem on stderr
 with exit code 2; nothing here formats an error message itself.
 """
 
@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import click
 
 from specnn.catalog.exporters import EXPORTERS
-from specnn.spec.errors import Problem, SpecError
+from specnn.errors import Problem, SpecError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
@@ -172,8 +172,8 @@ def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, b
 def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, backend: str | None,
                     resume: str | None, overwrite: bool) -> None:
     """``specnn train``: train in this process (one rank of a job under torchrun), or launch torchrun."""
-    from specnn.runtime import distributed
-    from specnn.runtime.trainer import train as train_spec
+    from specnn.runtime.train import distributed
+    from specnn.runtime.train.trainer import train as train_spec
     from specnn.spec.loader import load_spec
 
     spec = load_spec(spec_file)
@@ -196,8 +196,8 @@ def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int
 @reports_problems
 def export(run_dir: str, fmt: str, output: str | None) -> None:
     """Export a trained RUN_DIR's model."""
-    from specnn.runtime.export import export as export_run
-    from specnn.runtime.run import load_run
+    from specnn.runtime.runs.export import export as export_run
+    from specnn.runtime.runs.run import load_run
 
     report = export_run(load_run(run_dir), fmt, output)
     click.echo(str(report))
@@ -211,7 +211,7 @@ def export(run_dir: str, fmt: str, output: str | None) -> None:
 @reports_problems
 def predict(run_dir: str, input_file: str, output: str | None, probabilities: bool) -> None:
     """Predict every row of INPUT_FILE (CSV or NPZ, the training's feature columns) with RUN_DIR."""
-    from specnn.runtime.predict import predict as predict_rows
+    from specnn.runtime.runs.predict import predict as predict_rows
 
     predictions = predict_rows(run_dir, input_file)
     if probabilities and predictions.probabilities is None:
@@ -230,7 +230,7 @@ def predict(run_dir: str, input_file: str, output: str | None, probabilities: bo
 @reports_problems
 def plot(run_dir: str, output: str | None, dpi: int) -> None:
     """Draw RUN_DIR's training curves: loss and metrics (train vs validation), learning rate."""
-    from specnn.runtime.plot import PlotExtraMissing, plot_run
+    from specnn.runtime.runs.plot import PlotExtraMissing, plot_run
 
     try:
         path = plot_run(run_dir, output, dpi=dpi)
@@ -249,7 +249,7 @@ def plot(run_dir: str, output: str | None, dpi: int) -> None:
 @reports_problems
 def evaluate(run_dir: str, data_file: str | None, as_json: bool, output: str | None, device: str | None) -> None:
     """Loss and metrics of RUN_DIR on its validation split, or on a held-out --data file."""
-    from specnn.runtime.evaluate import evaluate as evaluate_run, format_evaluation, write_evaluation
+    from specnn.runtime.runs.evaluate import evaluate as evaluate_run, format_evaluation, write_evaluation
 
     result = evaluate_run(run_dir, data_file, device=device)
     click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))

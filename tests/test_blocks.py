@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from specnn.compiler import build_model, compile_spec
-from specnn.spec.errors import SpecError
+from specnn.errors import SpecError
 from specnn.spec.loader import load_spec, load_spec_text
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from specnn.runtime import checkpoint as ckpt
-from specnn.runtime.rng import capture_rng_state, restore_rng_state
-from specnn.spec.errors import RunError
+from specnn.runtime.train import checkpoint as ckpt
+from specnn.runtime.train.rng import capture_rng_state, restore_rng_state
+from specnn.errors import RunError
 
 SPEC = {
     "name": "tiny",

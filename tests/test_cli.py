@@ -105,7 +105,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(cli_runner, iris_spec, tmp
 
 def test_resume_given_bare_is_forwarded_bare_to_torchrun_workers():
     from specnn.cli import train
-    from specnn.runtime.distributed import forward_args
+    from specnn.runtime.train.distributed import forward_args
 
     params = {"spec_file": "s.yaml", "out_dir": None, "quiet": False, "nproc": 2, "backend": None,
               "resume": next(p for p in train.params if p.name == "resume").flag_value}
@@ -115,7 +115,7 @@ def test_resume_given_bare_is_forwarded_bare_to_torchrun_workers():
 def test_quiet_hides_the_progress_bar_but_keeps_one_line_per_epoch(cli_runner, iris_spec, tmp_path, monkeypatch):
     # The issue: "a progress bar per epoch ... quiet when output is not a terminal or with --quiet;
     # one summary line per epoch always".
-    from specnn.runtime import logs
+    from specnn.runtime.train import logs
 
     bars: list[bool] = []
     real_init = logs.Progress.__init__

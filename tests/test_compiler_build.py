@@ -151,7 +151,7 @@ def test_a_thousand_nodes_compile_with_unique_names():
 
 
 def test_a_layer_torch_cannot_build_is_a_located_problem_not_a_traceback():
-    from specnn.spec.errors import SpecError
+    from specnn.errors import SpecError
     from specnn.spec.loader import load_spec_text
 
     spec = load_spec_text(

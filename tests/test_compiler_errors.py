@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from specnn.compiler import compile_spec
-from specnn.spec.errors import SpecError
+from specnn.errors import SpecError
 from specnn.spec.loader import load_spec_text
 
 HEAD = """\

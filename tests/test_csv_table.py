@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from specnn.runtime import csv_table, preprocess, sources
-from specnn.runtime.csv_table import column_index, number, present, read_rows
-from specnn.spec.errors import DataError
+from specnn.runtime.data import csv_table, preprocess, sources
+from specnn.runtime.data.csv_table import column_index, number, present, read_rows
+from specnn.errors import DataError
 
 PACKAGE = Path(__file__).resolve().parent.parent / "specnn"
 

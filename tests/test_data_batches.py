@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from specnn.runtime.data import Arrays, batches, prepare_targets, split, to_tensors
-from specnn.spec.errors import DataError
+from specnn.runtime.data.tensors import Arrays, batches, prepare_targets, split, to_tensors
+from specnn.errors import DataError
 
 
 def numbered(n: int) -> Arrays:

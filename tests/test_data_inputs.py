@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from specnn.compiler import build_model, compile_spec
-from specnn.runtime.data import batches, match_inputs, to_tensors
-from specnn.runtime.export import export
-from specnn.runtime.run import Run, load_run
-from specnn.runtime.trainer import train
-from specnn.spec.errors import DataError, SpecError
+from specnn.runtime.data.tensors import batches, match_inputs, to_tensors
+from specnn.runtime.runs.export import export
+from specnn.runtime.runs.run import Run, load_run
+from specnn.runtime.train.trainer import train
+from specnn.errors import DataError, SpecError
 from specnn.spec.loader import load_spec
 
 TWO_INPUTS = """\

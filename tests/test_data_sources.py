@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from specnn.catalog.sources import CsvArgs, NpzArgs, SklearnArgs, SyntheticArgs
-from specnn.runtime.data import load_arrays
-from specnn.runtime.sources import load_csv, load_npz, load_sklearn, make_synthetic
-from specnn.spec.errors import DataError, SpecError
+from specnn.runtime.data.tensors import load_arrays
+from specnn.runtime.data.sources import load_csv, load_npz, load_sklearn, make_synthetic
+from specnn.errors import DataError, SpecError
 from specnn.spec.loader import load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -19,8 +19,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from specnn.runtime import distributed as D
-from specnn.spec.errors import SpecError
+from specnn.runtime.train import distributed as D
+from specnn.errors import SpecError
 from specnn.spec.loader import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,8 +261,8 @@ def test_ddp_gradients_are_equal_across_ranks_and_equal_the_global_batch(tmp_pat
 
 FAILING_WORKER = textwrap.dedent("""
     import sys, torch
-    from specnn.runtime import distributed as D
-    from specnn.spec.errors import Problem, SpecError
+    from specnn.runtime.train import distributed as D
+    from specnn.errors import Problem, SpecError
 
     try:
         with D.distributed_session(torch.device("cpu")) as dist:
@@ -277,7 +277,7 @@ FAILING_WORKER = textwrap.dedent("""
 
 def test_an_error_on_one_rank_is_reported_once(tmp_path):
     (tmp_path / "failing_worker.py").write_text(FAILING_WORKER)
-    launcher = "import sys; from specnn.runtime.distributed import launch; sys.exit(launch(2, [], module='failing_worker'))"
+    launcher = "import sys; from specnn.runtime.train.distributed import launch; sys.exit(launch(2, [], module='failing_worker'))"
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, env=env, timeout=60,
                           cwd=tmp_path)
@@ -296,8 +296,8 @@ RESTART_WORKER = textwrap.dedent("""
     from pathlib import Path
     import torch
     import specnn
-    from specnn.runtime import session as session_module
-    from specnn.runtime.distributed import launch_env
+    from specnn.runtime.train import session as session_module
+    from specnn.runtime.train.distributed import launch_env
 
     spec_path, out = sys.argv[1], Path(sys.argv[2])
     env = launch_env()
@@ -354,7 +354,7 @@ def two_process_runs(small_iris, tmp_path_factory) -> dict[str, Path]:
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
           "-m", "specnn", "train", str(small_iris), "--out", "torchrun", "-q"], folder)
     (folder / "restart_worker.py").write_text(RESTART_WORKER)
-    launcher = ("import sys; from specnn.runtime.distributed import launch; "
+    launcher = ("import sys; from specnn.runtime.train.distributed import launch; "
                 f"sys.exit(launch(2, [{str(small_iris)!r}, 'restarted'], ['--max-restarts', '1'], 'restart_worker'))")
     _run([sys.executable, "-c", launcher], folder, PYTHONPATH=str(folder))
     return {name: folder / name for name in ("nproc", "torchrun", "restarted")}
@@ -436,7 +436,7 @@ def test_the_reporting_ranks_exit_code_wins_even_when_torchrun_stops_it_first(tm
     slow = FAILING_WORKER.replace("    sys.exit(2)", "    import time; time.sleep(60); sys.exit(2)")
     assert slow != FAILING_WORKER
     (tmp_path / "slow_worker.py").write_text(slow)
-    launcher = "import sys; from specnn.runtime.distributed import launch; sys.exit(launch(2, [], module='slow_worker'))"
+    launcher = "import sys; from specnn.runtime.train.distributed import launch; sys.exit(launch(2, [], module='slow_worker'))"
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, env=env, timeout=50,
                           cwd=tmp_path)

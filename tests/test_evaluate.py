@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-import specnn.runtime.evaluate as evaluate_module
+import specnn.runtime.runs.evaluate as evaluate_module
 from specnn.cli import cli
-from specnn.runtime.evaluate import evaluate, format_evaluation
-from specnn.runtime.run import load_run
-from specnn.runtime.trainer import train
-from specnn.spec.errors import DataError, RunError
+from specnn.runtime.runs.evaluate import evaluate, format_evaluation
+from specnn.runtime.runs.run import load_run
+from specnn.runtime.train.trainer import train
+from specnn.errors import DataError, RunError
 from specnn.spec.loader import load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -226,7 +226,7 @@ def test_a_missing_preprocess_json_is_refused_when_the_spec_scales(iris_run, tmp
     # Without the fitted statistics the rows would go in unscaled and the answers would be wrong.
     import shutil
 
-    from specnn.runtime.predict import predict
+    from specnn.runtime.runs.predict import predict
 
     run_dir = shutil.copytree(iris_run, tmp_path / "run")
     (run_dir / "preprocess.json").unlink()

@@ -11,10 +11,10 @@ import onnxruntime
 import pytest
 import torch
 
-from specnn.runtime.export import CHECK_BATCHES, EXAMPLE_BATCH, compare_with_onnxruntime, export
-from specnn.runtime.export import _inline_external_data as inline_external_data
-from specnn.runtime.trainer import train
-from specnn.spec.errors import SpecError
+from specnn.runtime.runs.export import CHECK_BATCHES, EXAMPLE_BATCH, compare_with_onnxruntime, export
+from specnn.runtime.runs.export import _inline_external_data as inline_external_data
+from specnn.runtime.train.trainer import train
+from specnn.errors import SpecError
 from specnn.spec.loader import load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

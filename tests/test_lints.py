@@ -9,7 +9,7 @@ from specnn.catalog.lints import LINTS
 from specnn.cli import cli
 from specnn.compiler import compile_spec
 from specnn.compiler.lints import RULES, check_output_classes, count_classes
-from specnn.spec.errors import SpecError
+from specnn.errors import SpecError
 from specnn.spec.loader import load_spec_text
 
 
@@ -279,7 +279,7 @@ def test_count_classes():
 
 
 def test_training_stops_at_s108_once_the_data_is_read(iris_spec, tmp_path):
-    from specnn.runtime.trainer import train
+    from specnn.runtime.train.trainer import train
 
     text = iris_spec.read_text().replace("out_features: 3}", "out_features: 4}")
     (tmp_path / "data").mkdir()

@@ -11,8 +11,8 @@ import sklearn.metrics as skm
 import torch
 
 from specnn.catalog.metrics import METRICS, AveragedArgs, TopKArgs, metric_key, task_problems
-from specnn.runtime.metrics import MetricSet
-from specnn.spec.errors import SpecError
+from specnn.runtime.train.metrics import MetricSet
+from specnn.errors import SpecError
 
 BATCH_SIZES = [7, 1, 30, 12]  # uneven on purpose, 50 samples
 CLASSES = 5

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from specnn.cli import cli
-from specnn.runtime.plot import PlotExtraMissing, panels, plot_run, read_metrics
-from specnn.spec.errors import RunError
+from specnn.runtime.runs.plot import PlotExtraMissing, panels, plot_run, read_metrics
+from specnn.errors import RunError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RECORDS = [

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specnn.runtime.data import split
-from specnn.runtime.preprocess import Encoding, Preprocessor, load_preprocessor
-from specnn.runtime.sources import load_csv
-from specnn.runtime.trainer import train
-from specnn.spec.errors import DataError, RunError, SpecError
+from specnn.runtime.data.tensors import split
+from specnn.runtime.data.preprocess import Encoding, Preprocessor, load_preprocessor
+from specnn.runtime.data.sources import load_csv
+from specnn.runtime.train.trainer import train
+from specnn.errors import DataError, RunError, SpecError
 from specnn.spec.loader import load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

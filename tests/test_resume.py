@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from specnn.runtime import loop as loop_module
-from specnn.runtime.loop import TrainingInterrupted
-from specnn.runtime.trainer import train
-from specnn.spec.errors import RunError, SpecError
+from specnn.runtime.train import loop as loop_module
+from specnn.runtime.train.loop import TrainingInterrupted
+from specnn.runtime.train.trainer import train
+from specnn.errors import RunError, SpecError
 from specnn.spec.loader import load_spec
 
 SPEC = """\

@@ -14,11 +14,11 @@ import torch.multiprocessing as mp
 
 import specnn
 from specnn.cli import cli
-from specnn.runtime import distributed as D
-from specnn.runtime.run_folder import (
+from specnn.runtime.train import distributed as D
+from specnn.runtime.train.run_folder import (
     choose_run_folder, decide_run_folder, next_free_folder, remove_stale_temp_files,
 )
-from specnn.spec.errors import Problem, RunError
+from specnn.errors import Problem, RunError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -242,7 +242,7 @@ def test_only_old_hidden_tmp_files_are_removed(tmp_path):
 
 def _ctrl_c_before_the_first_epoch(monkeypatch) -> None:
     """Press Ctrl-C once spec.yaml, model.py and the metrics files are written, before any step."""
-    from specnn.runtime import trainer
+    from specnn.runtime.train import trainer
 
     def pressed(*args, **kwargs):
         raise KeyboardInterrupt
@@ -304,7 +304,7 @@ def test_ctrl_c_while_the_spec_is_read_exits_130_without_clicks_aborted(cli_runn
 
 
 def test_taking_back_a_run_removes_its_files_and_the_folders_it_created_only(tmp_path):
-    from specnn.runtime.run_folder import note_folder, remove_what_this_run_wrote
+    from specnn.runtime.train.run_folder import note_folder, remove_what_this_run_wrote
 
     new = note_folder(tmp_path / "a" / "b" / "run")
     (tmp_path / "a" / "b" / "run").mkdir(parents=True)

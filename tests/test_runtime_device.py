@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specnn.runtime import device as device_module
-from specnn.runtime.device import resolve_device
-from specnn.spec.errors import SpecError
+from specnn.runtime.train import device as device_module
+from specnn.runtime.train.device import resolve_device
+from specnn.errors import SpecError
 
 
 def test_cpu_is_always_there():

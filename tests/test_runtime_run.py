@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from specnn.runtime.run import load_run, write_atomic
-from specnn.runtime.trainer import train
-from specnn.spec.errors import RunError
+from specnn.runtime.runs.run import load_run, write_atomic
+from specnn.runtime.train.trainer import train
+from specnn.errors import RunError
 from specnn.spec.loader import load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from specnn.runtime.trainer import format_epoch, train
-from specnn.spec.errors import DataError, SpecError
+from specnn.runtime.train.trainer import format_epoch, train
+from specnn.errors import DataError, SpecError
 from specnn.spec.loader import load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -14,8 +14,8 @@ import torch
 from pydantic import Field, ValidationError
 
 from specnn.catalog.schedulers import SCHEDULERS, Warmup
-from specnn.runtime.schedulers import build_scheduler
-from specnn.spec.errors import SpecError
+from specnn.runtime.train.schedulers import build_scheduler
+from specnn.errors import SpecError
 from specnn.spec.models import choice_model
 
 # The choice model proposed for `train.scheduler`: one SCHEDULERS key, plus an optional warmup.

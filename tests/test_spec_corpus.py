@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from specnn.spec.errors import SpecError
+from specnn.errors import SpecError
 from specnn.spec.loader import check_file, load_spec
 
 BROKEN = Path(__file__).resolve().parent / "broken"

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from specnn.spec.errors import Problem, SpecError
+from specnn.errors import Problem, SpecError
 from specnn.spec.json_reader import read_json
 from specnn.spec.loader import check_file, load_spec, load_spec_text
 from specnn.spec.yaml_reader import read_yaml

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from specnn.runtime.checkpoint import load_checkpoint
-from specnn.runtime.trainer import train
-from specnn.spec.errors import RunError, SpecError
+from specnn.runtime.train.checkpoint import load_checkpoint
+from specnn.runtime.train.trainer import train
+from specnn.errors import RunError, SpecError
 from specnn.spec.loader import load_spec
 
 BASE = """\
@@ -103,7 +103,7 @@ def test_fp16_on_the_cpu_is_a_located_spec_error_before_any_file(tmp_path):
 def test_early_stopping_stops_when_the_monitored_value_stalls_and_best_pt_holds_the_best_epoch(tmp_path, monkeypatch):
     # A crafted validation loss: best at epoch 2, then worse for `patience` (2) epochs: stop after epoch 4.
     crafted = iter([0.9, 0.5, 0.7, 0.8, 0.4, 0.3])
-    from specnn.runtime import trainer
+    from specnn.runtime.train import trainer
 
     real_evaluate = trainer.evaluate
 

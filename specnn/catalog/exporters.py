@@ -15,8 +15,8 @@ class ExporterDef:
 EXPORTERS: dict[str, ExporterDef] = {
     d.name: d
     for d in (
-        ExporterDef("state_dict", "model.pt", "specnn.runtime.export:write_state_dict"),
-        ExporterDef("safetensors", "model.safetensors", "specnn.runtime.export:write_safetensors"),
-        ExporterDef("onnx", "model.onnx", "specnn.runtime.export:write_onnx"),
+        ExporterDef("state_dict", "model.pt", "specnn.runtime.runs.export:write_state_dict"),
+        ExporterDef("safetensors", "model.safetensors", "specnn.runtime.runs.export:write_safetensors"),
+        ExporterDef("onnx", "model.onnx", "specnn.runtime.runs.export:write_onnx"),
     )
 }

@@ -33,7 +33,7 @@ from typing import Any, Literal, Optional, Sequence
 from pydantic import PositiveInt
 
 from specnn.catalog.base import Args
-from specnn.spec.errors import Problem
+from specnn.errors import Problem
 
 Task = Literal["classification", "regression", "any"]
 Average = Literal["macro", "micro", "weighted"]

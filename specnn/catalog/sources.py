@@ -91,9 +91,9 @@ class SourceDef:
 SOURCES: dict[str, SourceDef] = {
     d.name: d
     for d in (
-        SourceDef("csv", CsvArgs, "specnn.runtime.sources:load_csv"),
-        SourceDef("npz", NpzArgs, "specnn.runtime.sources:load_npz"),
-        SourceDef("synthetic", SyntheticArgs, "specnn.runtime.sources:make_synthetic"),
-        SourceDef("sklearn", SklearnArgs, "specnn.runtime.sources:load_sklearn"),
+        SourceDef("csv", CsvArgs, "specnn.runtime.data.sources:load_csv"),
+        SourceDef("npz", NpzArgs, "specnn.runtime.data.sources:load_npz"),
+        SourceDef("synthetic", SyntheticArgs, "specnn.runtime.data.sources:make_synthetic"),
+        SourceDef("sklearn", SklearnArgs, "specnn.runtime.data.sources:load_sklearn"),
     )
 }

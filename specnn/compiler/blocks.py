@@ -21,7 +21,7 @@ import pydantic
 
 from specnn.catalog.base import Args
 from specnn.catalog.layers import LAYERS
-from specnn.spec.errors import Path, Problem, did_you_mean, format_path
+from specnn.errors import Path, Problem, did_you_mean, format_path
 
 if TYPE_CHECKING:
     from specnn.compiler.ir import Graph

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from specnn.compiler.pipeline import CompiledModel, compile_spec
-from specnn.spec.errors import Problem, SpecError
+from specnn.errors import Problem, SpecError
 
 # What torch raises when a layer cannot be made with the sizes a spec asks for (an absurd
 # out_features overflows, a huge one cannot be allocated): bad input, not a bug.

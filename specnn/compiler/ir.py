@@ -30,7 +30,7 @@ from specnn.compiler.blocks import (
     substitute_args,
     unknown_block,
 )
-from specnn.spec.errors import Path, Problem, format_path
+from specnn.errors import Path, Problem, format_path
 
 Shape = tuple[int, ...]
 
@@ -477,7 +477,7 @@ def _resolve_outputs(builder: _Builder, outputs: Optional[list[str]], last: str)
 
 
 def _known_hint(ref: str, known: dict[str, str]) -> str:
-    from specnn.spec.errors import did_you_mean
+    from specnn.errors import did_you_mean
 
     match = did_you_mean(ref, known)
     if match:

@@ -10,7 +10,7 @@ from specnn.compiler.codegen import GeneratedSource, generate
 from specnn.compiler.ir import Graph, Shape, TensorType, build_graph
 from specnn.compiler.lints import run_lints
 from specnn.compiler.shapes import infer_shapes
-from specnn.spec.errors import Problem, SpecError
+from specnn.errors import Problem, SpecError
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pydantic
 from specnn.catalog.layers import LayerDef, ShapeMismatch
 from specnn.compiler.blocks import at_use_site
 from specnn.compiler.ir import Graph, Node, TensorType
-from specnn.spec.errors import Problem
+from specnn.errors import Problem
 
 # The dtypes a tensor may have between layers; codegen maps them to torch dtypes.
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from specnn.spec.errors import Path, Problem
+from specnn.errors import Path, Problem
 
 Position = tuple[int, int]  # (line, col), both 1-based
 

@@ -11,7 +11,7 @@ from json.decoder import JSONDecodeError, scanstring
 from typing import Any
 
 from specnn.spec.document import Document
-from specnn.spec.errors import Path, Problem, SpecError
+from specnn.errors import Path, Problem, SpecError
 
 WHITESPACE = re.compile(r"[ \t\n\r]*")
 NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")

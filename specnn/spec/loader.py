@@ -12,7 +12,7 @@
 >>> load_spec_text("name: tiny\\ntrain: {epochs: -3}\\n", file="t.yaml")
 Traceback (most recent call last):
   ...
-specnn.spec.errors.SpecError: t.yaml:1:1: missing required key 'model'
+specnn.errors.SpecError: t.yaml:1:1: missing required key 'model'
 t.yaml:1:1: missing required key 'data'
 t.yaml:1:1: missing required key 'loss'
 t.yaml:1:1: missing required key 'optimizer'
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal, Union
 
 from specnn.spec.document import Document
-from specnn.spec.errors import Problem, SpecError
+from specnn.errors import Problem, SpecError
 from specnn.spec.json_reader import read_json
 from specnn.spec.models import Spec
 from specnn.spec.validate import check_document

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from specnn.spec.errors import Path, did_you_mean
+from specnn.errors import Path, did_you_mean
 from specnn.spec.models import IDENTIFIER, PARAM_REF, RUN_NAME
 from specnn.spec.yaml_reader import core_scalar
 

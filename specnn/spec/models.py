@@ -304,7 +304,7 @@ class CheckpointSpec(Strict):
 
 
 class DistributedSpec(Strict):
-    """How the processes of a torchrun job talk (``runtime/distributed.py``)."""
+    """How the processes of a torchrun job talk (``runtime/train/distributed.py``)."""
 
     backend: Optional[Literal["gloo", "nccl"]] = Field(
         None, description="torch.distributed backend under torchrun; default nccl on CUDA, gloo on CPU"

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Optional
 
 from specnn.catalog.losses import LOSSES
 from specnn.catalog.metrics import METRICS, metric_key, task_problems
-from specnn.spec.errors import Problem
+from specnn.errors import Problem
 
 DEFAULT_METRICS = {"classification": "accuracy", "binary": "accuracy", "regression": "mse"}
 

@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from pydantic import ValidationError as PydanticError
 
 from specnn.spec.document import Document
-from specnn.spec.errors import Path, Problem, did_you_mean
+from specnn.errors import Path, Problem, did_you_mean
 from specnn.spec.messages import BOUND_SIGNS, SIZE_WORDS, Finding, render
 from specnn.spec.models import Spec
 from specnn.spec.schema import cached_schema

@@ -17,7 +17,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from specnn.spec.document import Document
-from specnn.spec.errors import Path, Problem, SpecError
+from specnn.errors import Path, Problem, SpecError
 
 STANDARD = "tag:yaml.org,2002:"
 # Tag given by our resolver to plain (unquoted, untagged) scalars: resolved below, YAML 1.2 core.

@@ -18,7 +18,7 @@ from specnn.compiler.lints.final_activation import final_activation
 from specnn.compiler.lints.output_classes import check_output_classes, count_classes
 from specnn.compiler.lints.stacked_linear import stacked_linear
 from specnn.compiler.lints.trailing_dropout import trailing_dropout
-from specnn.spec.errors import Problem, format_path
+from specnn.errors import Problem, format_path
 
 Rule = Callable[[Graph, Any], list[Problem]]
 

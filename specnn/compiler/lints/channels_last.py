@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from specnn.compiler.ir import Graph, Node, Shape
 from specnn.compiler.lints.common import describe, lint_problem
-from specnn.spec.errors import Problem
+from specnn.errors import Problem
 
 CHANNEL_COUNTS = (1, 3, 4)  # grey, RGB, RGBA
 # Layers a model input may pass through on its way to the Conv2d without changing its layout.

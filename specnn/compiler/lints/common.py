@@ -6,7 +6,7 @@ from typing import Iterator, Optional
 
 from specnn.catalog.lints import LINTS
 from specnn.compiler.ir import Graph, Node
-from specnn.spec.errors import Path, Problem
+from specnn.errors import Path, Problem
 
 # Layers that pass values through unchanged (Identity) or only rearrange them (Flatten,
 # Reshape, Permute): a Softmax followed by a Flatten still produces the model output.

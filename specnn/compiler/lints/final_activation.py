@@ -11,7 +11,7 @@ from typing import Any
 
 from specnn.compiler.ir import Graph, Node
 from specnn.compiler.lints.common import describe, lint_problem, output_nodes, producer
-from specnn.spec.errors import Problem
+from specnn.errors import Problem
 
 
 def final_activation(graph: Graph, spec: Any) -> list[Problem]:

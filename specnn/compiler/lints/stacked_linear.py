@@ -11,7 +11,7 @@ from typing import Any
 
 from specnn.compiler.ir import Graph
 from specnn.compiler.lints.common import describe, lint_problem, producer, single_predecessor
-from specnn.spec.errors import Problem
+from specnn.errors import Problem
 
 PASS_THROUGH_ROLES = ("identity", "dropout", "reshape")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from specnn.compiler.ir import Graph
 from specnn.compiler.lints.common import describe, lint_problem, output_nodes, producer
-from specnn.spec.errors import Problem
+from specnn.errors import Problem
 
 
 def trailing_dropout(graph: Graph, spec: Any) -> list[Problem]:

@@ -21,20 +21,20 @@ import numpy as np
 import torch
 
 from specnn.catalog.losses import LOSSES
-from specnn.runtime import data as data_module
-from specnn.runtime import preprocess
-from specnn.runtime.data import Tensors, batches
-from specnn.runtime.device import resolve_device
-from specnn.runtime.distributed import per_rank_batch_size, shard_batches, shard_length
-from specnn.runtime.logs import EpochLogs, Progress, check_resumable_log, check_tensorboard, format_epoch
-from specnn.runtime.loop import Interrupt, TrainingInterrupted
-from specnn.runtime.metrics import MetricSet
-from specnn.runtime.session import CHECKPOINT_DIR, LAST, Session, read_checkpoint
-from specnn.runtime.run import (
+from specnn.runtime.data import tensors as data_module
+from specnn.runtime.data import preprocess
+from specnn.runtime.data.tensors import Tensors, batches
+from specnn.runtime.train.device import resolve_device
+from specnn.runtime.train.distributed import per_rank_batch_size, shard_batches, shard_length
+from specnn.runtime.train.logs import EpochLogs, Progress, check_resumable_log, check_tensorboard, format_epoch
+from specnn.runtime.train.loop import Interrupt, TrainingInterrupted
+from specnn.runtime.train.metrics import MetricSet
+from specnn.runtime.train.session import CHECKPOINT_DIR, LAST, Session, read_checkpoint
+from specnn.runtime.runs.run import (
     META_FILE, WEIGHTS_FILE, Run, save_state_dict, write_json, write_spec,
 )
-from specnn.runtime.run_folder import note_folder, open_run_folder, remove_what_this_run_wrote
-from specnn.spec.errors import Problem, SpecError
+from specnn.runtime.train.run_folder import note_folder, open_run_folder, remove_what_this_run_wrote
+from specnn.errors import Problem, SpecError
 
 Echo = Callable[[str], Any]
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
@@ -58,7 +58,7 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
 
     A run never overwrites another by accident: when ``runs/<name>`` holds a run, the next free
     ``runs/<name>-2``, ``-3`` ... is used (and said); an ``out`` that holds a run is an error
-    unless ``overwrite`` (``runtime/run_folder.py``).
+    unless ``overwrite`` (``runtime/train/run_folder.py``).
 
     Args:
         spec: a :class:`specnn.spec.models.Spec` (from :func:`specnn.load_spec`).
@@ -78,10 +78,10 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
 
     Under torchrun every rank calls this: each trains on its shard of every epoch with a
     ``batch_size / world_size`` batch, and rank 0 alone prints and writes the run folder
-    (``runtime/distributed.py``). After a torchrun restart it resumes from ``last.pt``.
+    (``runtime/train/distributed.py``). After a torchrun restart it resumes from ``last.pt``.
 
     Returns:
-        The :class:`~specnn.runtime.run.Run`, its model in eval mode with the trained weights.
+        The :class:`~specnn.runtime.runs.run.Run`, its model in eval mode with the trained weights.
 
     Raises:
         SpecError: the spec does not compile or asks for a missing device.
@@ -91,7 +91,7 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
             epochs it trained (nothing on disk changes); or the loss became NaN or infinite (the last good checkpoint stays).
         TrainingInterrupted: Ctrl-C; ``last.pt`` is saved and the message says how to resume.
     """
-    from specnn.runtime import distributed
+    from specnn.runtime.train import distributed
 
     device = resolve_device(spec.train.device, spec)
     with distributed.distributed_session(device, backend, spec) as dist:
@@ -107,7 +107,7 @@ def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, ec
     leaves as a plain KeyboardInterrupt (nothing was written).
     """
     from specnn.compiler import write_model_py
-    from specnn.runtime import distributed
+    from specnn.runtime.train import distributed
 
     say: Echo = (lambda line: None) if quiet or not dist.is_main else echo
     compiled, model, prepared, loss_fn, optimizer = _set_up(spec, dist, say)
@@ -144,7 +144,7 @@ def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
         ``(compiled, model, prepared, loss_fn, optimizer)``, on this rank's device.
     """
     from specnn.compiler import build_model, compile_spec
-    from specnn.runtime import distributed
+    from specnn.runtime.train import distributed
 
     distributed.per_rank_batch_size(spec, dist.world_size)  # an indivisible global batch fails before any work
     seed_everything(spec.seed)
@@ -170,7 +170,7 @@ def _take_back(written: Any) -> None:
 
 def _finish(session: Session, compiled: Any, prepared: Prepared, say: Echo) -> Run:
     """After the last epoch: final weights, ``meta.json``, preprocessing and exports (rank 0)."""
-    from specnn.runtime.export import export
+    from specnn.runtime.runs.export import export
 
     spec, model, folder, dist = session.spec, session.model, session.folder, session.dist
     model.eval()
@@ -252,7 +252,7 @@ def train_one_epoch(session: Session, data: Tensors, loss_fn, epoch: int, interr
     Per-batch loss totals stay on the device: one host sync per epoch, not one per step.
     """
     model, policy, state, dist = session.forward, session.policy, session.state, session.dist
-    # Under torchrun: this rank's share of the global batch and of the epoch (runtime/distributed.py).
+    # Under torchrun: this rank's share of the global batch and of the epoch (runtime/train/distributed.py).
     batch_size = per_rank_batch_size(session.spec, dist.world_size)
     samples = shard_length(len(data), dist.world_size)
     n_batches = math.ceil(samples / batch_size)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from specnn.spec.errors import Problem, SpecError
+from specnn.errors import Problem, SpecError
 
 if TYPE_CHECKING:
     from specnn.spec.models import Spec

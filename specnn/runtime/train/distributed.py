@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
 
-from specnn.spec.errors import Problem, SpecError
+from specnn.errors import Problem, SpecError
 
 BACKENDS = ("gloo", "nccl")
 BATCH_SIZE_PATH = ("train", "batch_size")
@@ -226,7 +226,7 @@ def shard_batches(data: Any, batch_size: int, dist: "Distributed", *, shuffle: b
     checkpoint's generator state fixes the epoch's order on any number of processes. With a
     world of one this *is* the single-process path.
     """
-    from specnn.runtime.data import Tensors, batches
+    from specnn.runtime.data.tensors import Tensors, batches
 
     if not dist.active:
         return batches(data, batch_size, shuffle=shuffle, generator=generator)

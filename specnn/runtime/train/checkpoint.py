@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import torch
 
-from specnn.spec.errors import RunError
+from specnn.errors import RunError
 
 FORMAT = "specnn-checkpoint"
 VERSION = 1
@@ -263,7 +263,7 @@ def restore_checkpoint(
 
     Counters (``epoch``, ``global_step``, ``best``) stay in the dict for the caller to read.
     """
-    from specnn.runtime.rng import restore_rng_state
+    from specnn.runtime.train.rng import restore_rng_state
 
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])

@@ -6,7 +6,7 @@ data source, seed and ``validation_split``) and scaled with the statistics the r
 ``metrics.jsonl``. With a file (CSV or NPZ holding the training's feature columns *and* the
 target), the rows go through the same reader as ``specnn predict`` and the labels through the
 run's class list. Either way the loss and the spec's metrics (``train.metrics``, or the task's
-default) are computed by the trainer's own :func:`~specnn.runtime.trainer.evaluate`: the model
+default) are computed by the trainer's own :func:`~specnn.runtime.train.trainer.evaluate`: the model
 in eval mode under ``torch.inference_mode``, batch by batch.
 
 Nothing is written into the run folder; :func:`write_evaluation` writes the result where asked.
@@ -29,13 +29,13 @@ import numpy as np
 import torch
 
 from specnn.catalog.losses import LOSSES
-from specnn.runtime import data as data_module
-from specnn.runtime.data import Tensors
-from specnn.runtime.predict import read_features
-from specnn.runtime.preprocess import Preprocessor, load_preprocessor, read_csv_table
-from specnn.runtime.run import Run, load_run, write_atomic
-from specnn.runtime.csv_table import data_error, number
-from specnn.spec.errors import DataError, Problem, RunError, SpecError
+from specnn.runtime.data import tensors as data_module
+from specnn.runtime.data.tensors import Tensors
+from specnn.runtime.runs.predict import read_features
+from specnn.runtime.data.preprocess import Preprocessor, load_preprocessor, read_csv_table
+from specnn.runtime.runs.run import Run, load_run, write_atomic
+from specnn.runtime.data.csv_table import data_error, number
+from specnn.errors import DataError, Problem, RunError, SpecError
 
 __all__ = ["evaluate", "format_evaluation", "write_evaluation"]
 
@@ -48,7 +48,7 @@ def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
     """The loss and metrics of a trained run on its validation split or on a held-out file.
 
     Args:
-        run: a :class:`~specnn.runtime.run.Run` or a run folder.
+        run: a :class:`~specnn.runtime.runs.run.Run` or a run folder.
         data: a ``.csv`` or ``.npz`` file with the training's feature columns (or arrays) and the
             target column (CSV: the training's target name; NPZ: the npz source's ``y``, default
             ``y``). Text labels are class names of the run; numeric NPZ labels are class indices.
@@ -68,7 +68,7 @@ def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
             (file, row and column named).
         SpecError: the device asked for is not available.
     """
-    from specnn.runtime.device import resolve_device
+    from specnn.runtime.train.device import resolve_device
 
     run = run if isinstance(run, Run) else load_run(run)
     spec = run.spec
@@ -91,7 +91,7 @@ def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
 
 
 def _device(name: str) -> torch.device:
-    from specnn.runtime.device import resolve_device
+    from specnn.runtime.train.device import resolve_device
 
     try:
         return resolve_device(name)
@@ -101,8 +101,8 @@ def _device(name: str) -> torch.device:
 
 def _measure(run: Run, tensors: Tensors, batch_size: int, device: torch.device) -> dict[str, Any]:
     """The trainer's own evaluation pass: loss per sample and the spec's metrics."""
-    from specnn.runtime.metrics import MetricSet
-    from specnn.runtime.trainer import evaluate as evaluate_pass, make_loss
+    from specnn.runtime.train.metrics import MetricSet
+    from specnn.runtime.train.trainer import evaluate as evaluate_pass, make_loss
     from specnn.spec.train_rules import metric_choices
 
     spec = run.spec
@@ -128,7 +128,7 @@ def _autocast(spec: Any, device: torch.device):
 
 
 def _output_shape(run: Run) -> tuple[int, ...]:
-    from specnn.runtime.trainer import single_output
+    from specnn.runtime.train.trainer import single_output
 
     try:
         return single_output(run.spec, run.compiled)
@@ -151,7 +151,7 @@ def validation_split(run: Run, preprocessor: Preprocessor) -> tuple[dict[str, np
         RunError: ``validation_split`` is 0, or the data source no longer matches the run.
         DataError: the data source cannot be read.
     """
-    from specnn.runtime.preprocess import load_training_arrays
+    from specnn.runtime.data.preprocess import load_training_arrays
 
     spec = run.spec
     if spec.data.validation_split <= 0:

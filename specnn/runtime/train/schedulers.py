@@ -25,7 +25,7 @@ import torch
 from torch.optim.lr_scheduler import LinearLR, LRScheduler, ReduceLROnPlateau
 
 from specnn.catalog.schedulers import SCHEDULERS, Warmup
-from specnn.spec.errors import SpecError
+from specnn.errors import SpecError
 
 SPEC_PATH = ("train", "scheduler")
 # The torch scheduler attribute that fixes the schedule's length, when specnn derives it from the run's length.

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from specnn.runtime.run import METRICS_FILE, Run, write_atomic
-from specnn.spec.errors import Problem, RunError
+from specnn.runtime.runs.run import METRICS_FILE, Run, write_atomic
+from specnn.errors import Problem, RunError
 
 PLOT_FILE = "curves.png"
 INSTALL_HINT = 'pip install "specnn[plot]"'
@@ -97,7 +97,7 @@ def plot_run(run: Union[Run, str, Path], output: Union[str, Path, None] = None, 
     """Draw a run's training curves into a PNG file.
 
     Args:
-        run: a :class:`~specnn.runtime.run.Run` or a run folder.
+        run: a :class:`~specnn.runtime.runs.run.Run` or a run folder.
         output: the PNG to write; default ``RUN/curves.png``.
         dpi: resolution (80 keeps a picture for a README small).
 

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Optional
 
-from specnn.runtime.run import METRICS_FILE, write_atomic
-from specnn.spec.errors import RunError, SpecError
+from specnn.runtime.runs.run import METRICS_FILE, write_atomic
+from specnn.errors import RunError, SpecError
 
 CSV_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"

@@ -23,8 +23,8 @@ import torch
 
 from specnn.catalog.base import resolve
 from specnn.catalog.exporters import EXPORTERS
-from specnn.runtime.run import Run, save_state_dict, temporary_sibling, write_atomic
-from specnn.spec.errors import Problem, SpecError, suggestion_hint
+from specnn.runtime.runs.run import Run, save_state_dict, temporary_sibling, write_atomic
+from specnn.errors import Problem, SpecError, suggestion_hint
 
 EXAMPLE_BATCH = 2
 CHECK_BATCHES = (1, 7)  # differ from EXAMPLE_BATCH, so a batch size baked into the graph shows

@@ -26,7 +26,7 @@ from typing import IO, Any, Optional, Union
 import torch
 import yaml
 
-from specnn.spec.errors import Problem, RunError, SpecError
+from specnn.errors import Problem, RunError, SpecError
 
 SPEC_FILE = "spec.yaml"
 MODEL_FILE = "model.py"

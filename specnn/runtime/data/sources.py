@@ -2,7 +2,7 @@
 
 Each loader takes ``(args, base_dir, seed)`` and returns :class:`Arrays`: the whole data set as
 numpy arrays, held in memory. Bad data never raises a Python error at the user: it becomes a
-:class:`~specnn.spec.errors.DataError` naming the file, the row (1-based, header = row 1, as a
+:class:`~specnn.errors.DataError` naming the file, the row (1-based, header = row 1, as a
 spreadsheet shows it) and the column.
 """
 
@@ -17,8 +17,8 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 
 from specnn.catalog.sources import CsvArgs, NpzArgs, SklearnArgs, SyntheticArgs, SyntheticInput
-from specnn.runtime.csv_table import column_index, data_error, number, present, read_rows
-from specnn.spec.errors import Problem, SpecError, suggestion_hint
+from specnn.runtime.data.csv_table import column_index, data_error, number, present, read_rows
+from specnn.errors import Problem, SpecError, suggestion_hint
 
 
 # One array (a model with one input), or one per model input, by input name.

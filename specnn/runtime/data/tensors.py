@@ -18,8 +18,8 @@ import torch
 from specnn.catalog.base import resolve
 from specnn.catalog.losses import LOSSES
 from specnn.catalog.sources import SOURCES
-from specnn.runtime.sources import Arrays, Features, take_features
-from specnn.spec.errors import DataError, Problem, SpecError, suggestion_hint
+from specnn.runtime.data.sources import Arrays, Features, take_features
+from specnn.errors import DataError, Problem, SpecError, suggestion_hint
 
 if TYPE_CHECKING:
     from specnn.spec.models import Spec

@@ -3,7 +3,7 @@
 :class:`StepPolicy` turns one batch's loss into gradients and, every ``accumulate`` batches,
 into an optimizer step (mixed precision, gradient scaler, clipping, scheduler). :class:`Tracker`
 follows a monitored epoch value (best checkpoint, early stopping). :class:`LoopState` holds the
-counters and is what a checkpoint (a plain dict, ``runtime/checkpoint.py``) is made from and
+counters and is what a checkpoint (a plain dict, ``runtime/train/checkpoint.py``) is made from and
 restored into. :class:`Interrupt` turns Ctrl-C into a flag the loop reads after each optimizer
 step, so a checkpoint is always taken between two steps, never inside one.
 
@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import torch
 
-from specnn.runtime.schedulers import Scheduler
+from specnn.runtime.train.schedulers import Scheduler
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from specnn.catalog.exporters import EXPORTERS
-from specnn.runtime.logs import CSV_FILE, TENSORBOARD_DIR
-from specnn.runtime.plot import PLOT_FILE
-from specnn.runtime.preprocess import PREPROCESS_FILE
-from specnn.runtime.run import META_FILE, METRICS_FILE, MODEL_FILE, SPEC_FILE, WEIGHTS_FILE
-from specnn.runtime.session import CHECKPOINT_DIR, CONFUSION_FILE, LAST
-from specnn.spec.errors import Problem, RunError
+from specnn.runtime.train.logs import CSV_FILE, TENSORBOARD_DIR
+from specnn.runtime.runs.plot import PLOT_FILE
+from specnn.runtime.data.preprocess import PREPROCESS_FILE
+from specnn.runtime.runs.run import META_FILE, METRICS_FILE, MODEL_FILE, SPEC_FILE, WEIGHTS_FILE
+from specnn.runtime.train.session import CHECKPOINT_DIR, CONFUSION_FILE, LAST
+from specnn.errors import Problem, RunError
 
 RUNS_DIR = Path("runs")
 # Every file and folder a training run (or `specnn plot`/`export` into the run) writes.

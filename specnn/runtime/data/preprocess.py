@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 
-from specnn.runtime.csv_table import column_index, data_error, number, present, read_rows
-from specnn.runtime.sources import Arrays, encode_labels, resolve_path
-from specnn.spec.errors import DataError, Problem, RunError
+from specnn.runtime.data.csv_table import column_index, data_error, number, present, read_rows
+from specnn.runtime.data.sources import Arrays, encode_labels, resolve_path
+from specnn.errors import DataError, Problem, RunError
 
 if TYPE_CHECKING:
     from specnn.spec.models import Spec
@@ -299,7 +299,7 @@ class Preprocessor:
 
     def save(self, folder: Path) -> Path:
         """Write ``preprocess.json`` into a run folder, atomically."""
-        from specnn.runtime.run import write_json
+        from specnn.runtime.runs.run import write_json
 
         return write_json(Path(folder) / PREPROCESS_FILE, self.to_json())
 
@@ -351,7 +351,7 @@ def load_training_arrays(spec: "Spec") -> tuple[Arrays, Preprocessor]:
         SpecError: categorical columns on a source without named columns.
         DataError: the data cannot be read (file, row and column named).
     """
-    from specnn.runtime.data import load_arrays
+    from specnn.runtime.data.tensors import load_arrays
 
     settings = spec.data.preprocess
     categorical = dict(settings.categorical)
@@ -453,6 +453,6 @@ def _problem(spec: "Spec", path: tuple, message: str, code: str = "preprocess", 
 
 
 def _spec_problem(spec: "Spec", path: tuple, message: str):
-    from specnn.spec.errors import SpecError
+    from specnn.errors import SpecError
 
     return SpecError([_problem(spec, path, message)])

@@ -24,9 +24,9 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from specnn.runtime.preprocess import Preprocessor, load_preprocessor, read_csv_table
-from specnn.runtime.run import Run, load_run, write_atomic
-from specnn.runtime.csv_table import data_error
+from specnn.runtime.data.preprocess import Preprocessor, load_preprocessor, read_csv_table
+from specnn.runtime.runs.run import Run, load_run, write_atomic
+from specnn.runtime.data.csv_table import data_error
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
 
@@ -111,7 +111,7 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, batch_size: i
     eval mode, ``batch_size`` rows at a time.
 
     Args:
-        run: a :class:`~specnn.runtime.run.Run` or a run folder.
+        run: a :class:`~specnn.runtime.runs.run.Run` or a run folder.
         path: a ``.csv`` file, or a ``.npz`` file with one array per feature column or one
             features array (named as the training's npz source, default ``x``). A model with
             several inputs reads an ``.npz`` with one array per input (see :func:`read_input_arrays`).
@@ -253,7 +253,7 @@ def _shaped(path: Path, name: str, values: np.ndarray, shape: Any) -> np.ndarray
 
 def _encode_npz_columns(path: Path, preprocessor: Preprocessor, arrays: dict[str, np.ndarray]) -> np.ndarray:
     """Columnar NPZ input (one 1-D array per column) through the same encoding as CSV rows."""
-    from specnn.runtime.preprocess import Table
+    from specnn.runtime.data.preprocess import Table
 
     lengths = {len(a) for a in arrays.values()}
     if len(lengths) != 1:

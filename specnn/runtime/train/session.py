@@ -17,16 +17,16 @@ from typing import Any, Optional
 import torch
 
 from specnn.catalog.losses import LOSSES
-from specnn.runtime.checkpoint import copy_checkpoint, load_checkpoint, make_checkpoint, restore_checkpoint
-from specnn.runtime.checkpoint import save_checkpoint
-from specnn.runtime.checkpoint import spec_fingerprint
-from specnn.runtime.distributed import resume_command
-from specnn.runtime.loop import LoopState, StepPolicy, Tracker, TrainingInterrupted
-from specnn.runtime.metrics import MetricSet
-from specnn.runtime.rng import capture_rng_state
-from specnn.runtime.run import write_atomic, write_json
-from specnn.runtime.schedulers import build_scheduler
-from specnn.spec.errors import Problem, RunError, SpecError
+from specnn.runtime.train.checkpoint import copy_checkpoint, load_checkpoint, make_checkpoint, restore_checkpoint
+from specnn.runtime.train.checkpoint import save_checkpoint
+from specnn.runtime.train.checkpoint import spec_fingerprint
+from specnn.runtime.train.distributed import resume_command
+from specnn.runtime.train.loop import LoopState, StepPolicy, Tracker, TrainingInterrupted
+from specnn.runtime.train.metrics import MetricSet
+from specnn.runtime.train.rng import capture_rng_state
+from specnn.runtime.runs.run import write_atomic, write_json
+from specnn.runtime.train.schedulers import build_scheduler
+from specnn.errors import Problem, RunError, SpecError
 from specnn.spec.train_rules import checkpoint_monitor, metric_choices, monitor_mode
 
 CHECKPOINT_DIR = "checkpoints"
@@ -136,7 +136,7 @@ class Session:
     # -- files --------------------------------------------------------------------------------
 
     def checkpoint(self) -> dict[str, Any]:
-        """The plain-dict checkpoint of this moment (see ``runtime/checkpoint.py``)."""
+        """The plain-dict checkpoint of this moment (see ``runtime/train/checkpoint.py``)."""
         state = self.state
         checkpoint = make_checkpoint(
             model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.policy.scaler,

@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from specnn.catalog.metrics import METRICS, metric_key, task_problems
-from specnn.spec.errors import Problem, SpecError
+from specnn.errors import Problem, SpecError
 
 Value = float | list
 # Metrics read from the full confusion matrix; accuracy and top-k need only hit counts.

@@ -1,7 +1,7 @@
 """Reading CSV tables: rows with spreadsheet row numbers, columns by name, checked cells.
 
-What the csv source (``runtime/sources.py``) and the preprocessing (``runtime/preprocess.py``)
-share. Every problem is a :class:`~specnn.spec.errors.DataError` naming the file, the row
+What the csv source (``runtime/data/sources.py``) and the preprocessing (``runtime/data/preprocess.py``)
+share. Every problem is a :class:`~specnn.errors.DataError` naming the file, the row
 (1-based, header = row 1, as a spreadsheet shows it) and the column.
 """
 
@@ -11,7 +11,7 @@ import csv
 import math
 from pathlib import Path
 
-from specnn.spec.errors import DataError, Problem, suggestion_hint
+from specnn.errors import DataError, Problem, suggestion_hint
 
 __all__ = ["column_index", "data_error", "number", "present", "read_rows"]
 

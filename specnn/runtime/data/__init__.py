@@ -1,0 +1,6 @@
+"""Data: a spec's sources (csv, npz, scikit-learn, synthetic) read, split and preprocessed into tensors.
+
+Small data becomes in-memory tensors batched by slicing a seeded permutation (the fast path); the
+preprocessing (scalers, categorical encodings) is fitted on the training split only and stored with
+the run so that evaluate and predict apply exactly the same steps.
+"""
