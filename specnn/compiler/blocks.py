@@ -21,7 +21,8 @@ import pydantic
 
 from specnn.catalog.base import Args
 from specnn.catalog.layers import LAYERS
-from specnn.errors import Path, Problem, did_you_mean, format_path
+from specnn.errors import Path, Problem, format_path
+from specnn.errors.texts import suggest
 
 if TYPE_CHECKING:
     from specnn.compiler.ir import Graph
@@ -113,10 +114,8 @@ def _check_params(name: str, definition: Any, path: Path) -> Iterator[Problem]:
     for ref, ref_path in _references(name, definition):
         used.add(ref)
         if ref not in definition.params:
-            known = list(definition.params)
-            match = did_you_mean(ref, known)
-            hint = f"did you mean '${match}'?" if match else (
-                "declare it under 'params'" if not known else "its parameters: " + ", ".join(known))
+            hint = suggest(ref, definition.params, listing="its parameters", empty="declare it under 'params'",
+                           prefix="$")
             yield Problem("unknown-name", f"'${ref}' is not a parameter of block {name}", ref_path, hint=hint)
     for param in definition.params:
         if param not in used:
@@ -148,9 +147,7 @@ def _check_uses(name: str, definition: Any, blocks: dict[str, Any]) -> Iterator[
 
 def unknown_block(name: str, blocks: dict[str, Any], path: Path) -> Problem:
     """The problem of a use naming no defined block."""
-    match = did_you_mean(name, blocks)
-    hint = f"did you mean '{match}'?" if match else (
-        "define it under model.blocks" if not blocks else "defined blocks: " + ", ".join(blocks))
+    hint = suggest(name, blocks, listing="defined blocks", empty="define it under model.blocks")
     return Problem("unknown-name", f"no block named {name!r}", path, hint=hint)
 
 
@@ -208,9 +205,7 @@ def resolve_params(
     given = dict(use.params or {})
     for key in given:
         if key not in definition.params:
-            hint = (f"did you mean '{did_you_mean(key, definition.params)}'?" if did_you_mean(key, definition.params)
-                    else "its parameters: " + ", ".join(definition.params) if definition.params
-                    else "it takes no parameters")
+            hint = suggest(key, definition.params, listing="its parameters", empty="it takes no parameters")
             problems.append(Problem("unknown-key", f"block {use.block} has no parameter {key!r}",
                                     (*use_path, "params", key), hint=hint))
     for key, default in definition.params.items():

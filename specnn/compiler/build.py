@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from specnn.compiler.pipeline import CompiledModel, compile_spec
-from specnn.errors import Problem, SpecError
+from specnn.errors import Problem, SpecError, spec_problem
 
 # What torch raises when a layer cannot be made with the sizes a spec asks for (an absurd
 # out_features overflows, a huge one cannot be allocated): bad input, not a bug.
@@ -51,9 +51,8 @@ def build_problem(compiled: CompiledModel, error: BaseException) -> Problem:
     path = node.path if node is not None else ("model",)
     what = f"{node.kind} '{node.name}'" if node is not None else "the model"
     reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    file, line, col = compiled.spec.locate(path) if compiled.spec is not None else (None, None, None)
-    return Problem("build", f"torch could not build {what}: {reason}", tuple(path), file=file, line=line, col=col,
-                   hint="check the layer's sizes")
+    return spec_problem(compiled.spec, path, f"torch could not build {what}: {reason}", code="build",
+                        hint="check the layer's sizes")
 
 
 def model_class(compiled: CompiledModel) -> type:

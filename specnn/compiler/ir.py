@@ -31,6 +31,7 @@ from specnn.compiler.blocks import (
     unknown_block,
 )
 from specnn.errors import Path, Problem, format_path
+from specnn.errors.texts import suggest
 
 Shape = tuple[int, ...]
 
@@ -476,10 +477,5 @@ def _resolve_outputs(builder: _Builder, outputs: Optional[list[str]], last: str)
     return tuple(resolved)
 
 
-def _known_hint(ref: str, known: dict[str, str]) -> str:
-    from specnn.errors import did_you_mean
-
-    match = did_you_mean(ref, known)
-    if match:
-        return f"did you mean '{match}'?"
-    return "known names: " + ", ".join(known) if known else "give the node a 'name' first"
+def _known_hint(ref: str, known: dict[str, str]) -> Optional[str]:
+    return suggest(ref, known, listing="known names", empty="give the node a 'name' first")

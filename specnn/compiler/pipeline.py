@@ -10,7 +10,7 @@ from specnn.compiler.codegen import GeneratedSource, generate
 from specnn.compiler.ir import Graph, Shape, TensorType, build_graph
 from specnn.compiler.lints import run_lints
 from specnn.compiler.shapes import infer_shapes
-from specnn.errors import Problem, SpecError
+from specnn.errors import Problem, SpecError, locate
 
 
 @dataclass
@@ -87,7 +87,7 @@ def compile_spec(spec: Any) -> CompiledModel:
     graph, problems = build_graph(spec.model)
     graph, shape_problems = infer_shapes(graph)
     lint_problems = run_lints(graph, spec)
-    located = [_locate(spec, p) for p in (*problems, *shape_problems, *lint_problems)]
+    located = locate(spec, (*problems, *shape_problems, *lint_problems))
     if any(p.severity == "error" for p in located):
         # The warnings go along: a lint's hint (S107: channels last) often explains the error.
         raise SpecError(sorted(located, key=_document_order))
@@ -103,10 +103,6 @@ def compile_spec(spec: Any) -> CompiledModel:
         forward_lines=generated.forward_lines,
         spec=spec,
     )
-
-
-def _locate(spec: Any, problem: Problem) -> Problem:
-    return problem.at(*spec.locate(problem.path))
 
 
 def _document_order(problem: Problem) -> tuple:

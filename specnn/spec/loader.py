@@ -107,5 +107,5 @@ def _checked(document: Document) -> Spec:
     if errors or spec is None:
         raise SpecError(problems)
     spec._file = document.file
-    spec._locations = document.locations()
+    spec._document = document
     return spec

@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from specnn.errors import Path, did_you_mean
+from specnn.errors import Path
+from specnn.errors.texts import expected, one_of, plain, suggest
 from specnn.spec.models import IDENTIFIER, PARAM_REF, RUN_NAME
 from specnn.spec.yaml_reader import core_scalar
 
@@ -84,58 +85,22 @@ class Finding:
         return CODES[self.kind]
 
 
-def describe(value: Any) -> str:
-    """A value as a message shows it.
-
-    >>> [describe(v) for v in ["3", 3, 0.5, True, None, [1], {}]]
-    ["string '3'", 'integer 3', 'number 0.5', 'true', 'null', 'a list', 'a mapping']
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"string '{value}'"
-    if isinstance(value, int):
-        return f"integer {value}"
-    if isinstance(value, float):
-        return f"number {value:g}"
-    if value is None:
-        return "null"
-    return "a list" if isinstance(value, list) else "a mapping"
-
-
-def plain(value: Any) -> str:
-    """A value inside a sentence: strings quoted, numbers as written."""
-    if isinstance(value, str):
-        return f"'{value}'"
-    return describe(value).split(" ", 1)[-1] if isinstance(value, (int, float)) else describe(value)
-
-
-def one_of(words: Sequence[str]) -> str:
-    """Words joined as a reader lists alternatives.
-
-    >>> one_of(["a", "b", "c"])
-    'a, b or c'
-    """
-    words = list(words)
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
-
-
 def render(finding: Finding) -> tuple[str, Optional[str]]:
     """The message and hint of a finding."""
     c = finding.ctx
     kind = finding.kind
     if kind == "unknown-key":
-        return f"unknown {c['what']} '{c['key']}'", _suggest(c["key"], c["choices"]) or _known_keys(c)
+        return f"unknown {c['what']} '{c['key']}'", suggest(c["key"], c["choices"]) or _known_keys(c)
     if kind == "missing-key":
         return f"missing required key '{c['key']}'", None
     if kind == "type":
-        expected = [w for w in c["expected"] if w != "null"] or ["null"]
-        message = f"expected {one_of([TYPE_WORDS.get(w, w) for w in expected])}, got {describe(c['value'])}"
-        return message, _type_hint(expected, c["value"])
+        wanted = [w for w in c["expected"] if w != "null"] or ["null"]
+        message = expected(one_of([TYPE_WORDS.get(w, w) for w in wanted]), c["value"])
+        return message, _type_hint(wanted, c["value"])
     if kind in ("enum", "const"):
         choices = c["choices"]
         value = c["value"]
-        hint = _suggest(value, [str(x) for x in choices]) if isinstance(value, str) else None
+        hint = suggest(value, [str(x) for x in choices]) if isinstance(value, str) else None
         return f"must be {one_of([plain(x) for x in choices])}, got {plain(value)}", hint
     if kind == "bound":
         return f"must be {BOUND_SIGNS[c['keyword']]} {plain(c['limit'])}, got {plain(c['value'])}", None
@@ -149,11 +114,6 @@ def render(finding: Finding) -> tuple[str, Optional[str]]:
     if kind == "choice":
         return c["text"], c.get("hint")
     return c["text"], None
-
-
-def _suggest(word: str, choices: Sequence[str]) -> Optional[str]:
-    match = did_you_mean(word, choices)
-    return f"did you mean '{match}'?" if match and match != word else None
 
 
 # Few enough keys to list them all when a misspelling is too far from any to suggest one.

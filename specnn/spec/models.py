@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Sequence, Union
 
 from pydantic import (
     BaseModel,
@@ -357,7 +357,7 @@ class Spec(Strict):
     # Where the spec came from: set by the loader, used for relative data paths and for
     # locating compile-time problems (shape mismatches, lints) in the file.
     _file: Optional[str] = PrivateAttr(None)
-    _locations: dict = PrivateAttr(default_factory=dict)
+    _document: Any = PrivateAttr(None)  # the Document read, for its positions
 
     @property
     def file(self) -> Optional[str]:
@@ -367,16 +367,16 @@ class Spec(Strict):
     def base_dir(self) -> Path:
         return Path(self._file).resolve().parent if self._file else Path.cwd()
 
-    def locate(self, path: tuple) -> tuple[Optional[str], Optional[int], Optional[int]]:
-        """(file, line, col) of what sits at a JSON path, or of its nearest located parent.
+    def locate(self, path: Sequence[Union[str, int]], key: bool = True) -> tuple[Optional[str], Optional[int], Optional[int]]:
+        """(file, line, col) of what sits at a JSON path, or of its nearest written parent.
 
         A mapping entry is located at its key (``model.input`` at ``input:``, where a reader looks
-        for it); a list item or the document root at its value.
+        for it) unless ``key=False``; a list item or the document root at its value. A spec built
+        in code has no positions: (file, None, None).
         """
-        path = tuple(path)
-        while path and path not in self._locations:
-            path = path[:-1]
-        line, col = self._locations.get(path, (None, None))
+        if self._document is None:
+            return self._file, None, None
+        _, line, col = self._document.locate(path, key=key)
         return self._file, line, col
 
     @property

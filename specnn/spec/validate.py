@@ -16,7 +16,8 @@ from jsonschema import Draft202012Validator, ValidationError
 from pydantic import ValidationError as PydanticError
 
 from specnn.spec.document import Document
-from specnn.errors import Path, Problem, did_you_mean
+from specnn.errors import Path, Problem, spec_problem
+from specnn.errors.texts import did_you_mean
 from specnn.spec.messages import BOUND_SIGNS, SIZE_WORDS, Finding, render
 from specnn.spec.models import Spec
 from specnn.spec.schema import cached_schema
@@ -33,7 +34,7 @@ def check_document(document: Document) -> tuple[Optional[Spec], list[Problem]]:
         spec, findings = build_spec(document.data)
     problems = document.problems + [to_problem(f, document) for f in drop_redundant(findings)]
     if spec is not None:
-        problems += [document.problem(p.code, p.message, p.path, key=True, hint=p.hint) for p in train_problems(spec)]
+        problems += [p.at(*document.locate(p.path)) for p in train_problems(spec)]
     problems = sort_problems(problems)
     if any(p.severity == "error" for p in problems):
         spec = None
@@ -42,7 +43,7 @@ def check_document(document: Document) -> tuple[Optional[Spec], list[Problem]]:
 
 def to_problem(finding: Finding, document: Document) -> Problem:
     message, hint = render(finding)
-    return document.problem(finding.code, message, finding.path, key=finding.at_key, hint=hint)
+    return spec_problem(document, finding.path, message, code=finding.code, hint=hint, key=finding.at_key)
 
 
 def sort_problems(problems: list[Problem]) -> list[Problem]:

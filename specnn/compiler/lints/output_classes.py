@@ -13,6 +13,7 @@ import numpy as np
 
 from specnn.catalog.losses import LOSSES
 from specnn.compiler.lints.common import describe, lint_problem, output_nodes
+from specnn.errors import locate
 
 
 def check_output_classes(compiled: Any, num_classes: Optional[int]) -> list:
@@ -41,8 +42,8 @@ def check_output_classes(compiled: Any, num_classes: Optional[int]) -> list:
             "S108", f"{describe(last)} gives {width} output{'s' if width != 1 else ''} per sample, "
             f"but the data has {num_classes} classes", last.path, hint,
         )
-        problems.append(problem.at(*spec.locate(problem.path)))
-    return problems
+        problems.append(problem)
+    return locate(spec, problems)
 
 
 def count_classes(targets: np.ndarray, classes: Optional[Sequence[str]]) -> Optional[int]:

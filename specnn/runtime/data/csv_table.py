@@ -11,7 +11,8 @@ import csv
 import math
 from pathlib import Path
 
-from specnn.errors import DataError, Problem, suggestion_hint
+from specnn.errors import DataError, Problem
+from specnn.errors.texts import suggest
 
 __all__ = ["column_index", "data_error", "number", "present", "read_rows"]
 
@@ -46,7 +47,7 @@ def column_index(path: Path, header: list[str], name: str) -> int:
             path,
             f"row 1: no column '{name}' (columns: {', '.join(header)})",
             code="column",
-            hint=suggestion_hint(name, header),
+            hint=suggest(name, header),
         )
     return header.index(name)
 

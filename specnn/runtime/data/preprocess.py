@@ -33,7 +33,7 @@ import numpy as np
 
 from specnn.runtime.data.csv_table import column_index, data_error, number, present, read_rows
 from specnn.runtime.data.sources import Arrays, encode_labels, resolve_path
-from specnn.errors import DataError, Problem, RunError
+from specnn.errors import DataError, Problem, RunError, SpecError, spec_problem
 
 if TYPE_CHECKING:
     from specnn.spec.models import Spec
@@ -357,8 +357,8 @@ def load_training_arrays(spec: "Spec") -> tuple[Arrays, Preprocessor]:
     categorical = dict(settings.categorical)
     if spec.data.kind != "csv":
         if categorical:
-            raise _spec_problem(spec, ("data", "preprocess", "categorical"),
-                                f"categorical columns need a csv source, not {spec.data.kind}")
+            raise SpecError([spec_problem(spec, ("data", "preprocess", "categorical"),
+                                f"categorical columns need a csv source, not {spec.data.kind}", code="preprocess")])
         return load_arrays(spec), Preprocessor(scale=settings.scale)
     args = spec.data.args
     path = resolve_path(args.path, spec.base_dir)
@@ -391,7 +391,7 @@ def check_input_width(spec: "Spec", preprocessor: Preprocessor, features: Any, i
     if width == math.prod(shape):
         return
     expands = ", ".join(f"'{c}' into {len(e.categories)}" for c, e in onehot.items())
-    raise DataError([_problem(
+    raise DataError([spec_problem(
         spec, ("model", "input"),
         f"one-hot encoding gives {width} features per sample ({expands}) but the model input is {list(shape)}",
         code="data-shape", hint=f"set 'input: [{width}]'",
@@ -428,31 +428,21 @@ def _only_input(spec: "Spec", preprocessor: Preprocessor, features: Any) -> tupl
         if len(features) != 1:
             if preprocessor.scale == "none":
                 return None, None
-            raise _spec_problem(spec, ("data", "preprocess", "scale"),
-                                f"scaling applies to a model with one input; this one has {len(features)}")
+            raise SpecError([spec_problem(spec, ("data", "preprocess", "scale"),
+                                f"scaling applies to a model with one input; this one has {len(features)}", code="preprocess")])
         (name, features), = features.items()
     if preprocessor.scale != "none" and features.dtype.kind in "iub":
-        raise _spec_problem(spec, ("data", "preprocess", "scale"),
-                            f"the model input is {features.dtype} (e.g. token ids): scaling would change the ids")
+        raise SpecError([spec_problem(spec, ("data", "preprocess", "scale"),
+                            f"the model input is {features.dtype} (e.g. token ids): scaling would change the ids", code="preprocess")])
     return name, features
 
 
 def _check_categorical_columns(spec: "Spec", path: Path, columns: list[str], categorical: dict[str, str]) -> None:
     unknown = [c for c in categorical if c not in columns]
     if unknown:
-        raise DataError([_problem(
+        raise DataError([spec_problem(
             spec, ("data", "preprocess", "categorical", unknown[0]),
             f"'{unknown[0]}' is not a feature column of {path} (features: {', '.join(columns)})",
             code="column",
         )])
 
-
-def _problem(spec: "Spec", path: tuple, message: str, code: str = "preprocess", hint: Optional[str] = None) -> Problem:
-    file, line, col = spec.locate(path)
-    return Problem(code, message, path, file=file, line=line, col=col, hint=hint)
-
-
-def _spec_problem(spec: "Spec", path: tuple, message: str):
-    from specnn.errors import SpecError
-
-    return SpecError([_problem(spec, path, message)])

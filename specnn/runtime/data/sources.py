@@ -18,7 +18,8 @@ import numpy as np
 
 from specnn.catalog.sources import CsvArgs, NpzArgs, SklearnArgs, SyntheticArgs, SyntheticInput
 from specnn.runtime.data.csv_table import column_index, data_error, number, present, read_rows
-from specnn.errors import Problem, SpecError, suggestion_hint
+from specnn.errors import Problem, SpecError
+from specnn.errors.texts import needs_extra, suggest
 
 
 # One array (a model with one input), or one per model input, by input name.
@@ -144,7 +145,7 @@ def _check_array_names(path: Path, available: list[str], wanted: list[str]) -> N
             path,
             f"no array named {', '.join(repr(m) for m in missing)} (arrays: {', '.join(available) or 'none'})",
             code="column",
-            hint=suggestion_hint(missing[0], available),
+            hint=suggest(missing[0], available),
         )
 
 
@@ -241,10 +242,8 @@ def load_sklearn(args: SklearnArgs, base_dir: Path, seed: int = 0) -> Arrays:
     try:
         from sklearn import datasets
     except ImportError:
-        raise SpecError([Problem(
-            "missing-extra", f"the sklearn data source ('{args.name}') needs scikit-learn, which is not installed",
-            hint='pip install "specnn[sklearn]"',
-        )]) from None
+        message, hint = needs_extra(f"the sklearn data source ('{args.name}')", "sklearn")
+        raise SpecError([Problem("missing-extra", message, hint=hint)]) from None
     bunch = getattr(datasets, f"load_{args.name}")()
     features = bunch.images[:, None] if args.as_images else bunch.data
     return Arrays(features.astype(np.float32), bunch.target.astype(np.int64), [str(n) for n in bunch.target_names])

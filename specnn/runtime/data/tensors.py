@@ -9,7 +9,7 @@ also go through a ``torch.utils.data.DataLoader`` (for later sources that do not
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
@@ -19,7 +19,8 @@ from specnn.catalog.base import resolve
 from specnn.catalog.losses import LOSSES
 from specnn.catalog.sources import SOURCES
 from specnn.runtime.data.sources import Arrays, Features, take_features
-from specnn.errors import DataError, Problem, SpecError, suggestion_hint
+from specnn.errors import DataError, Problem, SpecError, spec_problem
+from specnn.errors.texts import suggest
 
 if TYPE_CHECKING:
     from specnn.spec.models import Spec
@@ -69,10 +70,11 @@ def load_arrays(spec: "Spec") -> Arrays:
 
 
 def _locate_in_spec(spec: "Spec", problem: Problem) -> Problem:
+    # A source's problem without a file of its own (a missing extra) is about the spec's data entry.
     if problem.file is not None:
         return problem
-    path = problem.path or ("data", spec.data.kind)
-    return replace(problem, path=path).at(*spec.locate(path))
+    return spec_problem(spec, problem.path or ("data", spec.data.kind), problem.message, code=problem.code,
+                        hint=problem.hint, severity=problem.severity)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,7 +116,7 @@ def _name_arrays(spec: "Spec", names: list[str], features: Features) -> Mapping[
         parts = [f"no data for model input(s) {', '.join(missing)}"] if missing else []
         parts += [f"data for {', '.join(extra)}, which the model does not have"] if extra else []
         raise _data_problem(spec, ("data", spec.data.kind), "; ".join(parts) + f" (model inputs: {', '.join(names)})",
-                            hint=suggestion_hint(extra[0], missing) if missing and extra else None)
+                            hint=suggest(extra[0], missing) if missing and extra else None)
     return features
 
 
@@ -139,8 +141,7 @@ def _fit_input(spec: "Spec", name: str, array: np.ndarray, tensor_type: Any, sev
 
 
 def _data_problem(spec: "Spec", path: tuple, message: str, code: str = "data", hint: Optional[str] = None) -> DataError:
-    file, line, col = spec.locate(path)
-    return DataError([Problem(code, message, path, file=file, line=line, col=col, hint=hint)])
+    return DataError([spec_problem(spec, path, message, code=code, hint=hint)])
 
 
 # ---------------------------------------------------------------------------------------------

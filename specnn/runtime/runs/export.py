@@ -24,7 +24,8 @@ import torch
 from specnn.catalog.base import resolve
 from specnn.catalog.exporters import EXPORTERS
 from specnn.runtime.runs.run import Run, save_state_dict, temporary_sibling, write_atomic
-from specnn.errors import Problem, SpecError, suggestion_hint
+from specnn.errors import Problem, SpecError
+from specnn.errors.texts import suggest
 
 EXAMPLE_BATCH = 2
 CHECK_BATCHES = (1, 7)  # differ from EXAMPLE_BATCH, so a batch size baked into the graph shows
@@ -73,7 +74,7 @@ def export(run: Run, format: str, path: Union[str, Path, None] = None) -> Export
     """
     if format not in EXPORTERS:
         raise SpecError([Problem("export", f"unknown export format '{format}' (formats: {', '.join(EXPORTERS)})",
-                                 hint=suggestion_hint(format, EXPORTERS))])
+                                 hint=suggest(format, EXPORTERS))])
     exporter = EXPORTERS[format]
     target = Path(path) if path is not None else Path(run.path) / exporter.filename
     target.parent.mkdir(parents=True, exist_ok=True)
