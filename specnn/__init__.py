@@ -27,7 +27,7 @@ _API = {
     "Problem": "specnn.errors",
     "compile_spec": "specnn.compiler",
     "build_model": "specnn.compiler",
-    "train": "specnn.runtime.train.trainer",
+    "train": "specnn.launch",
     "load_run": "specnn.runtime.runs.run",
     "export": "specnn.runtime.runs.export",
     "predict": "specnn.runtime.runs.predict",

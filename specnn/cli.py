@@ -173,7 +173,7 @@ def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int
                     resume: str | None, overwrite: bool) -> None:
     """``specnn train``: train in this process (one rank of a job under torchrun), or launch torchrun."""
     from specnn.runtime.train import distributed
-    from specnn.runtime.train.trainer import train as train_spec
+    from specnn.launch import train as train_spec
     from specnn.spec.loader import load_spec
 
     spec = load_spec(spec_file)

@@ -15,7 +15,7 @@ from specnn.compiler import build_model, compile_spec
 from specnn.runtime.data.tensors import batches, match_inputs, to_tensors
 from specnn.runtime.runs.export import export
 from specnn.runtime.runs.run import Run, load_run
-from specnn.runtime.train.trainer import train
+from specnn.launch import train
 from specnn.errors import DataError, SpecError
 from specnn.spec.loader import load_spec
 

@@ -15,7 +15,7 @@ import specnn.runtime.runs.evaluate as evaluate_module
 from specnn.cli import cli
 from specnn.runtime.runs.evaluate import evaluate, format_evaluation
 from specnn.runtime.runs.run import load_run
-from specnn.runtime.train.trainer import train
+from specnn.launch import train
 from specnn.errors import DataError, RunError
 from specnn.spec.loader import load_spec
 

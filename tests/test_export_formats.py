@@ -13,7 +13,7 @@ import torch
 
 from specnn.runtime.runs.export import CHECK_BATCHES, EXAMPLE_BATCH, compare_with_onnxruntime, export
 from specnn.runtime.runs.export import _inline_external_data as inline_external_data
-from specnn.runtime.train.trainer import train
+from specnn.launch import train
 from specnn.errors import SpecError
 from specnn.spec.loader import load_spec
 

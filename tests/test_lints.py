@@ -279,7 +279,7 @@ def test_count_classes():
 
 
 def test_training_stops_at_s108_once_the_data_is_read(iris_spec, tmp_path):
-    from specnn.runtime.train.trainer import train
+    from specnn.launch import train
 
     text = iris_spec.read_text().replace("out_features: 3}", "out_features: 4}")
     (tmp_path / "data").mkdir()

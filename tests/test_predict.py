@@ -14,7 +14,7 @@ import torch
 from specnn.cli import cli
 from specnn.runtime.runs.predict import predict
 from specnn.runtime.runs.run import load_run
-from specnn.runtime.train.trainer import train
+from specnn.launch import train
 from specnn.errors import DataError
 from specnn.spec.loader import load_spec
 from test_preprocess import iris_spec_with, write_shop

@@ -11,7 +11,7 @@ import pytest
 from specnn.runtime.data.tensors import split
 from specnn.runtime.data.preprocess import Encoding, Preprocessor, load_preprocessor
 from specnn.runtime.data.sources import load_csv
-from specnn.runtime.train.trainer import train
+from specnn.launch import train
 from specnn.errors import DataError, RunError, SpecError
 from specnn.spec.loader import load_spec
 

@@ -12,7 +12,7 @@ import torch
 
 from specnn.runtime.train import loop as loop_module
 from specnn.runtime.train.loop import TrainingInterrupted
-from specnn.runtime.train.trainer import train
+from specnn.launch import train
 from specnn.errors import RunError, SpecError
 from specnn.spec.loader import load_spec
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from specnn.runtime.runs.run import load_run, write_atomic
-from specnn.runtime.train.trainer import train
+from specnn.runtime.files import write_atomic
+from specnn.runtime.runs.run import load_run
+from specnn.launch import train
 from specnn.errors import RunError
 from specnn.spec.loader import load_spec
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from specnn.runtime.train.trainer import format_epoch, train
+from specnn.launch import train
+from specnn.runtime.train.logs import format_epoch
 from specnn.errors import DataError, SpecError
 from specnn.spec.loader import load_spec
 

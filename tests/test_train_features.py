@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from specnn.runtime.train.checkpoint import load_checkpoint
-from specnn.runtime.train.trainer import train
+from specnn.launch import train
 from specnn.errors import RunError, SpecError
 from specnn.spec.loader import load_spec
 

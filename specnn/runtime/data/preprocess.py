@@ -34,11 +34,11 @@ import numpy as np
 from specnn.runtime.data.csv_table import column_index, data_error, number, present, read_rows
 from specnn.runtime.data.sources import Arrays, encode_labels, resolve_path
 from specnn.errors import DataError, Problem, RunError, SpecError, spec_problem
+from specnn.runtime.files import PREPROCESS_FILE, write_json
 
 if TYPE_CHECKING:
     from specnn.spec.models import Spec
 
-PREPROCESS_FILE = "preprocess.json"
 FORMAT = 1
 Scale = Literal["none", "standard", "minmax"]
 
@@ -299,8 +299,6 @@ class Preprocessor:
 
     def save(self, folder: Path) -> Path:
         """Write ``preprocess.json`` into a run folder, atomically."""
-        from specnn.runtime.runs.run import write_json
-
         return write_json(Path(folder) / PREPROCESS_FILE, self.to_json())
 
 

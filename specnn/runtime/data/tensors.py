@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 NUMPY_DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64}
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
 
 
 @dataclass

@@ -33,7 +33,8 @@ from specnn.runtime.data import tensors as data_module
 from specnn.runtime.data.tensors import Tensors
 from specnn.runtime.runs.predict import read_features
 from specnn.runtime.data.preprocess import Preprocessor, load_preprocessor, read_csv_table
-from specnn.runtime.runs.run import Run, load_run, write_atomic
+from specnn.runtime.files import write_atomic
+from specnn.runtime.runs.run import Run, load_run
 from specnn.runtime.data.csv_table import data_error, number
 from specnn.errors import DataError, Problem, RunError, SpecError
 

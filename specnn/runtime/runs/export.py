@@ -23,14 +23,15 @@ import torch
 
 from specnn.catalog.base import resolve
 from specnn.catalog.exporters import EXPORTERS
-from specnn.runtime.runs.run import Run, save_state_dict, temporary_sibling, write_atomic
+from specnn.runtime.files import save_state_dict, temporary_sibling, write_atomic
+from specnn.runtime.data.tensors import TORCH_DTYPES
+from specnn.runtime.runs.run import Run
 from specnn.errors import Problem, SpecError
 from specnn.errors.texts import suggest
 
 EXAMPLE_BATCH = 2
 CHECK_BATCHES = (1, 7)  # differ from EXAMPLE_BATCH, so a batch size baked into the graph shows
 TOLERANCE = 1e-5
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
 
 
 @dataclass

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from specnn.runtime.runs.run import METRICS_FILE, Run, write_atomic
 from specnn.errors import Problem, RunError
-
-PLOT_FILE = "curves.png"
+from specnn.runtime.files import META_FILE, METRICS_FILE, PLOT_FILE, read_metrics, write_atomic
+from specnn.runtime.runs.run import Run
 INSTALL_HINT = 'pip install "specnn[plot]"'
 SPLITS = {"train_": "train", "val_": "validation"}
 LEARNING_RATE_KEYS = ("lr", "learning_rate")
@@ -41,33 +40,6 @@ class Panel:
         xs, ys = self.series.setdefault(label, ([], []))
         xs.append(epoch)
         ys.append(value)
-
-
-def read_metrics(folder: Union[str, Path]) -> list[dict[str, Any]]:
-    """The per-epoch records of a run's ``metrics.jsonl``.
-
-    Raises:
-        RunError: the file is missing, holds no record, or a line is not a JSON object
-            (the line is named).
-    """
-    path = Path(folder) / METRICS_FILE
-    if not path.is_file():
-        raise RunError([Problem("missing", "missing run file", file=str(path), hint="train the spec first")])
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RunError([Problem("corrupt", f"not a JSON record: {e.msg}", file=str(path), line=number,
-                                    col=e.colno)]) from None
-        if not isinstance(record, dict):
-            raise RunError([Problem("corrupt", "expected a JSON object per line", file=str(path), line=number)])
-        records.append(record)
-    if not records:
-        raise RunError([Problem("empty", "no epochs recorded", file=str(path))])
-    return records
 
 
 def panels(records: list[dict[str, Any]]) -> list[Panel]:
@@ -110,6 +82,8 @@ def plot_run(run: Union[Run, str, Path], output: Union[str, Path, None] = None, 
     """
     folder = run.path if isinstance(run, Run) else Path(run)
     records = read_metrics(folder)
+    if not records:
+        raise RunError([Problem("empty", "no epochs recorded", file=str(folder / METRICS_FILE))])
     figure = draw(panels(records), title=_run_name(folder))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
@@ -154,6 +128,6 @@ def _is_number(value: Any) -> bool:
 
 def _run_name(folder: Path) -> str:
     try:
-        return json.loads((folder / "meta.json").read_text(encoding="utf-8"))["name"]
+        return json.loads((folder / META_FILE).read_text(encoding="utf-8"))["name"]
     except (OSError, ValueError, KeyError, TypeError):
         return folder.name

@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from specnn.runtime.data.preprocess import Preprocessor, load_preprocessor, read_csv_table
-from specnn.runtime.runs.run import Run, load_run, write_atomic
+from specnn.runtime.data.tensors import TORCH_DTYPES
+from specnn.runtime.files import write_atomic
+from specnn.runtime.runs.run import Run, load_run
 from specnn.runtime.data.csv_table import data_error
 
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
 
 __all__ = ["Predictions", "predict", "read_features", "read_input_arrays"]
 

@@ -1,39 +1,19 @@
-"""Run directories: what a training run leaves on disk, and loading it back.
+"""A finished run in memory, and loading it back from its folder alone, without pickle.
 
-A run folder (``runs/<name>/`` or ``--out``) holds::
-
-    spec.yaml      the resolved spec: inferred arguments filled in, data paths absolute
-    model.py       the generated nn.Module (needs only torch)
-    metrics.jsonl  one JSON object per epoch
-    weights.pt     the final state_dict (loads with torch.load(weights_only=True))
-    meta.json      class names, task, input/output shapes, specnn and torch versions
-    model.onnx ... the exports the spec asked for
-
-It reloads from that folder alone, without pickle. Files a crash could leave torn are written
-to a temporary file and renamed into place.
+What the folder holds, and how its files are written, is ``runtime/files.py``.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
-import yaml
 
 from specnn.errors import Problem, RunError, SpecError
-
-SPEC_FILE = "spec.yaml"
-MODEL_FILE = "model.py"
-METRICS_FILE = "metrics.jsonl"
-WEIGHTS_FILE = "weights.pt"
-META_FILE = "meta.json"
-REQUIRED_FILES = (SPEC_FILE, WEIGHTS_FILE, META_FILE)
+from specnn.runtime.files import META_FILE, REQUIRED_FILES, SPEC_FILE, WEIGHTS_FILE
 
 
 @dataclass
@@ -55,72 +35,6 @@ class Run:
     model: torch.nn.Module
     classes: Optional[list[str]] = None
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------------------------
-# writing
-
-
-def write_atomic(path: Path, data: Union[str, bytes]) -> Path:
-    """Write a file so that a reader sees the old content or the new, never half of it."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
-    try:
-        with tmp.open("xb") as f:  # "x": a fresh file with the usual permissions (umask)
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def temporary_sibling(path: Path, suffix: str = ".tmp") -> Path:
-    """A hidden, unused name next to ``path`` (same file system, so a rename is atomic)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}")
-
-
-def save_state_dict(model: torch.nn.Module, path: Path) -> Path:
-    """Save a model's state_dict (on the CPU, so it loads anywhere), atomically."""
-    state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return write_atomic(path, buffer.getvalue())
-
-
-def write_spec(compiled: Any, spec: Any, directory: Path) -> Path:
-    """Write the resolved spec (inferred arguments filled in) as ``spec.yaml``.
-
-    Data paths become absolute, so the run folder's spec loads the same data from anywhere.
-    """
-    resolved = compiled.resolved_spec()
-    data_args = resolved.get("data", {}).get(spec.data.kind)
-    if isinstance(data_args, dict) and "path" in data_args:
-        data_args["path"] = str((spec.base_dir / Path(data_args["path"]).expanduser()).resolve())
-    header = f"# Resolved spec of run '{spec.name}' (written by specnn): inferred arguments filled in.\n"
-    return write_atomic(directory / SPEC_FILE, header + yaml.safe_dump(resolved, sort_keys=False))
-
-
-def write_json(path: Path, data: dict[str, Any]) -> Path:
-    return write_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-class MetricsLog:
-    """``metrics.jsonl``: one JSON object per epoch, flushed as soon as it is written."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._file: IO[str] = path.open("w", encoding="utf-8")
-
-    def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import pickle
-import secrets
 import shutil
 import zipfile
 import zlib
@@ -37,6 +36,7 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 
 from specnn.errors import RunError
+from specnn.runtime.files import replace_atomically
 
 FORMAT = "specnn-checkpoint"
 VERSION = 1
@@ -136,18 +136,11 @@ def copy_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> Non
 
 
 def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """``write`` a temporary file beside ``path`` (synced), then rename it over ``path``."""
-    # Same directory as the target: os.replace is only atomic within one file system.
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    """``write`` a temporary file beside ``path`` (synced), renamed over it; an OSError as a RunError."""
     try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException as error:
-        temp.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise _error(path, f"cannot write checkpoint: {error.strerror or error}") from error
-        raise
-    _fsync_directory(path.parent)
+        replace_atomically(path, write)
+    except OSError as error:
+        raise _error(path, f"cannot write checkpoint: {error.strerror or error}") from error
 
 
 def load_checkpoint(
@@ -221,20 +214,6 @@ def _check_fingerprint(path: Path, saved: Any, current: Mapping[str, str]) -> No
 
 def _error(path: Path, message: str, hint: Optional[str] = None) -> RunError:
     return RunError.single("checkpoint", message, file=str(path), hint=hint)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename durable. Windows cannot open a directory; its rename is journaled.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _dig(tree: Mapping[str, Any], keys: tuple[str, ...]) -> Any:

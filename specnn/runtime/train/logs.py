@@ -15,11 +15,8 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Optional
 
-from specnn.runtime.runs.run import METRICS_FILE, write_atomic
 from specnn.errors import RunError, SpecError
-
-CSV_FILE = "metrics.csv"
-TENSORBOARD_DIR = "tensorboard"
+from specnn.runtime.files import CSV_FILE, METRICS_FILE, TENSORBOARD_DIR, read_metrics, write_atomic
 
 
 class EpochLogs:
@@ -91,20 +88,10 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
     Raises:
         RunError: another line is not a JSON record.
     """
-    lines = path.read_text(encoding="utf-8").splitlines()
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if isinstance(record, dict):
-            records.append(record)
-        elif number < len(lines):
-            raise _incomplete(path, f"line {number} is not a JSON record")
-    return records
+    try:
+        return read_metrics(path.parent, torn_tail=True)
+    except RunError as error:
+        raise _incomplete(path, f"line {error.problems[0].line} is not a JSON record") from None
 
 
 def _incomplete(path: Path, what: str) -> RunError:

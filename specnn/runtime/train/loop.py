@@ -20,10 +20,12 @@ import math
 import signal
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
+from specnn.runtime.files import CHECKPOINT_DIR, LAST
 from specnn.runtime.train.schedulers import Scheduler
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -179,3 +181,16 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def interrupted(folder: Path, spec_file: Optional[str], saved_at: Optional[str] = None) -> TrainingInterrupted:
+    """The Ctrl-C outcome: what was kept (``saved_at``: where the checkpoint just saved stands), how to resume."""
+    from specnn.runtime.train.distributed import resume_command
+
+    last = folder / CHECKPOINT_DIR / LAST
+    command = resume_command(spec_file or "<spec>", folder)  # with --nproc N under torchrun
+    if saved_at is not None:
+        return TrainingInterrupted(f"interrupted: saved {last} ({saved_at}); resume with: {command}")
+    if last.is_file():
+        return TrainingInterrupted(f"interrupted: the last checkpoint is {last}; resume with: {command}")
+    return TrainingInterrupted("interrupted before the first checkpoint: nothing to resume")

@@ -23,21 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from specnn.catalog.exporters import EXPORTERS
-from specnn.runtime.train.logs import CSV_FILE, TENSORBOARD_DIR
-from specnn.runtime.runs.plot import PLOT_FILE
-from specnn.runtime.data.preprocess import PREPROCESS_FILE
-from specnn.runtime.runs.run import META_FILE, METRICS_FILE, MODEL_FILE, SPEC_FILE, WEIGHTS_FILE
-from specnn.runtime.train.session import CHECKPOINT_DIR, CONFUSION_FILE, LAST
 from specnn.errors import Problem, RunError
+from specnn.runtime.files import CHECKPOINT_DIR, LAST, META_FILE, RUN_FILES, RUN_FOLDERS
 
 RUNS_DIR = Path("runs")
-# Every file and folder a training run (or `specnn plot`/`export` into the run) writes.
-RUN_FILES = (
-    SPEC_FILE, MODEL_FILE, METRICS_FILE, CSV_FILE, WEIGHTS_FILE, META_FILE, PREPROCESS_FILE, PLOT_FILE,
-    f"{CONFUSION_FILE}.json", f"{CONFUSION_FILE}.csv", *(d.filename for d in EXPORTERS.values()),
-)
-RUN_FOLDERS = (CHECKPOINT_DIR, TENSORBOARD_DIR)
 # A checkpoint's temporary file lives while torch.save writes it; one older than this is a killed writer's.
 STALE_TEMP_SECONDS = 60.0
 

@@ -60,11 +60,6 @@ class Scheduler:
         self.batches = 0  # batches trained so far
         self.epoch_start = 0  # value of `batches` when the current epoch began
 
-    @property
-    def last_lr(self) -> list[float]:
-        """The learning rate of each parameter group, as the next batch will use it."""
-        return [float(group["lr"]) for group in self.optimizer.param_groups]
-
     def step_batch(self) -> None:
         """Advance after one optimizer step: the warmup ramp, or a per-batch scheduler."""
         self.batches += 1

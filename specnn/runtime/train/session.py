@@ -20,18 +20,13 @@ from specnn.catalog.losses import LOSSES
 from specnn.runtime.train.checkpoint import copy_checkpoint, load_checkpoint, make_checkpoint, restore_checkpoint
 from specnn.runtime.train.checkpoint import save_checkpoint
 from specnn.runtime.train.checkpoint import spec_fingerprint
-from specnn.runtime.train.distributed import resume_command
-from specnn.runtime.train.loop import LoopState, StepPolicy, Tracker, TrainingInterrupted
+from specnn.runtime.train.loop import LoopState, StepPolicy, Tracker, TrainingInterrupted, interrupted
 from specnn.runtime.train.metrics import MetricSet
 from specnn.runtime.train.rng import capture_rng_state
-from specnn.runtime.runs.run import write_atomic, write_json
 from specnn.runtime.train.schedulers import build_scheduler
 from specnn.errors import Problem, RunError, SpecError
+from specnn.runtime.files import BEST, CHECKPOINT_DIR, CONFUSION_FILE, LAST, write_atomic, write_json
 from specnn.spec.train_rules import checkpoint_monitor, metric_choices, monitor_mode
-
-CHECKPOINT_DIR = "checkpoints"
-LAST, BEST = "last.pt", "best.pt"
-CONFUSION_FILE = "confusion_matrix"
 
 
 class Session:
@@ -196,15 +191,11 @@ class Session:
 
     def interrupted(self, saved: bool, spec_file: Optional[str]) -> TrainingInterrupted:
         """The Ctrl-C outcome: what was kept, and the command that resumes."""
-        last = self.folder / CHECKPOINT_DIR / LAST
-        command = resume_command(spec_file or "<spec>", self.folder)  # with --nproc N under torchrun
+        where = None
         if saved:
             where = f"epoch {self.state.epoch + 1}, batch {self.state.step_in_epoch}" if self.state.step_in_epoch \
                 else f"epoch {self.state.epoch}"
-            return TrainingInterrupted(f"interrupted: saved {last} ({where}); resume with: {command}")
-        if last.is_file():
-            return TrainingInterrupted(f"interrupted: the last checkpoint is {last}; resume with: {command}")
-        return TrainingInterrupted("interrupted before the first checkpoint: nothing to resume")
+        return interrupted(self.folder, spec_file, where)
 
     # -- set-up -------------------------------------------------------------------------------
 

@@ -24,20 +24,16 @@ from specnn.catalog.losses import LOSSES
 from specnn.runtime.data import tensors as data_module
 from specnn.runtime.data import preprocess
 from specnn.runtime.data.tensors import Tensors, batches
-from specnn.runtime.train.device import resolve_device
 from specnn.runtime.train.distributed import per_rank_batch_size, shard_batches, shard_length
 from specnn.runtime.train.logs import EpochLogs, Progress, check_resumable_log, check_tensorboard, format_epoch
 from specnn.runtime.train.loop import Interrupt, TrainingInterrupted
 from specnn.runtime.train.metrics import MetricSet
-from specnn.runtime.train.session import CHECKPOINT_DIR, LAST, Session, read_checkpoint
-from specnn.runtime.runs.run import (
-    META_FILE, WEIGHTS_FILE, Run, save_state_dict, write_json, write_spec,
-)
+from specnn.runtime.train.session import Session, read_checkpoint
 from specnn.runtime.train.run_folder import note_folder, open_run_folder, remove_what_this_run_wrote
 from specnn.errors import Problem, SpecError
+from specnn.runtime.files import CHECKPOINT_DIR, LAST, META_FILE, WEIGHTS_FILE, save_state_dict, write_json, write_spec
 
 Echo = Callable[[str], Any]
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
 
 
 @dataclass
@@ -51,56 +47,33 @@ class Prepared:
     preprocessor: Any = None  # runtime.preprocess.Preprocessor, fitted on the training split
 
 
-def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False, echo: Echo = print,
-          resume: Union[bool, str, Path] = False, progress: bool = True, backend: Optional[str] = None,
-          overwrite: bool = False) -> Run:
-    """Train a spec's model and write its run folder.
+@dataclass
+class Trained:
+    """A finished training on this rank: its run folder, complete but for the exports, and what it holds.
 
-    A run never overwrites another by accident: when ``runs/<name>`` holds a run, the next free
-    ``runs/<name>-2``, ``-3`` ... is used (and said); an ``out`` that holds a run is an error
-    unless ``overwrite`` (``runtime/train/run_folder.py``).
-
-    Args:
-        spec: a :class:`specnn.spec.models.Spec` (from :func:`specnn.load_spec`).
-        out: the run folder; default ``runs/<spec name>`` (or the next free ``runs/<spec name>-N``).
-        quiet: print nothing at all (no warnings, no epoch lines, no bar): for library use.
-            The CLI's ``--quiet`` is ``progress=False`` instead: it keeps the epoch lines.
-        echo: where lines go (the CLI passes ``click.echo``).
-        resume: continue the run in ``out`` (``True``; without ``out``: the newest run of the
-            spec's name with a checkpoint) or in this folder, from its ``checkpoints/last.pt``;
-            the result equals that of a run that never stopped.
-        progress: show a progress bar per epoch (only when stdout is a terminal and not quiet);
-            ``progress=False`` keeps the one summary line per epoch (``specnn train --quiet``).
-        backend: under torchrun, the process-group backend (``gloo``/``nccl``); default
-            ``train.distributed.backend``, else nccl on CUDA and gloo on CPU.
-        overwrite: ``out`` may hold a run: its files (exports, checkpoints, curves ...) are
-            removed before this run writes.
-
-    Under torchrun every rank calls this: each trains on its shard of every epoch with a
-    ``batch_size / world_size`` batch, and rank 0 alone prints and writes the run folder
-    (``runtime/train/distributed.py``). After a torchrun restart it resumes from ``last.pt``.
-
-    Returns:
-        The :class:`~specnn.runtime.runs.run.Run`, its model in eval mode with the trained weights.
-
-    Raises:
-        SpecError: the spec does not compile or asks for a missing device.
-        DataError: the data cannot be read or does not fit the model.
-        RunError: ``out`` holds a run (without ``resume`` or ``overwrite``); the checkpoint to
-            resume from is missing, corrupt or from another spec, or the run's ``metrics.jsonl`` lacks
-            epochs it trained (nothing on disk changes); or the loss became NaN or infinite (the last good checkpoint stays).
-        TrainingInterrupted: Ctrl-C; ``last.pt`` is saved and the message says how to resume.
+    Attributes:
+        folder: the run folder (``spec.yaml``, ``model.py``, the logs, checkpoints, ``weights.pt``,
+            ``meta.json``, ``preprocess.json``; written by rank 0).
+        compiled: the compiled spec.
+        model: the trained model (unwrapped from DDP), in eval mode.
+        classes: label names for classification, else None.
+        meta: what ``meta.json`` holds.
     """
-    from specnn.runtime.train import distributed
 
-    device = resolve_device(spec.train.device, spec)
-    with distributed.distributed_session(device, backend, spec) as dist:
-        return _train(spec, out, dist, quiet=quiet, echo=echo, resume=resume, progress=progress, overwrite=overwrite)
+    folder: Path
+    compiled: Any
+    model: torch.nn.Module
+    classes: Optional[list[str]]
+    meta: dict[str, Any]
 
 
-def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, echo: Echo,
-           resume: Union[bool, str, Path], progress: bool, overwrite: bool = False) -> Run:
-    """:func:`train` on one rank of ``dist`` (``runtime.distributed.Distributed``; one rank outside torchrun).
+def train_run(spec: Any, out: Union[str, Path, None], dist: Any, *, say: Echo,
+              resume: Union[bool, str, Path], progress: bool, overwrite: bool = False) -> Trained:
+    """Train ``spec`` on one rank of ``dist`` (``distributed.Distributed``; one rank outside torchrun).
+
+    ``say`` prints a line (a no-op when quiet and on ranks other than 0); the other arguments
+    are :func:`specnn.train`'s. The exports are the caller's (``specnn/launch.py``): a finished
+    training is saved before any of them runs.
 
     A run that stops before it has a checkpoint (Ctrl-C during start-up, torch.compile failing at
     the first step) takes back the files it wrote; a Ctrl-C before the run folder is chosen
@@ -109,7 +82,6 @@ def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, ec
     from specnn.compiler import write_model_py
     from specnn.runtime.train import distributed
 
-    say: Echo = (lambda line: None) if quiet or not dist.is_main else echo
     compiled, model, prepared, loss_fn, optimizer = _set_up(spec, dist, say)
     folder = open_run_folder(spec, out, resume, overwrite, dist, say)  # rank 0 decides, for every rank
     written = note_folder(folder) if dist.is_main else None  # what a run that stops too early takes back
@@ -124,7 +96,7 @@ def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, ec
             folder.mkdir(parents=True, exist_ok=True)
             write_spec(compiled, spec, folder)
             write_model_py(compiled, folder)
-        fit(session, prepared, loss_fn, say, progress and not quiet and dist.is_main)
+        fit(session, prepared, loss_fn, say, progress and dist.is_main)
     except KeyboardInterrupt:
         _take_back(written)
         raise
@@ -134,7 +106,7 @@ def _train(spec: Any, out: Union[str, Path, None], dist: Any, *, quiet: bool, ec
             raise
         _take_back(written)  # it fails at the first forward: the files written so far hold nothing of use
         raise failure from None
-    return _finish(session, compiled, prepared, say)
+    return _finish(session, compiled, prepared)
 
 
 def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
@@ -168,25 +140,19 @@ def _take_back(written: Any) -> None:
         remove_what_this_run_wrote(written)
 
 
-def _finish(session: Session, compiled: Any, prepared: Prepared, say: Echo) -> Run:
-    """After the last epoch: final weights, ``meta.json``, preprocessing and exports (rank 0)."""
-    from specnn.runtime.runs.export import export
-
+def _finish(session: Session, compiled: Any, prepared: Prepared) -> Trained:
+    """After the last epoch: final weights, ``meta.json`` and the preprocessing (rank 0)."""
     spec, model, folder, dist = session.spec, session.model, session.folder, session.dist
     model.eval()
     meta = run_meta(spec, compiled, prepared, dist.device)
-    run = Run(folder, spec, compiled, model, prepared.classes, meta)
     try:
         if dist.is_main:
             save_state_dict(model, folder / WEIGHTS_FILE)
             write_json(folder / META_FILE, meta)
             prepared.preprocessor.save(folder)
-            for fmt in spec.export:
-                say(str(export(run, fmt)))
     except KeyboardInterrupt:
         raise session.interrupted(False, spec.file) from None  # last.pt holds the finished training
-    dist.barrier()  # the other ranks return once the run folder is complete
-    return run
+    return Trained(folder, compiled, model, prepared.classes, meta)
 
 
 def fit(session: Session, prepared: Prepared, loss_fn, say: Echo, show_progress: bool = False) -> None:
@@ -315,15 +281,6 @@ def evaluate(model, data: Tensors, loss_fn, batch_size: int, metrics: Optional[M
         values = metrics.compute()
         result.update(split(values, prefix) if split else {f"{prefix}_{k}": v for k, v in values.items()})
     return result
-
-
-def predicted_labels(output: torch.Tensor, task: str, loss_fn) -> torch.Tensor:
-    """Class indices (classification) or 0./1. (binary), comparable with the targets."""
-    if task == "classification":
-        return output.argmax(dim=-1)
-    # BCEWithLogitsLoss sees logits (threshold 0); BCELoss sees probabilities (threshold 0.5).
-    threshold = 0.0 if isinstance(loss_fn, torch.nn.BCEWithLogitsLoss) else 0.5
-    return (output > threshold).to(output.dtype)
 
 
 def _scalar(loss: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,176 @@
+"""The run folder's files: their names, the one atomic writer, and the one ``metrics.jsonl`` reader.
+
+Every stage writes into a run folder (data: ``preprocess.json``; train: the spec, the log,
+checkpoints, weights; runs: exports, curves), so what they share lives here, below all of them.
+A run folder (``runs/<name>/`` or ``--out``) holds::
+
+    spec.yaml          the resolved spec: inferred arguments filled in, data paths absolute
+    model.py           the generated nn.Module (needs only torch)
+    metrics.jsonl/csv  one record per epoch
+    weights.pt         the final state_dict (loads with torch.load(weights_only=True))
+    meta.json          class names, task, input/output shapes, specnn and torch versions
+    preprocess.json    the preprocessing fitted on the training split
+    checkpoints/       last.pt and best.pt
+    model.onnx ...     the exports the spec asked for
+
+Files a crash could leave torn are written to a temporary sibling, flushed and fsync'ed, renamed
+over the target (atomic on POSIX and Windows), and the directory is fsync'ed so the rename itself
+survives a power cut: a reader sees the old content or the new, never half of either.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Union
+
+from specnn.catalog.exporters import EXPORTERS
+from specnn.errors import Problem, RunError
+
+if TYPE_CHECKING:
+    import torch
+
+SPEC_FILE = "spec.yaml"
+MODEL_FILE = "model.py"
+METRICS_FILE = "metrics.jsonl"
+CSV_FILE = "metrics.csv"
+WEIGHTS_FILE = "weights.pt"
+META_FILE = "meta.json"
+PREPROCESS_FILE = "preprocess.json"
+PLOT_FILE = "curves.png"
+CONFUSION_FILE = "confusion_matrix"  # .json (train and val) and .csv
+CHECKPOINT_DIR = "checkpoints"
+LAST, BEST = "last.pt", "best.pt"
+TENSORBOARD_DIR = "tensorboard"
+
+# What load_run needs; and every file and folder a training run (or `plot`/`export` into it) writes.
+REQUIRED_FILES = (SPEC_FILE, WEIGHTS_FILE, META_FILE)
+RUN_FILES = (
+    SPEC_FILE, MODEL_FILE, METRICS_FILE, CSV_FILE, WEIGHTS_FILE, META_FILE, PREPROCESS_FILE, PLOT_FILE,
+    f"{CONFUSION_FILE}.json", f"{CONFUSION_FILE}.csv", *(d.filename for d in EXPORTERS.values()),
+)
+RUN_FOLDERS = (CHECKPOINT_DIR, TENSORBOARD_DIR)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """``write(temp)`` a temporary sibling of ``path`` (it must flush and fsync), then rename it over ``path``.
+
+    The temporary file is removed if anything fails; the previous ``path``, if any, is unchanged.
+    """
+    temp = temporary_sibling(path)  # same directory: os.replace is only atomic within one file system
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def write_atomic(path: Path, data: Union[str, bytes]) -> Path:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically, making its folder if needed."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(temp: Path) -> None:
+        with temp.open("xb") as file:  # "x": a fresh file with the usual permissions (umask)
+            file.write(payload)
+            file.flush()
+            os.fsync(file.fileno())
+
+    return replace_atomically(path, write)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """``data`` as indented JSON, atomically."""
+    return write_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def temporary_sibling(path: Path, suffix: str = ".tmp") -> Path:
+    """A hidden, unused name next to ``path``: ``.<name>.<pid>.<hex>.tmp`` (see ``remove_stale_temp_files``)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def save_state_dict(model: "torch.nn.Module", path: Path) -> Path:
+    """Save a model's state_dict (on the CPU, so it loads anywhere), atomically."""
+    import torch
+
+    state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return write_atomic(path, buffer.getvalue())
+
+
+def write_spec(compiled: Any, spec: Any, folder: Path) -> Path:
+    """Write the resolved spec (inferred arguments filled in) as ``spec.yaml``.
+
+    Data paths become absolute, so the run folder's spec loads the same data from anywhere.
+    """
+    import yaml
+
+    resolved = compiled.resolved_spec()
+    data_args = resolved.get("data", {}).get(spec.data.kind)
+    if isinstance(data_args, dict) and "path" in data_args:
+        data_args["path"] = str((spec.base_dir / Path(data_args["path"]).expanduser()).resolve())
+    header = f"# Resolved spec of run '{spec.name}' (written by specnn): inferred arguments filled in.\n"
+    return write_atomic(folder / SPEC_FILE, header + yaml.safe_dump(resolved, sort_keys=False))
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename durable. Windows cannot open a directory; its rename is journaled.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def read_metrics(folder: Union[str, Path], torn_tail: bool = False) -> list[dict[str, Any]]:
+    """The per-epoch records of a run's ``metrics.jsonl``, in file order.
+
+    Args:
+        folder: the run folder.
+        torn_tail: skip an unreadable LAST line (what a crash while appending leaves) instead of
+            reporting it.
+
+    Raises:
+        RunError: the file is missing, or a line is not a JSON object (the problem's ``line``
+            names it, and ``col`` where the JSON parser says).
+    """
+    path = Path(folder) / METRICS_FILE
+    if not path.is_file():
+        raise RunError([Problem("missing", "missing run file", file=str(path), hint="train the spec first")])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if not (torn_tail and number == len(lines)):
+                raise RunError([Problem("corrupt", f"not a JSON record: {error.msg}", file=str(path), line=number,
+                                        col=error.colno)]) from None
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        elif not (torn_tail and number == len(lines)):
+            raise RunError([Problem("corrupt", "expected a JSON object per line", file=str(path), line=number)])
+    return records
