@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 import subprocess
 import sys
 from typing import Any, NamedTuple
@@ -80,6 +81,10 @@ CASES: list[Case] = [
     one("MaxPool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, [3, 9, 9]),
     one("MaxPool2d", {"kernel_size": [2, 3], "stride": [2, 1], "dilation": 2}, [2, 10, 9]),
     one("MaxPool2d", {"kernel_size": 2, "stride": 2, "padding": 1, "ceil_mode": True}, [6, 6]),
+    one("MaxPool3d", {"kernel_size": 2}, [2, 4, 6, 6]),
+    one("MaxPool3d", {"kernel_size": [1, 3, 3], "stride": [1, 2, 2], "padding": [0, 1, 1], "ceil_mode": True}, [3, 5, 7]),
+    one("AvgPool3d", {"kernel_size": 2, "stride": 1}, [2, 3, 4, 5]),
+    one("AvgPool3d", {"kernel_size": 3, "padding": 1, "count_include_pad": False, "divisor_override": 2}, [1, 6, 6, 6]),
     one("AvgPool1d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False}, [2, 10]),
     one("AvgPool1d", {"kernel_size": 4}, [2, 9]),
     one("AvgPool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, [3, 7, 7]),
@@ -88,6 +93,12 @@ CASES: list[Case] = [
     one("AdaptiveAvgPool1d", {"output_size": 1}, [7]),
     one("AdaptiveAvgPool2d", {"output_size": [3, None]}, [3, 8, 9]),
     one("AdaptiveAvgPool2d", {"output_size": 1}, [16, 7, 7]),
+    one("AdaptiveMaxPool1d", {"output_size": 1}, [8, 20]),
+    one("AdaptiveMaxPool1d", {"output_size": 3}, [10]),
+    one("AdaptiveAvgPool3d", {"output_size": 1}, [4, 3, 5, 5]),
+    one("AdaptiveAvgPool3d", {"output_size": [2, None, 3]}, [2, 4, 6, 7]),
+    one("AdaptiveMaxPool3d", {"output_size": [1, 2, 2]}, [3, 4, 4, 4]),
+    one("AdaptiveMaxPool3d", {"output_size": 2}, [4, 4, 4]),
     one("AdaptiveMaxPool2d", {"output_size": [2, 3]}, [5, 5]),
     one("AdaptiveMaxPool2d", {"output_size": [None, 2]}, [2, 6, 5]),
     # normalisation
@@ -138,6 +149,19 @@ CASES: list[Case] = [
     # graph operations
     Case("add", {}, [[3, 4], [3, 4], [3, 4]]),
     Case("multiply", {}, [[5], [5]]),
+    Case("multiply", {}, [[7, 1], [7, 16]]),          # attention weights [T, 1] times the sequence [T, H]
+    Case("add", {}, [[5, 8], [8]]),                   # a per-feature vector added to every time step
+    Case("add", {}, [[1, 4], [3, 1], [2, 1, 1]]),     # every input broadcast, ranks 2, 2 and 3
+    Case("multiply", {}, [[4, 1, 6], [5, 1]]),
+    Case("matmul", {}, [[3, 4], [4, 5]]),
+    Case("matmul", {}, [[1, 7], [7, 16]]),            # attention weights [1, T] @ the sequence [T, H]
+    Case("matmul", {}, [[4], [4, 5]]),
+    Case("matmul", {}, [[3, 4], [4]]),
+    Case("matmul", {}, [[4], [4]]),
+    Case("matmul", {}, [[2, 3, 4], [4, 5]]),
+    Case("matmul", {}, [[3, 4], [6, 4, 2]]),
+    Case("matmul", {}, [[2, 1, 3, 4], [5, 4, 2]]),
+    Case("matmul", {}, [[4], [2, 4, 3]]),
     Case("concat", {}, [[3, 4], [3, 2]]),
     Case("concat", {"dim": 0}, [[3, 4], [1, 4], [2, 4]]),
     Case("concat", {"dim": -2}, [[2, 3, 4], [2, 1, 4]]),
@@ -145,6 +169,10 @@ CASES: list[Case] = [
     one("mean", {"dim": -1, "keepdim": True}, [5, 8]),
     one("sum", {"dim": [0, 2], "keepdim": True}, [2, 3, 4]),
     one("sum", {"dim": 1}, [2, 3, 4]),
+    one("max", {"dim": -1}, [16, 20]),                # global max pooling over time after a Conv1d
+    one("max", {"dim": [1, 2], "keepdim": True}, [3, 4, 5]),
+    one("min", {"dim": 0}, [5, 8]),
+    one("min", {"dim": [0, -1]}, [2, 3, 4]),
 ]
 
 
@@ -201,6 +229,18 @@ def test_shape_rule_matches_torch(case: Case):
     assert tuple(out.shape) == (BATCH, *expected)
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c.layer in ("add", "multiply", "matmul")], ids=case_id)
+def test_broadcasting_operations_act_per_sample_as_numpy_does(case: Case):
+    """Each sample's result is numpy's broadcast of that sample's inputs (the batch never mixes)."""
+    torch.manual_seed(0)
+    layer, _, args = resolve(case)
+    tensors = [torch.randn(BATCH, *shape) for shape in case.inputs]
+    reference = {"add": lambda *xs: sum(xs), "multiply": lambda *xs: math.prod(xs),
+                 "matmul": torch.matmul}[case.layer]
+    expected = torch.stack([reference(*(t[i] for t in tensors)) for i in range(BATCH)])
+    torch.testing.assert_close(forward(layer, None, args, tensors), expected)
+
+
 def test_inferred_arguments_are_filled_in():
     _, _, conv = resolve(one("Conv2d", {"out_channels": 6, "kernel_size": 5}, [3, 28, 28]))
     _, _, lstm = resolve(one("LSTM", {"hidden_size": 6}, [5, 3]))
@@ -244,6 +284,18 @@ def test_operation_call_expressions_count_the_batch():
     assert call("concat", {}, ["a", "b"]) == "torch.cat([a, b], dim=-1)"
     assert call("mean", {"dim": [0, -1], "keepdim": True}, ["h"]) == "h.mean(dim=(1, -1), keepdim=True)"
     assert call("add", {}, ["a", "b", "c"]) == "a + b + c"
+    assert call("max", {"dim": [0, 1]}, ["h"]) == "h.amax(dim=(1, 2))"
+    assert call("min", {"dim": -1, "keepdim": True}, ["h"]) == "h.amin(dim=-1, keepdim=True)"
+
+    def resolved(name, shapes):
+        layer = LAYERS[name]
+        _, args = layer.infer(layer.args.model_validate({}), shapes)
+        return layer.call("", ["a", "b"], args)
+
+    assert resolved("add", [[5, 8], [8]]) == "a + b[:, None]"
+    assert resolved("multiply", [[7, 1], [7, 16]]) == "a * b"
+    assert resolved("matmul", [[1, 7], [7, 16]]) == "torch.matmul(a, b)"
+    assert resolved("matmul", [[4], [2, 4, 3]]) == "torch.matmul(a[:, None].unsqueeze(-2), b).squeeze(-2)"
     assert call("Reshape", {"shape": [4, -1]}, ["h"]) == "h.reshape(h.shape[0], 4, -1)"
     assert call("Permute", {"dims": [1, 0]}, ["h"]) == "h.permute(0, 2, 1)"
     assert LAYERS["MultiheadAttention"].call("self.attn", ["x"], None) == "self.attn(x, x, x, need_weights=False)[0]"
@@ -285,8 +337,22 @@ def test_transformer_encoder_constructor_expression():
         (one("LayerNorm", {"normalized_shape": [4, 8]}, [5, 8]),
          "LayerNorm normalized_shape=[4, 8] must match the last dimensions of the input [5, 8]",
          "remove normalized_shape to normalise the last dimension (8)"),
-        (Case("add", {}, [[3, 4], [4, 3]]), "add needs inputs of equal shape, got [3, 4], [4, 3]",
-         "broadcasting is not applied: reshape or project the inputs to one shape"),
+        (Case("add", {}, [[3, 4], [4, 3]]),
+         "add cannot broadcast [3, 4], [4, 3]: dim -2 is 3 in one and 4 in another (sizes must be equal or 1)",
+         "shapes line up from the last dim as in numpy: reshape or project the inputs so each dim matches or is 1"),
+        (Case("multiply", {}, [[5, 8], [5]]),
+         "multiply cannot broadcast [5, 8], [5]: dim -1 is 5 in one and 8 in another (sizes must be equal or 1)",
+         "shapes line up from the last dim as in numpy: reshape or project the inputs so each dim matches or is 1"),
+        (Case("matmul", {}, [[3, 4], [5, 6]]),
+         "matmul [3, 4] @ [5, 6]: the first input's last dim (4) differs from the second's second-to-last dim (5)",
+         "permute or project one input so the inner dims match"),
+        (Case("matmul", {}, [[3, 4], [3]]),
+         "matmul [3, 4] @ [3]: the first input's last dim (4) differs from the second's only dim (3)",
+         "permute or project one input so the inner dims match"),
+        (Case("matmul", {}, [[2, 3, 4], [5, 4, 2]]),
+         "matmul cannot broadcast the leading dims [2] and [5] of [2, 3, 4] @ [5, 4, 2]: dim -1 is 2 in one and 5 in another (sizes must be equal or 1)",
+         "shapes line up from the last dim as in numpy: reshape or project the inputs so each dim matches or is 1"),
+        (Case("matmul", {}, [[3, 4], [4, 5], [5, 2]]), "matmul takes 2 inputs, got 3", None),
         (Case("add", {}, [[3, 4]]), "add joins two or more inputs, got 1", "list them in 'from'"),
         (Case("concat", {"dim": 0}, [[3, 4], [3, 5]]),
          "concat along dim=0 needs all other dims equal, got [3, 4], [3, 5]", None),

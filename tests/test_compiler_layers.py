@@ -87,3 +87,52 @@ def test_recurrent_layers_are_batch_first_like_the_spec_says():
     hand.load_state_dict(model.lstm1.state_dict())
     x = torch.randn(3, 7, 16)
     assert torch.equal(model(x), hand(x)[0][:, -1])
+
+
+def test_text_cnn_example_is_kims_network_with_max_over_time():
+    """examples/text_cnn.yaml equals the hand-written text CNN (global max pooling over time)."""
+    from pathlib import Path
+
+    from specnn.spec.loader import load_spec
+
+    model = build_model(compile_spec(load_spec(Path(__file__).parent.parent / "examples/text_cnn.yaml"))).eval()
+    embed, conv, fc = torch.nn.Embedding(50, 32), torch.nn.Conv1d(32, 64, 3), torch.nn.Linear(64, 3)
+    for hand, built in ((embed, model.embed1), (conv, model.conv1), (fc, model.fc1)):
+        hand.load_state_dict(built.state_dict())
+    tokens = torch.randint(0, 50, (5, 24))
+    features = torch.relu(conv(embed(tokens).transpose(1, 2)))
+    expected = fc(torch.nn.functional.adaptive_max_pool1d(features, 1).squeeze(-1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens), expected)
+
+
+def test_attention_pooling_example_equals_the_hand_written_weighted_sum():
+    """examples/attention_pooling.yaml: softmax scores over time, broadcast-multiplied, summed."""
+    from pathlib import Path
+
+    from specnn.spec.loader import load_spec
+
+    model = build_model(compile_spec(load_spec(Path(__file__).parent.parent / "examples/attention_pooling.yaml")))
+    model.eval()
+    gru, score, fc = torch.nn.GRU(8, 32, batch_first=True), torch.nn.Linear(32, 1), torch.nn.Linear(32, 4)
+    for hand, built in ((gru, model.steps), (score, model.fc1), (fc, model.fc2)):
+        hand.load_state_dict(built.state_dict())
+    x = torch.randn(5, 32, 8)
+    steps = gru(x)[0]
+    weights = torch.softmax(score(steps), dim=1)
+    expected = fc(torch.bmm(weights.transpose(1, 2), steps).squeeze(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected)
+
+
+def test_matmul_and_broadcasting_compile_into_the_forward():
+    compiled = compile_spec(spec_of({"input": [7, 16]}, [
+        {"Linear": {"out_features": 1}, "name": "score"},
+        {"Permute": {"dims": [1, 0]}, "name": "scores_t"},
+        {"matmul": None, "from": ["scores_t", "x"], "name": "pooled"},
+        {"mean": {"dim": 0}, "name": "bias"},
+        {"add": None, "from": ["x", "bias"]},
+    ]))
+    forward = compiled.source.split("def forward")[1]
+    assert "pooled = torch.matmul(scores_t, x)  # (N, 1, 16)" in forward
+    assert "add1 = x + bias[:, None]  # (N, 7, 16)" in forward

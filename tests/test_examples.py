@@ -15,7 +15,8 @@ from specnn.spec.loader import load_spec
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ALL_EXAMPLES = sorted(EXAMPLES.glob("*.yaml"))
 # Examples whose data needs no file: each trains one epoch through `specnn train` below.
-TRAINED = ["digits_cnn.yaml", "lstm_sequences.yaml", "two_input_graph.yaml", "text_transformer.yaml"]
+TRAINED = ["digits_cnn.yaml", "lstm_sequences.yaml", "two_input_graph.yaml", "text_transformer.yaml", "text_cnn.yaml",
+           "attention_pooling.yaml"]
 
 
 @pytest.mark.parametrize("example", ALL_EXAMPLES, ids=lambda p: p.name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, PrivateAttr, model_validator
 from pydantic_core import PydanticCustomError
 
 from specnn.catalog.base import Args
@@ -133,6 +133,13 @@ class MaxPool2dArgs(MaxPool1dArgs):
     dilation: Int2 = 1
 
 
+class MaxPool3dArgs(MaxPool1dArgs):
+    kernel_size: Int3
+    stride: Optional[Int3] = None
+    padding: Pad3 = 0
+    dilation: Int3 = 1
+
+
 class AvgPool1dArgs(Args):
     kernel_size: Int1
     stride: Optional[Int1] = None
@@ -148,6 +155,13 @@ class AvgPool2dArgs(AvgPool1dArgs):
     divisor_override: Optional[PositiveInt] = None
 
 
+class AvgPool3dArgs(AvgPool1dArgs):
+    kernel_size: Int3
+    stride: Optional[Int3] = None
+    padding: Pad3 = 0
+    divisor_override: Optional[PositiveInt] = None
+
+
 class AdaptivePool1dArgs(Args):
     output_size: Int1
 
@@ -156,6 +170,12 @@ class AdaptivePool2dArgs(Args):
     output_size: Union[PositiveInt, tuple[Optional[PositiveInt], Optional[PositiveInt]]] = Field(
         description="an int, or [height, width] where null keeps the input's size"
     )
+
+
+class AdaptivePool3dArgs(Args):
+    output_size: Union[
+        PositiveInt, tuple[Optional[PositiveInt], Optional[PositiveInt], Optional[PositiveInt]]
+    ] = Field(description="an int, or [depth, height, width] where null keeps the input's size")
 
 
 # --- normalisation and dropout ----------------------------------------------------------------
@@ -351,6 +371,23 @@ class TransformerEncoderArgs(TransformerEncoderLayerArgs):
 
 class ConcatArgs(Args):
     dim: int = Field(-1, description="per-sample dim (0 = first non-batch dim; negative counts from the end)")
+
+
+class ElementwiseArgs(Args):
+    """``add`` / ``multiply`` take no arguments; how the inputs broadcast is inferred.
+
+    ``_lift`` (one entry per input) is how many size-1 dims go right after the batch dim so the
+    per-sample shapes line up from the right, as numpy aligns them. It comes from the input
+    shapes, like ``in_features``, but is not an argument: no schema field, not in the resolved spec.
+    """
+
+    _lift: tuple[int, ...] = PrivateAttr(default=())
+
+
+class MatmulArgs(Args):
+    """``matmul`` takes no arguments; ``_plan`` (from the input ranks) says how to call torch."""
+
+    _plan: tuple[int, int, bool, bool] = PrivateAttr(default=(0, 0, False, False))
 
 
 class ReduceArgs(Args):

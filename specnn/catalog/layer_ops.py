@@ -1,4 +1,4 @@
-"""Graph operations: tensor expressions with no module (add, concat, mean, Reshape, ...).
+"""Graph operations: tensor expressions with no module (add, matmul, concat, mean, Reshape, ...).
 
 Package-private shape rules and ``call`` hooks for ``LAYERS`` (plus the hook that calls a
 module with several inputs, such as ``Bilinear``). A ``dim`` here is a
@@ -33,26 +33,78 @@ def torch_dim(dim: int) -> int:
 # --- joining several inputs -------------------------------------------------------------------
 
 
+def broadcast(name: str, shapes: Sequence[Shape], what: str = "") -> Shape:
+    """numpy's broadcast of per-sample shapes: aligned from the last dim, sizes equal or 1."""
+    rank = max(len(s) for s in shapes)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for i, sizes in enumerate(zip(*padded)):
+        distinct = sorted({n for n in sizes if n != 1})
+        if len(distinct) > 1:
+            listed = what or ", ".join(fmt(s) for s in shapes)
+            raise ShapeMismatch(
+                f"{name} cannot broadcast {listed}: dim {i - rank} is "
+                f"{' in one and '.join(map(str, distinct))} in another (sizes must be equal or 1)",
+                hint="shapes line up from the last dim as in numpy: reshape or project the inputs so each "
+                     "dim matches or is 1",
+            )
+        out.append(distinct[0] if distinct else 1)
+    return tuple(out)
+
+
+def lifted(expression: str, lift: int) -> str:
+    """``x[:, None]``: ``lift`` size-1 dims after the batch dim (torch aligns the batch dim too)."""
+    return f"{expression}[:, {', '.join(['None'] * lift)}]" if lift else expression
+
+
 def elementwise(name: str):
-    """Rule for ``add`` / ``multiply``: all shapes equal (no silent broadcasting)."""
+    """Rule for ``add`` / ``multiply``: numpy-style broadcasting of the per-sample shapes."""
 
     def rule(a: Args, shapes: list[Shape]) -> tuple[Shape, Args]:
-        if any(s != shapes[0] for s in shapes[1:]):
-            listed = ", ".join(fmt(s) for s in shapes)
-            raise ShapeMismatch(
-                f"{name} needs inputs of equal shape, got {listed}",
-                hint="broadcasting is not applied: reshape or project the inputs to one shape",
-            )
-        return shapes[0], a
+        out = broadcast(name, shapes)
+        a = a.model_copy()
+        a._lift = tuple(len(out) - len(s) for s in shapes)
+        return out, a
 
     return rule
 
 
 def infix(operator: str):
     def call(attr: str, inputs: Sequence[str], a: Args) -> str:
-        return f" {operator} ".join(inputs)
+        lifts = a._lift or (0,) * len(inputs)
+        return f" {operator} ".join(lifted(x, n) for x, n in zip(inputs, lifts))
 
     return call
+
+
+def matmul(a: Args, shapes: list[Shape]) -> tuple[Shape, Args]:
+    """torch.matmul on per-sample shapes: a 1-d input is a vector, leading dims broadcast."""
+    x, y = shapes
+    if not x or not y:
+        raise ShapeMismatch(f"matmul needs inputs with at least one per-sample dim, got {fmt(x)} and {fmt(y)}")
+    left = (1, *x) if len(x) == 1 else x
+    right = (*y, 1) if len(y) == 1 else y
+    if left[-1] != right[-2]:
+        raise ShapeMismatch(
+            f"matmul {fmt(x)} @ {fmt(y)}: the first input's last dim ({left[-1]}) differs from the second's "
+            f"{'only' if len(y) == 1 else 'second-to-last'} dim ({right[-2]})",
+            hint="permute or project one input so the inner dims match",
+        )
+    leading = f"the leading dims {fmt(left[:-2])} and {fmt(right[:-2])} of {fmt(x)} @ {fmt(y)}"
+    stack = broadcast("matmul", [left[:-2], right[:-2]], leading) if len(left) > 2 or len(right) > 2 else ()
+    out = (*stack, *([] if len(x) == 1 else [left[-2]]), *([] if len(y) == 1 else [right[-1]]))
+    a = a.model_copy()
+    a._plan = (len(stack) + 2 - len(left), len(stack) + 2 - len(right), len(x) == 1, len(y) == 1)
+    return out, a
+
+
+def matmul_call(attr: str, inputs: Sequence[str], a: Args) -> str:
+    lift_left, lift_right, vector_left, vector_right = a._plan
+    left = lifted(inputs[0], lift_left) + (".unsqueeze(-2)" if vector_left else "")
+    right = lifted(inputs[1], lift_right) + (".unsqueeze(-1)" if vector_right else "")
+    squeeze = {(True, True): ".squeeze(-1).squeeze(-1)", (True, False): ".squeeze(-2)",
+               (False, True): ".squeeze(-1)", (False, False): ""}[vector_left, vector_right]
+    return f"torch.matmul({left}, {right}){squeeze}"
 
 
 def concat(a: Args, shapes: list[Shape]) -> tuple[Shape, Args]:
@@ -84,7 +136,7 @@ def _reduced_dims(name: str, a: Args, x: Shape) -> list[int]:
 
 
 def reduction(name: str):
-    """Rule for ``mean`` / ``sum`` over per-sample dims."""
+    """Rule for ``mean`` / ``sum`` / ``max`` / ``min`` over per-sample dims."""
 
     def rule(a: Args, x: Shape) -> tuple[Shape, Args]:
         dims = _reduced_dims(name, a, x)
@@ -96,6 +148,8 @@ def reduction(name: str):
 
 
 def reduction_call(method: str):
+    """``x.mean(dim=1)``; ``max``/``min`` are torch's ``amax``/``amin`` (values only, several dims)."""
+
     def call(attr: str, inputs: Sequence[str], a: Args) -> str:
         dims = torch_dim(a.dim) if isinstance(a.dim, int) else tuple(torch_dim(d) for d in a.dim)
         keep = ", keepdim=True" if a.keepdim else ""
