@@ -361,3 +361,28 @@ def test_a_block_ending_in_dropout_or_softmax_is_not_the_model_output():
     - Linear: {out_features: 3}
 """
     assert lint_lines("CrossEntropyLoss", model) == []
+
+
+FEATURE_MAP_BLOCK = """\
+  input: [3, 16, 16]
+  blocks:
+    ConvBlock:
+      layers:
+        - Conv2d: {out_channels: 32, kernel_size: 3, padding: 1}
+        - ReLU:
+  layers:
+    - Conv2d: {out_channels: 32, kernel_size: 4, stride: 4}
+    - block: ConvBlock
+    - Flatten:
+    - Linear: {out_features: 3}
+"""
+
+
+def test_channels_last_judges_only_a_model_input_not_a_feature_map_inside_a_block():
+    # The block's input is a [32, 4, 4] feature map (32 channels of 4x4), not an image.
+    assert lint_lines("CrossEntropyLoss", FEATURE_MAP_BLOCK) == []
+    # The same block fed the model input [16, 16, 3] directly is warned, naming the use.
+    direct = FEATURE_MAP_BLOCK.replace("[3, 16, 16]", "[16, 16, 3]").replace(
+        "    - Conv2d: {out_channels: 32, kernel_size: 4, stride: 4}\n", "")
+    assert [line.split("[S107] ")[1][:64] for line in lint_lines("CrossEntropyLoss", direct)] == [
+        "in block ConvBlock used as 'block1' (model.layers[0]): Conv2d 'c"]

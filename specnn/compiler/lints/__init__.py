@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from specnn.compiler.ir import Graph, Node
-from specnn.compiler.lints.channels_last import channels_last_conv
+from specnn.compiler.lints.channels_last import channels_last_conv, model_input_read
 from specnn.compiler.lints.final_activation import final_activation
 from specnn.compiler.lints.output_classes import check_output_classes, count_classes
 from specnn.compiler.lints.stacked_linear import stacked_linear
@@ -34,6 +34,9 @@ BLOCK_BODY_RULES: tuple[Rule, ...] = (
     stacked_linear,  # S105
     channels_last_conv,  # S107
 )
+# Rules that judge a model input: in a block body they run only where the use reads a model input
+# (a block's input is a model input there, and elsewhere a feature map: [32, 4, 4] is not an image).
+MODEL_INPUT_RULES: tuple[Rule, ...] = (channels_last_conv,)
 
 __all__ = ["BLOCK_BODY_RULES", "RULES", "check_output_classes", "count_classes", "run_lints"]
 
@@ -48,19 +51,23 @@ def run_lints(graph: Graph, spec: Any) -> list[Problem]:
     return not_ignored(found, spec)
 
 
-def block_problems(graph: Graph, spec: Any) -> list[Problem]:
+def block_problems(graph: Graph, spec: Any, model_inputs: frozenset[str] | None = None) -> list[Problem]:
     """:data:`BLOCK_BODY_RULES` over every block instance in ``graph`` (nested blocks too).
 
     A problem stays at the block definition's node (that is where the fix goes) and its message
     names the use; instances that give the same problem (``repeat``) report it once.
+    ``model_inputs``: which of ``graph``'s inputs are the model's (default: all of them).
     """
+    model_inputs = frozenset(graph.inputs) if model_inputs is None else model_inputs
     found: list[Problem] = []
     for node in graph.nodes:
         if node.block is None:
             continue
+        fed = model_input_read(graph, node) in model_inputs
+        rules = [r for r in BLOCK_BODY_RULES if fed or r not in MODEL_INPUT_RULES]
         for instance in node.block.instances:
-            inner = [p for rule in BLOCK_BODY_RULES for p in rule(instance.body, spec)]
-            inner += block_problems(instance.body, spec)
+            inner = [p for rule in rules for p in rule(instance.body, spec)]
+            inner += block_problems(instance.body, spec, frozenset(instance.body.inputs) if fed else frozenset())
             found += [in_block_use(problem, node) for problem in inner]
     return list(dict.fromkeys(found))
 

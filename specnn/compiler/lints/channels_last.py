@@ -24,7 +24,7 @@ def channels_last_conv(graph: Graph, spec: Any) -> list[Problem]:
     for node in graph.nodes:
         if node.kind != "Conv2d":
             continue
-        source = _model_input(graph, node)
+        source = model_input_read(graph, node)
         if source is None:
             continue
         shape = graph.inputs[source].shape
@@ -51,8 +51,8 @@ def looks_channels_last(shape: Shape) -> bool:
     return last in CHANNEL_COUNTS and first not in CHANNEL_COUNTS and first >= 4 * last
 
 
-def _model_input(graph: Graph, node: Node) -> Optional[str]:
-    """The model input a node reads, directly or through shape-keeping layers; None otherwise."""
+def model_input_read(graph: Graph, node: Node) -> Optional[str]:
+    """The graph input a node reads, directly or through shape-keeping layers; None otherwise."""
     while len(node.inputs) == 1:
         name = node.inputs[0]
         if name in graph.inputs:
