@@ -33,6 +33,14 @@ CORPUS: dict[str, list[str]] = {
         # Only the unknown argument: "missing out_features" would repeat the same mistake.
         "9:9: model.layers[2].Linear.out_feature: unknown argument 'out_feature' (did you mean 'out_features'?)",
     ],
+    "argument_at_layer_indent.yaml": [
+        "7:7: model.layers[0].out_features: 'out_features' is an argument of Linear but is written at the layer's "
+        "own indent (nest it under the layer: '- Linear: {out_features: 10}', or indent it further than 'Linear:')",
+        "10:7: model.layers[2].out_channels: 'out_channels' is an argument of Conv1d but is written at the layer's "
+        "own indent (nest it under the layer: '- Conv1d: {out_channels: 3}', or indent it further than 'Conv1d:')",
+        "11:7: model.layers[2].kernel_size: 'kernel_size' is an argument of Conv1d but is written at the layer's "
+        "own indent (nest it under the layer: '- Conv1d: {kernel_size: [3]}', or indent it further than 'Conv1d:')",
+    ],
     "wrong_type.yaml": [
         "14:11: train.epochs: expected an integer, got string '3' (remove the quotes)",
         "15:12: train.shuffle: expected a boolean, got string 'yes' (write true or false)",

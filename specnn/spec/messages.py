@@ -10,6 +10,7 @@ module alone turns a finding into words and a hint, so every message reads the s
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
@@ -22,6 +23,7 @@ from specnn.spec.yaml_reader import core_scalar
 # Problem.code of each kind of finding.
 CODES = {
     "unknown-key": "unknown-key",
+    "misplaced-argument": "unknown-key",
     "missing-key": "missing-key",
     "type": "type",
     "enum": "value",
@@ -91,6 +93,12 @@ def render(finding: Finding) -> tuple[str, Optional[str]]:
     kind = finding.kind
     if kind == "unknown-key":
         return f"unknown {c['what']} '{c['key']}'", suggest(c["key"], c["choices"]) or _known_keys(c)
+    if kind == "misplaced-argument":
+        inline = f"{c['key']}: {json.dumps(c['value'])}"
+        return (
+            f"'{c['key']}' is an argument of {c['layer']} but is written at the layer's own indent",
+            f"nest it under the layer: '- {c['layer']}: {{{inline}}}', or indent it further than '{c['layer']}:'",
+        )
     if kind == "missing-key":
         return f"missing required key '{c['key']}'", None
     if kind == "type":

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Optional
 from jsonschema import Draft202012Validator, ValidationError
 from pydantic import ValidationError as PydanticError
 
+from specnn.catalog.layers import LAYERS
 from specnn.spec.document import Document
 from specnn.errors import Path, Problem, spec_problem
 from specnn.errors.texts import did_you_mean
@@ -94,7 +95,21 @@ def unknown_keys(error: ValidationError, path: Path) -> Iterator[Finding]:
     for key in error.instance:
         if key in known:
             continue
+        layer = _layer_owning(error.instance, key) if "x-choice" in schema else None
+        if layer is not None:
+            ctx = {"key": key, "layer": layer, "value": error.instance[key]}
+            yield Finding("misplaced-argument", (*path, key), ctx, at_key=True)
+            continue
         yield Finding("unknown-key", (*path, key), {"key": key, "what": _what(schema, key, known), "choices": known}, at_key=True)
+
+
+def _layer_owning(node: dict, key: str) -> Optional[str]:
+    """The layer in ``node`` that takes argument ``key``: the YAML slip of an argument written at
+    the dash's indent (``- Linear:`` then ``out_features: 10`` under it) makes it the node's key."""
+    layers = [k for k in node if k in LAYERS]
+    if len(layers) == 1 and key in LAYERS[layers[0]].args.model_fields:
+        return layers[0]
+    return None
 
 
 def _what(schema: dict, key: str, known: list[str]) -> str:
