@@ -230,12 +230,9 @@ def predict(run_dir: str, input_file: str, output: str | None, probabilities: bo
 @reports_problems
 def plot(run_dir: str, output: str | None, dpi: int) -> None:
     """Draw RUN_DIR's training curves: loss and metrics (train vs validation), learning rate."""
-    from specnn.runtime.runs.plot import PlotExtraMissing, plot_run
+    from specnn.runtime.runs.plot import plot_run
 
-    try:
-        path = plot_run(run_dir, output, dpi=dpi)
-    except PlotExtraMissing as e:
-        raise click.ClickException(str(e)) from None
+    path = plot_run(run_dir, output, dpi=dpi)
     click.echo(f"wrote {path}")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from specnn.errors import Problem, RunError
+from specnn.errors import Problem, RunError, SpecError
 from specnn.runtime.files import META_FILE, METRICS_FILE, PLOT_FILE, read_metrics, write_atomic
 from specnn.runtime.runs.run import Run
 INSTALL_HINT = 'pip install "specnn[plot]"'
@@ -25,8 +25,8 @@ LEARNING_RATE_KEYS = ("lr", "learning_rate")
 __all__ = ["PLOT_FILE", "PlotExtraMissing", "Panel", "read_metrics", "panels", "plot_run"]
 
 
-class PlotExtraMissing(ImportError):
-    """matplotlib is not installed; the message says how to install it."""
+class PlotExtraMissing(SpecError):
+    """matplotlib is not installed: a missing extra, reported (exit 2) as every missing extra is."""
 
 
 @dataclass
@@ -118,7 +118,7 @@ def _matplotlib():
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except ImportError:
-        raise PlotExtraMissing(f"plotting needs matplotlib: {INSTALL_HINT}") from None
+        raise PlotExtraMissing.single("missing-extra", "plotting needs matplotlib", hint=INSTALL_HINT) from None
     return Figure, MaxNLocator
 
 
