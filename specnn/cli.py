@@ -205,15 +205,16 @@ def export(run_dir: str, fmt: str, output: str | None) -> None:
 
 @cli.command()
 @click.argument("run_dir", type=RUN_DIR)
-@click.argument("input_file", type=click.Path(exists=True, dir_okay=False, path_type=str))
+@click.argument("input_file", type=click.Path(dir_okay=False, path_type=str))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="CSV file to write (default: stdout)")
 @click.option("--probabilities", is_flag=True, help="add one probability column per class (p_<class>)")
+@click.option("--array", help="the NPZ array holding the features (or write INPUT_FILE as file.npz:NAME)")
 @reports_problems
-def predict(run_dir: str, input_file: str, output: str | None, probabilities: bool) -> None:
+def predict(run_dir: str, input_file: str, output: str | None, probabilities: bool, array: str | None) -> None:
     """Predict every row of INPUT_FILE (CSV or NPZ, the training's feature columns) with RUN_DIR."""
     from specnn.runtime.runs.predict import predict as predict_rows
 
-    predictions = predict_rows(run_dir, input_file)
+    predictions = predict_rows(run_dir, input_file, array=array)
     if probabilities and predictions.probabilities is None:
         raise click.UsageError(f"--probabilities needs a classifier; this run is a {predictions.task} run")
     if output:

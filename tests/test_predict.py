@@ -97,6 +97,24 @@ def test_npz_input_without_the_arrays_names_what_is_missing(iris_run, tmp_path):
                                "'petal_length', 'petal_width' (arrays: features)")
 
 
+def test_npz_features_array_is_picked_by_name_in_the_api_and_the_cli(iris_run, tmp_path, cli_runner):
+    features, _ = iris_rows()
+    np.savez(tmp_path / "held_out.npz", ids=np.arange(len(features)), features=features)
+    expected = predict(iris_run, IRIS_CSV)
+    for got in (predict(iris_run, tmp_path / "held_out.npz", array="features"),
+                predict(iris_run, f"{tmp_path / 'held_out.npz'}:features")):
+        assert got.labels == expected.labels
+    for arguments in (["--array", "features"], []):
+        target = str(tmp_path / "held_out.npz") + ("" if arguments else ":features")
+        result = cli_runner.invoke(cli, ["predict", str(iris_run), target, *arguments])
+        assert result.exit_code == 0, result.output
+        assert result.output == expected.to_csv()
+    result = cli_runner.invoke(cli, ["predict", str(iris_run), str(tmp_path / "held_out.npz"), "--array", "featurs"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"{tmp_path / 'held_out.npz'}: no array named 'featurs' (arrays: ids, features) "
+                                     "(did you mean 'features'?)")
+
+
 def test_npz_non_finite_value_names_the_array_and_index(iris_run, tmp_path):
     features, _ = iris_rows()
     features[7, 2] = np.nan

@@ -29,6 +29,7 @@ from specnn.runtime.data.tensors import TORCH_DTYPES
 from specnn.runtime.files import write_atomic
 from specnn.runtime.runs.run import Run, load_run
 from specnn.runtime.data.csv_table import data_error
+from specnn.errors import suggestion_hint
 
 
 __all__ = ["Predictions", "predict", "read_features", "read_input_arrays"]
@@ -104,7 +105,8 @@ def _number(value: float) -> str:
     return format(float(value), ".8g")
 
 
-def predict(run: Union[Run, str, Path], path: Union[str, Path], *, batch_size: int = 1024) -> Predictions:
+def predict(run: Union[Run, str, Path], path: Union[str, Path], *, array: Optional[str] = None,
+            batch_size: int = 1024) -> Predictions:
     """Predict every row of a CSV or NPZ file with a trained run.
 
     The file holds the training's feature columns, by name (the target column may be there; it
@@ -116,6 +118,8 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, batch_size: i
         path: a ``.csv`` file, or a ``.npz`` file with one array per feature column or one
             features array (named as the training's npz source, default ``x``). A model with
             several inputs reads an ``.npz`` with one array per input (see :func:`read_input_arrays`).
+            ``data.npz:x`` names the features array, as ``array`` does.
+        array: the ``.npz`` array holding the features (default: the training's name, else ``x``).
         batch_size: rows per forward pass.
 
     Raises:
@@ -123,12 +127,17 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, batch_size: i
         DataError: the input file is missing a column or holds a bad value (file, row, column named).
     """
     run = run if isinstance(run, Run) else load_run(run)
+    path, array = split_array_name(path, array)
     inputs = run.compiled.inputs
     if len(inputs) > 1:
-        arrays = read_input_arrays(Path(path), inputs, run.spec)
+        if array is not None:
+            raise data_error(path, f"array '{array}' names one features array, but the model has "
+                                   f"{len(inputs)} inputs", code="predict",
+                             hint=f"give an .npz with one array per input: {_wanted(inputs, run.spec)}")
+        arrays = read_input_arrays(path, inputs, run.spec)
     else:
         preprocessor = load_preprocessor(run.path, run.spec) or _preprocessor_from_spec(run.spec)
-        features = read_features(Path(path), preprocessor, run.spec)
+        features = read_features(path, preprocessor, run.spec, array)
         (input_name, input_type), = inputs.items()
         arrays = {input_name: preprocessor.transform(features).reshape(len(features), *input_type.shape)}
     tensors = [torch.as_tensor(arrays[name]).to(TORCH_DTYPES[t.dtype]) for name, t in inputs.items()]
@@ -136,15 +145,36 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, batch_size: i
     return _interpret(run, outputs.reshape(len(outputs), -1))
 
 
-def read_features(path: Path, preprocessor: Preprocessor, spec: Any = None) -> np.ndarray:
+def split_array_name(path: Union[str, Path], array: Optional[str] = None) -> tuple[Path, Optional[str]]:
+    """``data.npz:x`` -> (``data.npz``, ``x``); a path that exists as written is left whole.
+
+    >>> split_array_name("held_out.npz:features")
+    (PosixPath('held_out.npz'), 'features')
+    """
+    path = Path(path)
+    file, colon, name = str(path).rpartition(":")
+    if colon and name and file.lower().endswith(".npz") and not path.exists():
+        if array is not None and array != name:
+            raise data_error(Path(file), f"two array names given: '{name}' in the path and '{array}'", code="predict")
+        return Path(file), name
+    return path, array
+
+
+def read_features(path: Path, preprocessor: Preprocessor, spec: Any = None,
+                  array: Optional[str] = None) -> np.ndarray:
     """An input file's features, encoded like the run's training data but not yet scaled: (N, width).
+
+    ``array``: for an ``.npz``, the array holding the features (default: the training's name, else
+    ``x``, or one array per feature column).
 
     Raises:
         DataError: missing file, missing column or array, non-numeric or non-finite value, an
             unknown category, or a width that differs from the training's (file, row, column named).
     """
     if path.suffix.lower() == ".npz":
-        features = _read_npz(path, preprocessor, spec)
+        features = _read_npz(path, preprocessor, spec, array)
+    elif array is not None:
+        raise data_error(path, f"an array name ('{array}') applies to an .npz file only", code="predict")
     else:
         delimiter = spec.data.args.delimiter if spec is not None and spec.data.kind == "csv" else ","
         table = read_csv_table(path, preprocessor.columns, list(preprocessor.categorical),
@@ -162,17 +192,20 @@ def read_features(path: Path, preprocessor: Preprocessor, spec: Any = None) -> n
 # reading NPZ input
 
 
-def _read_npz(path: Path, preprocessor: Preprocessor, spec: Any) -> np.ndarray:
+def _read_npz(path: Path, preprocessor: Preprocessor, spec: Any, array: Optional[str] = None) -> np.ndarray:
     if not path.is_file():
         raise data_error(path, "data file not found", code="file")
-    array_name = _npz_x(spec) or "x"
+    array_name = array or _npz_x(spec) or "x"
     if isinstance(array_name, dict):  # one model input, named: its array
         (array_name,) = array_name.values()
     try:
         with np.load(path, allow_pickle=False) as archive:
             available = list(archive.files)
             columns = preprocessor.columns
-            if columns and all(c in available for c in columns):
+            if array is not None and array not in available:
+                raise data_error(path, f"no array named '{array}' (arrays: {', '.join(available) or 'none'})",
+                                 code="column", hint=suggestion_hint(array, available))
+            if array is None and columns and all(c in available for c in columns):
                 arrays = {c: archive[c] for c in columns}
             elif array_name in available and not preprocessor.categorical:
                 arrays = {array_name: archive[array_name]}
