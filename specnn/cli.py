@@ -193,13 +193,18 @@ def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int
 @click.argument("run_dir", type=RUN_DIR)
 @click.option("--format", "fmt", required=True, type=click.Choice(list(EXPORTERS)), help="export format")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="file to write (default: in the run)")
+@click.option("--rtol", type=click.FloatRange(min=0), help="ONNX: relative tolerance of the onnxruntime check "
+              "(|ort - torch| <= atol + rtol * |torch|, as numpy.allclose; default 1e-4)")
+@click.option("--atol", type=click.FloatRange(min=0), help="ONNX: absolute tolerance of that check (default 1e-5)")
 @reports_problems
-def export(run_dir: str, fmt: str, output: str | None) -> None:
+def export(run_dir: str, fmt: str, output: str | None, rtol: float | None, atol: float | None) -> None:
     """Export a trained RUN_DIR's model."""
     from specnn.runtime.runs.export import export as export_run
     from specnn.runtime.runs.run import load_run
 
-    report = export_run(load_run(run_dir), fmt, output)
+    if fmt != "onnx" and (rtol is not None or atol is not None):
+        raise click.UsageError("--rtol and --atol set the ONNX check; they do not apply to --format " + fmt)
+    report = export_run(load_run(run_dir), fmt, output, rtol=rtol, atol=atol)
     click.echo(str(report))
 
 

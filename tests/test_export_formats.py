@@ -94,7 +94,8 @@ def test_onnx_report_compares_batch_sizes_other_than_the_example(onnx_report):
     assert onnx_report.batch_sizes == CHECK_BATCHES
     assert 0 <= onnx_report.max_abs_diff <= 1e-5
     assert str(onnx_report).endswith(
-        f"(onnxruntime matches torch at batch sizes 1, 7: max abs diff {onnx_report.max_abs_diff:.2e})"
+        f"(onnxruntime matches torch at batch sizes 1, 7: max abs diff {onnx_report.max_abs_diff:.2e}, "
+        "within rtol 1e-04 + atol 1e-05)"
     )
 
 
@@ -115,6 +116,52 @@ def test_a_model_that_differs_from_the_file_is_a_mismatch(run, onnx_report):
     [problem] = info.value.problems
     assert problem.code == "onnx-mismatch" and problem.file == str(onnx_report.path)
     assert "onnxruntime differs from torch by up to" in problem.message
+
+
+def scaled_copy(model: torch.nn.Module, factor: float, shift: float = 0.0) -> torch.nn.Module:
+    """``model`` with its last layer's outputs times ``factor`` plus ``shift``: a known difference."""
+    import copy
+
+    other = copy.deepcopy(model)
+    last = [m for m in other.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(factor)
+        last.bias.mul_(factor).add_(shift)
+    return other
+
+
+def test_onnx_tolerance_is_relative_to_the_output_scale_like_numpy_allclose(run, onnx_report):
+    # Outputs 1e-5 apart relative to their size: within the default rtol, whatever their magnitude.
+    relative = scaled_copy(run.model, 1 + 1e-5)
+    assert compare_with_onnxruntime(relative, run.compiled, onnx_report.path) > 1e-6
+    with pytest.raises(SpecError) as info:
+        compare_with_onnxruntime(relative, run.compiled, onnx_report.path, rtol=1e-7, atol=1e-7)
+    [problem] = info.value.problems
+    assert problem.message.endswith("more than rtol 1e-07 + atol 1e-07 allow")
+    assert problem.hint == ("if that difference is acceptable, loosen the check: specnn export --rtol/--atol, "
+                            "or in the spec export: [{onnx: {rtol: ..., atol: ...}}]")
+    # A constant 3e-5 shift: beyond atol=1e-5 alone, within atol=1e-4.
+    shifted = scaled_copy(run.model, 1.0, 3e-5)
+    with pytest.raises(SpecError):
+        compare_with_onnxruntime(shifted, run.compiled, onnx_report.path, rtol=0.0, atol=1e-5)
+    assert compare_with_onnxruntime(shifted, run.compiled, onnx_report.path, rtol=0.0, atol=1e-4) < 1e-4
+
+
+def test_export_tolerance_from_the_cli_and_from_the_spec(run, tmp_path, cli_runner):
+    from specnn.cli import cli
+    from specnn.spec.models import OnnxExport, Spec
+
+    result = cli_runner.invoke(cli, ["export", str(run.path), "--format", "onnx", "-o", str(tmp_path / "m.onnx"),
+                                     "--rtol", "0.001", "--atol", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("within rtol 1e-03 + atol 0e+00)")
+    result = cli_runner.invoke(cli, ["export", str(run.path), "--format", "state_dict", "--rtol", "0.1"])
+    assert result.exit_code == 2 and "--rtol and --atol set the ONNX check" in result.output
+    entry = Spec.model_validate({**run.spec.model_dump(by_alias=True, exclude_unset=True),
+                                 "export": ["state_dict", {"onnx": {"rtol": 0.01}}]}).export[1]
+    assert isinstance(entry, OnnxExport) and (entry.onnx.rtol, entry.onnx.atol) == (0.01, 1e-5)
+    report = export(run, entry, tmp_path / "spec.onnx")
+    assert (report.rtol, report.atol) == (0.01, 1e-5)
 
 
 def test_stray_external_data_is_folded_into_the_model_file(onnx_report, tmp_path):

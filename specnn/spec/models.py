@@ -331,6 +331,21 @@ class TrainSpec(Strict):
 
 
 ExportFormat = Literal[tuple(EXPORTERS)]  # type: ignore[valid-type]
+
+
+class OnnxCheck(Strict):
+    """How far onnxruntime may differ from torch: |ort - torch| <= atol + rtol * |torch| (numpy.allclose)."""
+
+    rtol: float = Field(1e-4, ge=0, description="relative tolerance (a share of the output's magnitude)")
+    atol: float = Field(1e-5, ge=0, description="absolute tolerance (for outputs near zero)")
+
+
+class OnnxExport(Strict):
+    """``{onnx: {rtol: 1e-3}}``: the ONNX export with its own parity tolerance."""
+
+    onnx: OnnxCheck = OnnxCheck()
+
+
 LintCode = Literal[tuple(LINTS)]  # type: ignore[valid-type]
 
 
@@ -351,7 +366,9 @@ class Spec(Strict):
     loss: LossSpec  # type: ignore[valid-type]
     optimizer: OptimizerSpec  # type: ignore[valid-type]
     train: TrainSpec = TrainSpec()
-    export: list[ExportFormat] = Field(default_factory=list)  # type: ignore[valid-type]
+    export: list[Union[ExportFormat, OnnxExport]] = Field(  # type: ignore[valid-type]
+        default_factory=list, description="formats written after training: state_dict, safetensors, onnx, "
+                                          "or {onnx: {rtol, atol}} to set the onnxruntime parity tolerance")
     lint: LintSpec = LintSpec()
 
     # Where the spec came from: set by the loader, used for relative data paths and for
