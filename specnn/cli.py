@@ -26,12 +26,13 @@ RESUME_SPEC_RUN = "\0spec-run"  # `--resume` given without a folder: the spec's 
 
 
 class ProblemsReported(click.ClickException):
-    """Bad input: the problems were already printed, one per line; exit 2."""
+    """The problems were already printed, one per line; exit 2 (bad input) or the error's own status."""
 
     exit_code = EXIT_BAD_INPUT
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, exit_code: int = EXIT_BAD_INPUT):
         super().__init__(f"{count} problem{'s' if count != 1 else ''} found")
+        self.exit_code = exit_code
 
     def show(self, file=None) -> None:  # the problem lines are the message
         pass
@@ -52,8 +53,8 @@ def reports_problems(command: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except SpecError as error:
-            raise ProblemsReported(echo_problems(error.problems)) from None
+        except SpecError as error:  # ToolError (an exporter failing on a valid spec) exits 1
+            raise ProblemsReported(echo_problems(error.problems), error.exit_code) from None
 
     return wrapper
 

@@ -14,7 +14,7 @@ import torch
 from specnn.runtime.runs.export import CHECK_BATCHES, EXAMPLE_BATCH, compare_with_onnxruntime, export
 from specnn.runtime.runs.export import _inline_external_data as inline_external_data
 from specnn.launch import train
-from specnn.errors import SpecError
+from specnn.errors import SpecError, ToolError
 from specnn.spec.loader import load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -162,6 +162,47 @@ def test_export_tolerance_from_the_cli_and_from_the_spec(run, tmp_path, cli_runn
     assert isinstance(entry, OnnxExport) and (entry.onnx.rtol, entry.onnx.atol) == (0.01, 1e-5)
     report = export(run, entry, tmp_path / "spec.onnx")
     assert (report.rtol, report.atol) == (0.01, 1e-5)
+
+
+def test_an_lstm_with_proj_size_is_refused_at_the_layer_before_exporting(tmp_path, cli_runner):
+    from specnn.cli import cli
+
+    text = (EXAMPLES / "lstm_sequences.yaml").read_text()
+    text = text.replace("LSTM: {hidden_size: 32, output: last}", "LSTM: {hidden_size: 32, proj_size: 8, output: last}")
+    (tmp_path / "proj.yaml").write_text(text.replace("samples: 2000", "samples: 64").replace("epochs: 4", "epochs: 1"))
+    run = train(load_spec(tmp_path / "proj.yaml"), tmp_path / "run", quiet=True)
+    with pytest.raises(ToolError) as info:
+        export(run, "onnx")
+    [problem] = info.value.problems
+    assert problem.format() == (
+        f"{tmp_path / 'proj.yaml'}:9:7: model.layers[0].LSTM: LSTM 'lstm1' cannot be exported to onnx: torch's ONNX "
+        "exporter writes an LSTM with proj_size whose initial cell state has the projected size, and onnx/onnxruntime "
+        "reject the file (plain torch.onnx.export fails the same way) (use an LSTM without proj_size (a Linear after "
+        "it projects the same way), or leave onnx out of export and ship state_dict or safetensors)")
+    result = cli_runner.invoke(cli, ["export", str(tmp_path / "run"), "--format", "onnx"])
+    assert result.exit_code == 1, result.output  # not the user's input: the exporter's limit
+    assert "LSTM 'lstm1' cannot be exported to onnx" in result.output
+    assert not (tmp_path / "run" / "model.onnx").exists()
+
+
+def test_any_exporter_failure_is_a_tool_error_naming_the_layer(run, tmp_path, monkeypatch, cli_runner):
+    from specnn.cli import cli
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Unsupported operator aten::linear in node fc2\n(a long exporter trace)")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(ToolError) as info:
+        export(run, "onnx", tmp_path / "m.onnx")
+    [problem] = info.value.problems
+    assert problem.format() == (
+        f"{tmp_path / 'm.onnx'}: torch.onnx.export failed: Unsupported operator aten::linear in node fc2 "
+        "(the failing operator looks like Linear 'fc1', Linear 'fc2') (this is a limitation of torch's ONNX "
+        "exporter or onnxruntime, not a mistake in the spec: the run and weights.pt are kept; export state_dict "
+        "or safetensors instead, or replace that layer)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    result = cli_runner.invoke(cli, ["export", str(run.path), "--format", "onnx", "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 1 and "torch.onnx.export failed" in result.output
 
 
 def test_stray_external_data_is_folded_into_the_model_file(onnx_report, tmp_path):

@@ -9,6 +9,7 @@ than the example's, so a dynamic batch dimension that silently broke is caught h
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import logging
@@ -27,7 +28,8 @@ from specnn.runtime.files import save_state_dict, temporary_sibling, write_atomi
 from specnn.runtime.data.tensors import TORCH_DTYPES
 from specnn.runtime.runs.run import Run
 from specnn.spec.models import OnnxCheck
-from specnn.errors import Problem, SpecError
+from specnn.errors import Problem, SpecError, ToolError, spec_problem
+from specnn.errors.texts import needs_extra
 from specnn.errors.texts import suggest
 
 EXAMPLE_BATCH = 2
@@ -127,21 +129,74 @@ def write_onnx(run: Run, path: Path, rtol: float = RTOL, atol: float = ATOL) -> 
     ``onnx.checker``, and onnxruntime (when installed) must match torch within ``rtol``/``atol``
     (``numpy.allclose``'s rule) at each of ``CHECK_BATCHES``. The file is only moved into place
     once all of that holds.
+
+    Raises:
+        SpecError: onnx or onnxscript is not installed (the ``onnx`` extra).
+        ToolError: a layer the exporter is known to get wrong (located at the layer), or the
+            exporter, the checker or onnxruntime failed, or the outputs differ.
     """
+    _require_onnx()
+    refuse_known_failures(run, EXPORTERS["onnx"])
     model = _cpu_eval_copy(run.model)
     tmp = temporary_sibling(path, ".onnx")
     try:
         _export_onnx(model, run.compiled, tmp)
         _inline_external_data(tmp)
-        _check_onnx(tmp)
+        _check_onnx(tmp, run.compiled)
         max_diff = compare_with_onnxruntime(model, run.compiled, tmp, rtol=rtol, atol=atol)
         os.replace(tmp, path)
     except SpecError as e:  # name the file the user asked for, not the temporary one
-        raise SpecError([replace(p, file=str(path)) for p in e.problems]) from None
+        problems = [replace(p, file=str(path)) if p.file == str(tmp) else p for p in e.problems]
+        raise type(e)(problems) from None
     finally:
         tmp.unlink(missing_ok=True)
         _data_file(tmp).unlink(missing_ok=True)
     return ExportReport("onnx", path, max_diff, CHECK_BATCHES if max_diff is not None else (), rtol, atol)
+
+
+def _require_onnx() -> None:
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        message, hint = needs_extra("the ONNX export", "onnx", missing)
+        raise SpecError.single("missing-extra", message, hint=hint)
+
+
+def refuse_known_failures(run: Run, exporter: Any) -> None:
+    """ToolError at each layer of the model that ``exporter`` is known to get wrong, before exporting."""
+    problems = [
+        spec_problem(run.spec, node.path, f"{node.kind} '{node.name}' cannot be exported to {exporter.name}: "
+                                          f"{known.reason}", code="export-unsupported", hint=known.instead)
+        for node in all_nodes(run.compiled.graph)
+        for known in exporter.known_failures
+        if node.kind == known.layer and known.applies(node.args)
+    ]
+    if problems:
+        raise ToolError(list(dict.fromkeys(problems)))
+
+
+def all_nodes(graph: Any) -> list[Any]:
+    """Every layer node of a graph, those inside block bodies (every use) included."""
+    found = []
+    for node in graph.nodes:
+        if node.block is None:
+            found.append(node)
+        else:
+            for instance in node.block.instances:
+                found += all_nodes(instance.body)
+    return found
+
+
+def _tool_failure(compiled: Any, path: Path, what: str, error: Exception) -> ToolError:
+    """An exporter or runtime failure on a valid spec: what failed, and the layers it names."""
+    text = _first_line(error)
+    suspects = [n for n in all_nodes(compiled.graph) if len(n.kind) > 3 and n.kind.lower() in text.lower()]
+    named = ", ".join(dict.fromkeys(f"{n.kind} '{n.name}'" for n in suspects))
+    message = f"{what}: {text}" + (f" (the failing operator looks like {named})" if named else "")
+    return ToolError.single(
+        "export-failed", message, file=str(path),
+        hint="this is a limitation of torch's ONNX exporter or onnxruntime, not a mistake in the spec: the run "
+             "and weights.pt are kept; export state_dict or safetensors instead, or replace that layer",
+    )
 
 
 def example_inputs(compiled: Any, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -181,7 +236,7 @@ def _export_onnx(model: torch.nn.Module, compiled: Any, path: Path) -> None:
                 verbose=False,
             )
     except Exception as e:  # noqa: BLE001 -- the exporter raises many kinds; the user needs the reason
-        raise SpecError.single("onnx", f"torch.onnx.export failed: {_first_line(e)}", file=str(path)) from None
+        raise _tool_failure(compiled, path, "torch.onnx.export failed", e) from None
 
 
 @contextmanager
@@ -213,13 +268,13 @@ def _inline_external_data(path: Path) -> None:
         data.unlink()
 
 
-def _check_onnx(path: Path) -> None:
+def _check_onnx(path: Path, compiled: Any) -> None:
     import onnx
 
     try:
         onnx.checker.check_model(str(path), full_check=True)
-    except onnx.checker.ValidationError as e:
-        raise SpecError.single("onnx", f"the exported model fails onnx.checker: {_first_line(e)}", file=str(path)) from None
+    except Exception as e:  # noqa: BLE001 -- ValidationError, or shape inference's own errors
+        raise _tool_failure(compiled, path, "the exported model fails onnx.checker", e) from None
 
 
 def compare_with_onnxruntime(model: torch.nn.Module, compiled: Any, path: Path,
@@ -228,14 +283,19 @@ def compare_with_onnxruntime(model: torch.nn.Module, compiled: Any, path: Path,
     """Max |onnxruntime - torch| over ``batch_sizes``; None when onnxruntime is not installed.
 
     Raises:
-        SpecError: somewhere |onnxruntime - torch| > atol + rtol * |torch| (or a NaN), or the
-            outputs have another shape.
+        ToolError: somewhere |onnxruntime - torch| > atol + rtol * |torch| (or a NaN), the
+            outputs have another shape, or onnxruntime cannot load or run the file.
     """
     try:
         import onnxruntime
     except ImportError:
         return None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 4  # its failures come back as exceptions; its own log would repeat them
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 -- onnxruntime's own exception types
+        raise _tool_failure(compiled, path, "onnxruntime cannot load the exported model", e) from None
     names = [i.name for i in session.get_inputs()]
     worst, within = 0.0, True
     for batch in batch_sizes:
@@ -243,7 +303,10 @@ def compare_with_onnxruntime(model: torch.nn.Module, compiled: Any, path: Path,
         with torch.inference_mode():
             expected = model(*inputs)
         expected = expected if isinstance(expected, (tuple, list)) else (expected,)
-        got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})
+        try:
+            got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})
+        except Exception as e:  # noqa: BLE001 -- onnxruntime's own exception types
+            raise _tool_failure(compiled, path, "onnxruntime cannot run the exported model", e) from None
         for want, have in zip(expected, got):
             if tuple(have.shape) != tuple(want.shape):
                 raise _mismatch(path, f"onnxruntime gives shape {list(have.shape)} at batch size {batch}, "
@@ -259,8 +322,8 @@ def compare_with_onnxruntime(model: torch.nn.Module, compiled: Any, path: Path,
     return worst
 
 
-def _mismatch(path: Path, message: str, hint: Optional[str] = None) -> SpecError:
-    return SpecError.single("onnx-mismatch", message, file=str(path), hint=hint)
+def _mismatch(path: Path, message: str, hint: Optional[str] = None) -> ToolError:
+    return ToolError.single("onnx-mismatch", message, file=str(path), hint=hint)
 
 
 def _first_line(error: Exception) -> str:
