@@ -29,7 +29,7 @@ from specnn.runtime.data.tensors import TORCH_DTYPES
 from specnn.runtime.files import write_atomic
 from specnn.runtime.runs.run import Run, load_run
 from specnn.runtime.data.csv_table import data_error
-from specnn.errors import suggestion_hint
+from specnn.errors.texts import suggest
 
 
 __all__ = ["Predictions", "predict", "read_features", "read_input_arrays"]
@@ -204,7 +204,7 @@ def _read_npz(path: Path, preprocessor: Preprocessor, spec: Any, array: Optional
             columns = preprocessor.columns
             if array is not None and array not in available:
                 raise data_error(path, f"no array named '{array}' (arrays: {', '.join(available) or 'none'})",
-                                 code="column", hint=suggestion_hint(array, available))
+                                 code="column", hint=suggest(array, available))
             if array is None and columns and all(c in available for c in columns):
                 arrays = {c: archive[c] for c in columns}
             elif array_name in available and not preprocessor.categorical:
