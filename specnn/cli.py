@@ -184,8 +184,16 @@ def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int
         context = click.get_current_context()
         forwarded = distributed.forward_args(context.command, context.params, drop=["nproc"])
         sys.exit(distributed.launch(nproc, ["train", *forwarded]))
-    run = train_spec(spec, out=out_dir, progress=not quiet, echo=click.echo, backend=backend, overwrite=overwrite,
-                     resume=True if resume == RESUME_SPEC_RUN else (resume or False))
+    from specnn.runtime.runs.export import ExportFailed
+
+    try:
+        run = train_spec(spec, out=out_dir, progress=not quiet, echo=click.echo, backend=backend,
+                         overwrite=overwrite, resume=True if resume == RESUME_SPEC_RUN else (resume or False))
+    except ExportFailed as failure:  # the training is saved: say where, then exit 1
+        count = echo_problems(failure.problems)
+        click.echo(f"run saved to {failure.run.path} (export failed: retry with specnn export {failure.run.path} "
+                   "--format ...)")
+        raise ProblemsReported(count, failure.exit_code) from None
     if env.rank == 0:
         click.echo(f"run saved to {run.path}")
 

@@ -56,14 +56,22 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
             epochs it trained (nothing on disk changes); or the loss became NaN or infinite (the last
             good checkpoint stays).
         TrainingInterrupted: Ctrl-C; ``last.pt`` is saved and the message says how to resume.
+        ExportFailed: the training finished and is saved (``error.run``), and an export failed;
+            the other exports were still written. A missing optional package for an export is a
+            SpecError raised before training instead.
     """
-    from specnn.runtime.runs.export import export
+    from specnn.errors import SpecError
+    from specnn.runtime.runs.export import ExportFailed, export_all, missing_extras
     from specnn.runtime.train.device import resolve_device
     from specnn.runtime.train.distributed import distributed_session
     from specnn.runtime.train.loop import interrupted
     from specnn.runtime.train.trainer import train_run
 
     device = resolve_device(spec.train.device, spec)
+    missing = missing_extras(spec)
+    if missing:  # an export that cannot run: say so before training, not after it
+        raise SpecError(missing)
+    failed = []
     with distributed_session(device, backend, spec) as dist:
         say: Echo = (lambda line: None) if quiet or not dist.is_main else echo
         trained = train_run(spec, out, dist, say=say, resume=resume, progress=progress and not quiet,
@@ -71,9 +79,10 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
         run = Run(trained.folder, spec, trained.compiled, trained.model, trained.classes, trained.meta)
         try:
             if dist.is_main:
-                for fmt in spec.export:
-                    say(str(export(run, fmt)))
+                failed = export_all(run, spec.export, say)
         except KeyboardInterrupt:
             raise interrupted(run.path, spec.file) from None  # last.pt holds the finished training
         dist.barrier()  # the other ranks return once the run folder is complete
+    if failed:  # the run is saved: the caller hears which export failed and where the run is
+        raise ExportFailed(failed, run)
     return run

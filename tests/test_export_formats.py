@@ -217,3 +217,47 @@ def test_stray_external_data_is_folded_into_the_model_file(onnx_report, tmp_path
     original = onnxruntime.InferenceSession(str(onnx_report.path), providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: inputs(3).numpy()}
     np.testing.assert_array_equal(session.run(None, feed)[0], original.run(None, feed)[0])
+
+
+def iris_spec_file(folder: Path, export: str, epochs: int = 2) -> Path:
+    text = (EXAMPLES / "iris.yaml").read_text()
+    text = text.replace("path: data/iris.csv", f"path: {EXAMPLES / 'data' / 'iris.csv'}")
+    text = text.replace("epochs: 60", f"epochs: {epochs}")
+    lines = [line for line in text.splitlines() if not line.startswith("export:")]
+    path = folder / "iris.yaml"
+    path.write_text("\n".join([*lines, f"export: {export}", ""]))
+    return path
+
+
+def test_a_failing_export_after_training_keeps_the_run_and_exits_1(tmp_path, monkeypatch, cli_runner):
+    from specnn.cli import cli
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter bug")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    spec = iris_spec_file(tmp_path, "[onnx, state_dict]")
+    result = cli_runner.invoke(cli, ["train", str(spec), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert "exporting onnx (torch.onnx.export, then checked against onnxruntime) ..." in lines
+    assert f"exported state_dict to {tmp_path / 'run' / 'model.pt'}" in lines  # the next export still ran
+    assert any(line.startswith(f"{tmp_path / 'run' / 'model.onnx'}: torch.onnx.export failed: exporter bug")
+               for line in lines)
+    assert lines[-1] == (f"run saved to {tmp_path / 'run'} (export failed: retry with specnn export "
+                         f"{tmp_path / 'run'} --format ...)")
+    assert {"weights.pt", "model.pt", "meta.json", "metrics.jsonl"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    assert not (tmp_path / "run" / "model.onnx").exists()
+
+
+def test_an_export_whose_extra_is_missing_is_refused_before_training(tmp_path, monkeypatch, cli_runner):
+    import specnn.runtime.runs.export as export_module
+    from specnn.cli import cli
+
+    monkeypatch.setattr(export_module, "_absent", lambda names: ["onnxscript"])
+    spec = iris_spec_file(tmp_path, "[state_dict, onnx]")
+    result = cli_runner.invoke(cli, ["train", str(spec), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"{spec}:30:22: export[1]: the ONNX export needs onnxscript, which is not "
+                                     'installed (pip install "specnn[onnx]")')
+    assert not (tmp_path / "run").exists()

@@ -17,7 +17,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -103,6 +103,51 @@ def export(run: Run, format: Any, path: Union[str, Path, None] = None, *,
     return resolve(exporter.writer)(run, target, RTOL if rtol is None else rtol, ATOL if atol is None else atol)
 
 
+class ExportFailed(ToolError):
+    """The training finished and is saved, and an export after it failed (exit 1).
+
+    ``run`` is the saved run: nothing is lost; export it again (``specnn export``) once the cause
+    is dealt with.
+    """
+
+    def __init__(self, problems: list[Problem], run: Run):
+        super().__init__(problems)
+        self.run = run
+
+
+def export_all(run: Run, entries: Sequence[Any], say: Callable[[str], Any]) -> list[Problem]:
+    """Every export the spec asks for, each reported as it is written; the problems of those that failed.
+
+    One failing export does not stop the others: each is independent, and the run is already saved.
+    """
+    failed: list[Problem] = []
+    for entry in entries:
+        name = entry if isinstance(entry, str) else "onnx"
+        if name == "onnx":  # seconds of silent work: say it started
+            say("exporting onnx (torch.onnx.export, then checked against onnxruntime) ...")
+        try:
+            say(str(export(run, entry)))
+        except SpecError as error:
+            failed += error.problems
+    return failed
+
+
+def missing_extras(spec: Any) -> list[Problem]:
+    """The spec's exports whose optional packages are not installed, each at its ``export`` entry.
+
+    Checked before training, so a missing package costs nothing but a message.
+    """
+    problems = []
+    for index, entry in enumerate(spec.export):
+        if (entry if isinstance(entry, str) else "onnx") == "onnx":
+            absent = _absent(ONNX_PACKAGES)
+            if absent:
+                message, hint = needs_extra("the ONNX export", "onnx", absent)
+                problems.append(spec_problem(spec, ("export", index), message, code="missing-extra", hint=hint,
+                                             key=False))
+    return problems
+
+
 def write_state_dict(run: Run, path: Path) -> ExportReport:
     """The state_dict, saved with torch.save: loads with ``torch.load(path, weights_only=True)``."""
     save_state_dict(run.model, path)
@@ -154,8 +199,16 @@ def write_onnx(run: Run, path: Path, rtol: float = RTOL, atol: float = ATOL) -> 
     return ExportReport("onnx", path, max_diff, CHECK_BATCHES if max_diff is not None else (), rtol, atol)
 
 
+ONNX_PACKAGES = ("onnx", "onnxscript")  # the exporter's; onnxruntime only adds the parity check
+
+
+def _absent(names: Sequence[str]) -> list[str]:
+    """The packages not installed (found without importing them: onnxscript takes a second to import)."""
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
 def _require_onnx() -> None:
-    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    missing = _absent(ONNX_PACKAGES)
     if missing:
         message, hint = needs_extra("the ONNX export", "onnx", missing)
         raise SpecError.single("missing-extra", message, hint=hint)
