@@ -131,7 +131,8 @@ class Setup:
     def fresh(self) -> tuple[Any, Any, Any]:
         """The model (seeded as specnn seeds it), Adam with the spec's arguments, and the loss."""
         from specnn.compiler import build_model
-        from specnn.runtime.train.trainer import make_loss, make_optimizer, seed_everything
+        from specnn.runtime.train.losses import make_loss
+        from specnn.runtime.train.trainer import make_optimizer, seed_everything
 
         spec = self.spec("plain", 1)
         seed_everything(spec.seed)

@@ -7,9 +7,10 @@ the output (``float``). ``task`` is what the loss implies about the data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
-from pydantic import Field, PositiveFloat
+from pydantic import Field, PositiveFloat, model_validator
+from pydantic_core import PydanticCustomError
 
 from specnn.catalog.base import Args
 
@@ -20,17 +21,36 @@ class ReductionArgs(Args):
     reduction: Reduction = "mean"
 
 
-class CrossEntropyLossArgs(Args):
+ClassWeight = Optional[Union[Literal["balanced"], list[PositiveFloat]]]
+CLASS_WEIGHT_DESCRIPTION = (
+    "not a torch argument: 'balanced' weighs each class by n_samples / (n_classes * its count) in the "
+    "training split (scikit-learn's rule), or a list of one weight per class; it becomes torch's weight"
+)
+
+
+class ClassWeighted(Args):
+    """Classification losses: ``class_weight`` computes torch's ``weight`` from the training split."""
+
+    @model_validator(mode="after")
+    def _one_kind_of_weight(self) -> "ClassWeighted":
+        if self.weight is not None and self.class_weight is not None:
+            raise PydanticCustomError("weights", "give weight or class_weight, not both", {})
+        return self
+
+
+class NLLLossArgs(ClassWeighted):
+    weight: Optional[list[float]] = None
+    ignore_index: int = -100
+    reduction: Reduction = "mean"
+    class_weight: ClassWeight = Field(None, description=CLASS_WEIGHT_DESCRIPTION)
+
+
+class CrossEntropyLossArgs(ClassWeighted):
     weight: Optional[list[float]] = None
     ignore_index: int = -100
     reduction: Reduction = "mean"
     label_smoothing: float = Field(0.0, ge=0, le=1)
-
-
-class NLLLossArgs(Args):
-    weight: Optional[list[float]] = None
-    ignore_index: int = -100
-    reduction: Reduction = "mean"
+    class_weight: ClassWeight = Field(None, description=CLASS_WEIGHT_DESCRIPTION)
 
 
 class BCEWithLogitsLossArgs(Args):
@@ -63,13 +83,14 @@ class LossDef:
     args: type[Args]
     task: Task
     target: Literal["index", "float"]
+    spec_only: tuple[str, ...] = ()  # arguments that are not torch's (computed into torch's before building)
 
 
 LOSSES: dict[str, LossDef] = {
     d.name: d
     for d in (
-        LossDef("CrossEntropyLoss", CrossEntropyLossArgs, "classification", "index"),
-        LossDef("NLLLoss", NLLLossArgs, "classification", "index"),
+        LossDef("CrossEntropyLoss", CrossEntropyLossArgs, "classification", "index", ("class_weight",)),
+        LossDef("NLLLoss", NLLLossArgs, "classification", "index", ("class_weight",)),
         LossDef("BCEWithLogitsLoss", BCEWithLogitsLossArgs, "binary", "float"),
         LossDef("BCELoss", BCELossArgs, "binary", "float"),
         LossDef("MSELoss", ReductionArgs, "regression", "float"),

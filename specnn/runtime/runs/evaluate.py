@@ -103,7 +103,8 @@ def _device(name: str) -> torch.device:
 def _measure(run: Run, tensors: Tensors, batch_size: int, device: torch.device) -> dict[str, Any]:
     """The trainer's own evaluation pass: loss per sample and the spec's metrics."""
     from specnn.runtime.train.metrics import MetricSet
-    from specnn.runtime.train.trainer import evaluate as evaluate_pass, make_loss
+    from specnn.runtime.train.losses import make_loss
+    from specnn.runtime.train.trainer import evaluate as evaluate_pass
     from specnn.spec.train_rules import metric_choices
 
     spec = run.spec
@@ -116,7 +117,7 @@ def _measure(run: Run, tensors: Tensors, batch_size: int, device: torch.device) 
     except SpecError as error:
         raise RunError([p.at(*spec.locate(p.path)) for p in error.problems]) from None
     model = run.model.to(device)
-    result = evaluate_pass(model, tensors, make_loss(spec, device), batch_size, metrics, _autocast(spec, device))
+    result = evaluate_pass(model, tensors, make_loss(spec, device, run.meta.get("class_weight")), batch_size, metrics, _autocast(spec, device))
     return {key.removeprefix("val_"): value for key, value in result.items()}
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from specnn.catalog.losses import LOSSES
+from specnn.runtime.train.losses import class_weights, make_loss
 from specnn.runtime.data import tensors as data_module
 from specnn.runtime.data import preprocess
 from specnn.runtime.data.tensors import Tensors, batches
@@ -45,6 +46,7 @@ class Prepared:
     classes: Optional[list[str]]
     task: str
     preprocessor: Any = None  # runtime.preprocess.Preprocessor, fitted on the training split
+    class_weight: Optional[list[float]] = None  # the loss's per-class weights (loss.<Loss>.class_weight)
 
 
 @dataclass
@@ -128,7 +130,10 @@ def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
     check_tensorboard(spec)  # a missing extra fails before any file, like the spec's own rules
     model = build_model(compiled).to(device)  # the only way a model is built
     prepared = prepare_data(spec, compiled, device)
-    return compiled, model, prepared, make_loss(spec, device), make_optimizer(spec, model)
+    output_shape = next(iter(compiled.outputs.values()))
+    prepared.class_weight = class_weights(spec, prepared.train.y, output_shape[-1] if output_shape else 1,
+                                          prepared.classes)
+    return compiled, model, prepared, make_loss(spec, device, prepared.class_weight), make_optimizer(spec, model)
 
 
 def _take_back(written: Any) -> None:
@@ -380,15 +385,6 @@ def compile_failure(spec: Any, error: Exception) -> Optional[SpecError]:
                                code="compile", hint="set train.compile: false, or fix what torch.compile reports")])
 
 
-def make_loss(spec: Any, device: torch.device) -> torch.nn.Module:
-    """The torch.nn loss the spec names, with its arguments (weight lists become tensors)."""
-    args = spec.loss.args.changed()
-    for key in ("weight", "pos_weight"):
-        if args.get(key) is not None:
-            args[key] = torch.tensor(args[key], dtype=torch.float32, device=device)
-    return getattr(torch.nn, spec.loss.kind)(**args)
-
-
 def make_optimizer(spec: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
     """The torch.optim optimizer the spec names, over all the model's parameters."""
     return getattr(torch.optim, spec.optimizer.kind)(model.parameters(), **spec.optimizer.args.changed())
@@ -408,6 +404,7 @@ def run_meta(spec: Any, compiled: Any, prepared: Prepared, device: torch.device)
         "samples": {"train": len(prepared.train), "validation": len(prepared.validation or [])},
         "device": str(device),
         "versions": {"specnn": __version__, "torch": torch.__version__},
+        **({"class_weight": prepared.class_weight} if prepared.class_weight is not None else {}),
     }
 
 
