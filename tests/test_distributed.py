@@ -296,22 +296,21 @@ RESTART_WORKER = textwrap.dedent("""
     from pathlib import Path
     import torch
     import specnn
-    from specnn.runtime.train import session as session_module
+    from specnn.runtime.train import logs
     from specnn.runtime.train.distributed import launch_env
 
     spec_path, out = sys.argv[1], Path(sys.argv[2])
     env = launch_env()
-    real_end_epoch = session_module.Session.end_epoch
+    real_start = logs.Progress.start
 
-    def end_epoch(self, epoch, record, epochs):
-        stop = real_end_epoch(self, epoch, record, epochs)
-        if epoch == 3 and env.restart_count == 0:
+    def start(self, epoch, epochs, batches):
+        if epoch == 4 and env.restart_count == 0:
             torch.distributed.barrier()  # rank 0 has written last.pt for epoch 3
             if env.rank == 1:
                 os._exit(1)  # a crash between two epochs
-        return stop
+        return real_start(self, epoch, epochs, batches)
 
-    session_module.Session.end_epoch = end_epoch
+    logs.Progress.start = start
     run = specnn.train(specnn.load_spec(spec_path), out, quiet=True)
     torch.save(run.model.state_dict(), out / f"rank{env.rank}.pt")
 """)

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from specnn.runtime.train import loop as loop_module
 from specnn.runtime.train.loop import TrainingInterrupted
 from specnn.launch import train
 from specnn.errors import RunError, SpecError
@@ -65,17 +64,17 @@ def test_stopped_after_epoch_2_and_resumed_to_4_is_bitwise_the_uninterrupted_run
 
 def interrupt_at(monkeypatch, at_step: int, how: str) -> None:
     """Make optimizer step number ``at_step`` (1-based, whole run) press Ctrl-C (signal) or raise KeyboardInterrupt."""
-    real_step, count = loop_module.StepPolicy.step, {"n": 0}
+    real_step, count = torch.optim.SGD.step, {"n": 0}
 
-    def step(self):
+    def step(self, *args, **kwargs):
         count["n"] += 1
         if count["n"] == at_step:
             if how == "raise":
                 raise KeyboardInterrupt
             signal.raise_signal(signal.SIGINT)  # the handler sets a flag; this step still completes
-        real_step(self)
+        return real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(loop_module.StepPolicy, "step", step)
+    monkeypatch.setattr(torch.optim.SGD, "step", step)
 
 
 @pytest.mark.parametrize("how, at_step", [("signal", 13), ("raise", 13), ("signal", 6)])

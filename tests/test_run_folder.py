@@ -242,12 +242,12 @@ def test_only_old_hidden_tmp_files_are_removed(tmp_path):
 
 def _ctrl_c_before_the_first_epoch(monkeypatch) -> None:
     """Press Ctrl-C once spec.yaml, model.py and the metrics files are written, before any step."""
-    from specnn.runtime.train import trainer
+    from specnn.runtime.train import loop
 
     def pressed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer, "Progress", pressed)
+    monkeypatch.setattr(loop, "Progress", pressed)
 
 
 def _contents(folder: Path) -> dict:

@@ -103,16 +103,16 @@ def test_fp16_on_the_cpu_is_a_located_spec_error_before_any_file(tmp_path):
 def test_early_stopping_stops_when_the_monitored_value_stalls_and_best_pt_holds_the_best_epoch(tmp_path, monkeypatch):
     # A crafted validation loss: best at epoch 2, then worse for `patience` (2) epochs: stop after epoch 4.
     crafted = iter([0.9, 0.5, 0.7, 0.8, 0.4, 0.3])
-    from specnn.runtime.train import trainer
+    from specnn.runtime.train import loop
 
-    real_evaluate = trainer.evaluate
+    real_evaluate = loop.evaluate
 
     def evaluate(*args, **kwargs):
         result = real_evaluate(*args, **kwargs)
         result["val_loss"] = next(crafted)
         return result
 
-    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    monkeypatch.setattr(loop, "evaluate", evaluate)
     lines: list[str] = []
     spec = make_spec(tmp_path, "early_stopping: {monitor: val_loss, patience: 2}\n",
                      **{"epochs: 4": "epochs: 6"})

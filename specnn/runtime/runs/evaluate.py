@@ -18,7 +18,6 @@ Nothing is written into the run folder; :func:`write_evaluation` writes the resu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import zipfile
 from dataclasses import dataclass, replace
@@ -41,9 +40,6 @@ from specnn.errors import DataError, Problem, RunError, SpecError
 __all__ = ["evaluate", "format_evaluation", "write_evaluation"]
 
 VALIDATION = "validation split"
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
              batch_size: Optional[int] = None, device: Optional[str] = None) -> dict[str, Any]:
     """The loss and metrics of a trained run on its validation split or on a held-out file.
@@ -104,7 +100,7 @@ def _measure(run: Run, tensors: Tensors, batch_size: int, device: torch.device) 
     """The trainer's own evaluation pass: loss per sample and the spec's metrics."""
     from specnn.runtime.train.metrics import MetricSet
     from specnn.runtime.train.losses import make_loss
-    from specnn.runtime.train.trainer import evaluate as evaluate_pass
+    from specnn.runtime.train.loop import autocast_for, evaluate as evaluate_pass
     from specnn.spec.train_rules import metric_choices
 
     spec = run.spec
@@ -117,16 +113,9 @@ def _measure(run: Run, tensors: Tensors, batch_size: int, device: torch.device) 
     except SpecError as error:
         raise RunError([p.at(*spec.locate(p.path)) for p in error.problems]) from None
     model = run.model.to(device)
-    result = evaluate_pass(model, tensors, make_loss(spec, device, run.meta.get("class_weight")), batch_size, metrics, _autocast(spec, device))
+    result = evaluate_pass(model, tensors, make_loss(spec, device, run.meta.get("class_weight")), batch_size, metrics,
+                           autocast_for(spec.train.precision, device))
     return {key.removeprefix("val_"): value for key, value in result.items()}
-
-
-def _autocast(spec: Any, device: torch.device):
-    """The precision training evaluated in (so the numbers match); fp16 only where CUDA has it."""
-    dtype = AUTOCAST_DTYPES.get(spec.train.precision)
-    if dtype is None or (dtype is torch.float16 and device.type != "cuda"):
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device.type, dtype=dtype)
 
 
 def _output_shape(run: Run) -> tuple[int, ...]:

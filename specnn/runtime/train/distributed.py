@@ -235,20 +235,6 @@ def shard_batches(data: Any, batch_size: int, dist: "Distributed", *, shuffle: b
     return batches(Tensors(tuple(x[mine] for x in data.inputs), data.y[mine]), batch_size)
 
 
-def distributed_loader(dataset: Any, batch_size: int, dist: "Distributed", *, shuffle: bool, seed: int,
-                       drop_last: bool = False, **loader_args: Any):
-    """A DataLoader over this rank's shard; call ``loader.sampler.set_epoch(epoch)`` each epoch.
-
-    ``batch_size`` is the per-rank batch (:func:`per_rank_batch_size`).
-    """
-    from torch.utils.data import DataLoader
-    from torch.utils.data.distributed import DistributedSampler
-
-    sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=shuffle,
-                                 seed=seed, drop_last=drop_last)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **loader_args)
-
-
 # ---------------------------------------------------------------------------------------------
 # the process group
 
@@ -321,34 +307,6 @@ class Distributed:
             start += value.numel()
         return out
 
-    def reduce_epoch(self, losses: torch.Tensor, metrics: Any = None) -> torch.Tensor:
-        """Sum an epoch's per-batch loss totals and a ``MetricSet``'s accumulators over ranks.
-
-        One collective for everything. Every rank has the same number of batches, so the loss
-        vectors add element-wise. The metric state is made additive first: the regression rows
-        (sum sq err, sum abs err, target mean, target M2) carry the targets' mean and spread,
-        which become a sum and a sum of squares for the reduction and are rebuilt after it.
-        Returns the summed losses; ``metrics`` is updated in place.
-        """
-        if not self.active:
-            return losses
-        sums = {"losses": losses}
-        state = metrics.state_dict() if metrics is not None else None
-        if state is not None:
-            sums.update(counts=state["counts"], top_k_hits=state["top_k_hits"],
-                        samples=torch.tensor(float(state["samples"])))
-            if state["regression"] is not None:
-                sums["regression"] = _additive(state["regression"], state["samples"])
-        reduced = self.all_reduce_sums(sums)
-        if state is not None:
-            samples = int(reduced["samples"].item())
-            regression = reduced.get("regression")
-            metrics.load_state_dict({
-                "counts": reduced["counts"], "top_k_hits": reduced["top_k_hits"], "samples": samples,
-                "regression": None if regression is None else _from_additive(regression, samples),
-            })
-        return reduced["losses"]
-
     def main_only(self, function: Callable[..., Any]) -> Callable[..., Any]:
         """``function`` on rank 0; a no-op returning None on the others (printing, writing files)."""
         if self.is_main:
@@ -358,52 +316,6 @@ class Distributed:
     def _device_ids(self) -> dict[str, Any]:
         # nccl's barrier must know the rank's GPU, or it guesses one and may hang.
         return {"device_ids": [self.device.index]} if self.backend == "nccl" else {}
-
-
-def _additive(rows: torch.Tensor, n: int) -> torch.Tensor:
-    # (mean, M2) of the targets -> (sum, sum of squares): these add across ranks.
-    out = rows.clone()
-    out[2] = rows[2] * n
-    out[3] = rows[3] + rows[2].square() * n
-    return out
-
-
-def _from_additive(rows: torch.Tensor, n: int) -> torch.Tensor:
-    out = rows.clone()
-    mean = rows[2] / max(n, 1)
-    out[2] = mean
-    out[3] = (rows[3] - mean.square() * n).clamp(min=0)
-    return out
-
-
-SINGLE = Distributed()
-
-
-def attach(session: Any, dist: Distributed) -> None:
-    """Make a trainer ``Session`` data-parallel: DDP for the forward pass, files from rank 0 only.
-
-    ``session.model`` stays the plain model, so checkpoints and ``model.pt`` hold unwrapped
-    weights (no ``module.`` prefix) that load on any number of processes; ``session.forward``
-    (what the loop calls) becomes the DDP model, compiled again when ``train.compile`` asked.
-    Checkpoints and confusion matrices are written by rank 0 alone.
-    """
-    session.dist = dist
-    if not dist.active:
-        return
-    compiled = session.forward is not session.model
-    session.forward = dist.wrap(session.model)
-    if compiled:  # torch.compile around DDP, as the DDP + compile notes advise
-        session.forward = torch.compile(session.forward)
-    if not dist.is_main:
-        session.save = lambda *names: None  # Session.save(name, *also): rank 0 writes them
-        session.write_confusion = lambda: None
-
-
-def resume_after_restart(dist: Distributed, checkpoint: Any) -> bool:
-    """True when torchrun restarted the workers and ``checkpoint`` (a path) exists: continue from it."""
-    from pathlib import Path
-
-    return dist.restart_count > 0 and Path(checkpoint).is_file()
 
 
 def start(device: torch.device, backend: Optional[str] = None, spec: Any = None,

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import IO, Any, Optional
 
 from specnn.errors import RunError, SpecError
-from specnn.runtime.files import CSV_FILE, METRICS_FILE, TENSORBOARD_DIR, read_metrics, write_atomic
+from specnn.runtime.files import CONFUSION_FILE, CSV_FILE, METRICS_FILE, TENSORBOARD_DIR, read_metrics, write_atomic
+from specnn.runtime.files import write_json
 
 
 class EpochLogs:
@@ -57,6 +58,18 @@ class EpochLogs:
         self._csv.close()
         if self._board is not None:
             self._board.close()
+
+
+def write_confusion(folder: Path, classes: Optional[list[str]], matrices: dict[str, Any]) -> None:
+    """``confusion_matrix.json`` (train and val) and ``.csv`` (val, else train), rows = targets."""
+    if not matrices:
+        return
+    write_json(folder / f"{CONFUSION_FILE}.json", {"classes": classes, **matrices})
+    matrix = matrices.get("val", matrices.get("train"))
+    names = classes or [str(i) for i in range(len(matrix))]
+    rows = [",".join(["target\\predicted", *names])]
+    rows += [",".join([name, *map(str, row)]) for name, row in zip(names, matrix)]
+    write_atomic(folder / f"{CONFUSION_FILE}.csv", "\n".join(rows) + "\n")
 
 
 def check_resumable_log(folder: Path, epoch: int) -> None:

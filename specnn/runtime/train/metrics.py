@@ -78,11 +78,7 @@ class MetricSet:
         self._regression: Optional[torch.Tensor] = None  # rows: sum sq err, sum abs err, target mean, target M2
 
     def state_dict(self) -> dict[str, Any]:
-        """The accumulators so far (tensors and numbers), for a checkpoint taken mid-epoch.
-
-        Every entry adds across processes (``runtime/distributed.reduce_epoch`` sums them),
-        except the regression rows, which it converts.
-        """
+        """The accumulators so far (tensors and numbers), for a checkpoint taken mid-epoch."""
         return {"counts": self._counts, "top_k_hits": self._top_k_hits, "samples": self._samples,
                 "regression": self._regression}
 
@@ -98,6 +94,27 @@ class MetricSet:
         self._set_counts(counts)
         self._top_k_hits = move(state["top_k_hits"])
         self._samples, self._regression = samples, move(state["regression"])
+
+    def all_reduce(self, dist: Any) -> None:
+        """Sum the accumulators over the ranks of ``dist`` (``distributed.Distributed``), in place.
+
+        Once per epoch, before :meth:`compute`: one collective. Counts and sample numbers add
+        across ranks; the regression rows carry the targets' mean and spread, which become a sum
+        and a sum of squares for the reduction and are rebuilt after it.
+        """
+        if not dist.active:
+            return
+        sums = {"counts": self._counts, "top_k_hits": self._top_k_hits,
+                "samples": torch.tensor(float(self._samples))}
+        if self._regression is not None:
+            sums["regression"] = _additive(self._regression, self._samples)
+        reduced = dist.all_reduce_sums(sums)
+        samples = int(reduced["samples"].item())
+        regression = reduced.get("regression")
+        self.load_state_dict({
+            "counts": reduced["counts"], "top_k_hits": reduced["top_k_hits"], "samples": samples,
+            "regression": None if regression is None else _from_additive(regression, samples),
+        })
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         """Add one batch: the model's outputs and the targets the loss saw."""
@@ -269,3 +286,19 @@ class MetricSet:
 def _divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     """numerator / denominator, with 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
     return torch.where(denominator > 0, numerator / denominator.clamp(min=1), torch.zeros_like(numerator))
+
+
+def _additive(rows: torch.Tensor, n: int) -> torch.Tensor:
+    # (mean, M2) of the targets -> (sum, sum of squares): these add across ranks.
+    out = rows.clone()
+    out[2] = rows[2] * n
+    out[3] = rows[3] + rows[2].square() * n
+    return out
+
+
+def _from_additive(rows: torch.Tensor, n: int) -> torch.Tensor:
+    out = rows.clone()
+    mean = rows[2] / max(n, 1)
+    out[2] = mean
+    out[3] = (rows[3] - mean.square() * n).clamp(min=0)
+    return out

@@ -1,19 +1,16 @@
-"""Training: one visible loop, in the nanoGPT style.
+"""Training a spec on one rank: everything set up and checked, the loop run, the run folder finished.
 
-:func:`train` prepares everything (seeds, compiled model, data on the device, loss, optimizer),
-then runs :func:`train_one_epoch` and :func:`evaluate` once per epoch and writes the run folder.
-Later features (schedulers, metrics, checkpoints as plain dicts, early stopping, AMP, DDP) go
-into these small functions, in the order the loop shows; there is no callback framework.
+:func:`train_run` builds what the loop needs (seeds, compiled model, data on the device, loss,
+optimizer), chooses the run folder, restores a checkpoint when resuming, runs
+:func:`~specnn.runtime.train.loop.fit` and writes the final weights, ``meta.json`` and the
+preprocessing. A problem found while setting up writes nothing; a run that stops before its first
+checkpoint takes back what it wrote. The exports are ``specnn/launch.py``'s, after all of this.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import random
-import time
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -24,12 +21,12 @@ from specnn.catalog.losses import LOSSES
 from specnn.runtime.train.losses import class_weights, make_loss
 from specnn.runtime.data import tensors as data_module
 from specnn.runtime.data import preprocess
-from specnn.runtime.data.tensors import Tensors, batches
-from specnn.runtime.train.distributed import per_rank_batch_size, shard_batches, shard_length
-from specnn.runtime.train.logs import EpochLogs, Progress, check_resumable_log, check_tensorboard, format_epoch
-from specnn.runtime.train.loop import Interrupt, TrainingInterrupted
-from specnn.runtime.train.metrics import MetricSet
-from specnn.runtime.train.session import Session, read_checkpoint
+from specnn.runtime.data.tensors import Tensors
+from specnn.runtime.train.checkpoint import read_checkpoint
+from specnn.runtime.train.distributed import per_rank_batch_size
+from specnn.runtime.train.logs import check_resumable_log, check_tensorboard
+from specnn.runtime.train.loop import fit, interrupted
+from specnn.runtime.train.session import Session
 from specnn.runtime.train.run_folder import note_folder, open_run_folder, remove_what_this_run_wrote
 from specnn.errors import Problem, SpecError
 from specnn.runtime.files import CHECKPOINT_DIR, LAST, META_FILE, WEIGHTS_FILE, save_state_dict, write_json, write_spec
@@ -82,23 +79,21 @@ def train_run(spec: Any, out: Union[str, Path, None], dist: Any, *, say: Echo,
     leaves as a plain KeyboardInterrupt (nothing was written).
     """
     from specnn.compiler import write_model_py
-    from specnn.runtime.train import distributed
 
     compiled, model, prepared, loss_fn, optimizer = _set_up(spec, dist, say)
     folder = open_run_folder(spec, out, resume, overwrite, dist, say)  # rank 0 decides, for every rank
     written = note_folder(folder) if dist.is_main else None  # what a run that stops too early takes back
     output_shape = next(iter(compiled.outputs.values()))
-    session = Session(spec, model, optimizer, prepared, folder, dist.device, output_shape[0] if output_shape else None)
-    distributed.attach(session, dist)  # DDP forward, rank-0 checkpoints; as is for one process
+    session = Session(spec, model, optimizer, prepared, dist, output_shape[0] if output_shape else None)
     try:
-        if resume or distributed.resume_after_restart(dist, folder / CHECKPOINT_DIR / LAST):
-            session.restore(read_checkpoint(folder, session.fingerprint))  # read and checked before anything is written
-            check_resumable_log(folder, session.state.epoch)  # metrics.jsonl holds the epochs trained so far
+        if resume or (dist.restart_count > 0 and (folder / CHECKPOINT_DIR / LAST).is_file()):
+            session.load_state_dict(read_checkpoint(folder, session.fingerprint))  # checked before anything is written
+            check_resumable_log(folder, session.epoch)  # metrics.jsonl holds the epochs trained so far
         if dist.is_main:
             folder.mkdir(parents=True, exist_ok=True)
             write_spec(compiled, spec, folder)
             write_model_py(compiled, folder)
-        fit(session, prepared, loss_fn, say, progress and dist.is_main)
+        fit(session, prepared, loss_fn, folder, dist, say, progress and dist.is_main)
     except KeyboardInterrupt:
         _take_back(written)
         raise
@@ -108,7 +103,7 @@ def train_run(spec: Any, out: Union[str, Path, None], dist: Any, *, say: Echo,
             raise
         _take_back(written)  # it fails at the first forward: the files written so far hold nothing of use
         raise failure from None
-    return _finish(session, compiled, prepared)
+    return _finish(session, compiled, prepared, folder, dist)
 
 
 def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
@@ -118,9 +113,8 @@ def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
         ``(compiled, model, prepared, loss_fn, optimizer)``, on this rank's device.
     """
     from specnn.compiler import build_model, compile_spec
-    from specnn.runtime.train import distributed
 
-    distributed.per_rank_batch_size(spec, dist.world_size)  # an indivisible global batch fails before any work
+    per_rank_batch_size(spec, dist.world_size)  # an indivisible global batch fails before any work
     seed_everything(spec.seed)
     compiled = compile_spec(spec)
     for warning in compiled.warnings:
@@ -145,9 +139,9 @@ def _take_back(written: Any) -> None:
         remove_what_this_run_wrote(written)
 
 
-def _finish(session: Session, compiled: Any, prepared: Prepared) -> Trained:
+def _finish(session: Session, compiled: Any, prepared: Prepared, folder: Path, dist: Any) -> Trained:
     """After the last epoch: final weights, ``meta.json`` and the preprocessing (rank 0)."""
-    spec, model, folder, dist = session.spec, session.model, session.folder, session.dist
+    spec, model = session.spec, session.model
     model.eval()
     meta = run_meta(spec, compiled, prepared, dist.device)
     try:
@@ -156,158 +150,8 @@ def _finish(session: Session, compiled: Any, prepared: Prepared) -> Trained:
             write_json(folder / META_FILE, meta)
             prepared.preprocessor.save(folder)
     except KeyboardInterrupt:
-        raise session.interrupted(False, spec.file) from None  # last.pt holds the finished training
+        raise interrupted(folder, spec.file) from None  # last.pt holds the finished training
     return Trained(folder, compiled, model, prepared.classes, meta)
-
-
-def fit(session: Session, prepared: Prepared, loss_fn, say: Echo, show_progress: bool = False) -> None:
-    """The epoch loop: train → evaluate → schedule → log → checkpoint → stop?, once per epoch.
-
-    Raises:
-        RunError: a NaN or infinite training loss (``last.pt`` keeps the last good epoch).
-        TrainingInterrupted: Ctrl-C: ``last.pt`` is written between two optimizer steps.
-    """
-    spec, settings = session.spec, session.spec.train
-    epochs = settings.epochs
-    # rank 0 alone writes metrics.jsonl/.csv; the records it writes are already summed over ranks
-    logs = EpochLogs(session.folder, session.state.epoch if session.resumed else None, settings.tensorboard) \
-        if session.dist.is_main else None
-    progress = Progress(show_progress)
-    try:
-        with Interrupt() as interrupt:
-            for epoch in range(session.state.epoch + 1, epochs + 1):
-                started = time.perf_counter()
-                record: dict[str, Any] = {"epoch": epoch, "lr": session.lr}
-                # train: one pass over the training split (stops between two steps on Ctrl-C)
-                progress.start(epoch, epochs, math.ceil(len(prepared.train) / settings.batch_size))
-                record.update(train_one_epoch(session, prepared.train, loss_fn, epoch, interrupt, progress))
-                progress.close()
-                if interrupt.requested:
-                    session.save(LAST)
-                    raise session.interrupted(True, spec.file)
-                # evaluate: validation loss and metrics, no gradients
-                if prepared.validation is not None:
-                    record.update(evaluate(session.forward, prepared.validation, loss_fn, settings.batch_size,
-                                           session.val_metrics, session.policy.autocast, session.split_metrics))
-                # schedule: epoch and plateau schedulers read the finished epoch
-                session.scheduler.step_epoch(record)
-                # log: one line, one record in metrics.jsonl/.csv (and TensorBoard)
-                record["seconds"] = round(time.perf_counter() - started, 4)
-                if logs is not None:
-                    logs.write(record)
-                say(format_epoch(record, epochs))
-                # checkpoint and stop?: last.pt/best.pt, early stopping
-                if session.end_epoch(epoch, record, epochs):
-                    say(f"early stopping: {settings.early_stopping.monitor} has not improved for "
-                        f"{settings.early_stopping.patience} epochs")
-                    break
-                if interrupt.requested:
-                    session.save(LAST)  # rank 0 writes it: every rank says the same
-                    raise session.interrupted(True, spec.file)
-    except KeyboardInterrupt as stop:
-        # Raised inside a step (no handler on this thread, or a second Ctrl-C): the live state may be
-        # half-updated, so only the checkpoint already on disk is offered.
-        if isinstance(stop, TrainingInterrupted):
-            raise
-        raise session.interrupted(False, spec.file) from None
-    finally:
-        progress.close()
-        if logs is not None:
-            logs.close()
-
-
-def train_one_epoch(session: Session, data: Tensors, loss_fn, epoch: int, interrupt: Interrupt,
-                    progress: Progress) -> dict[str, float]:
-    """One pass over ``data`` (the rest of one, when resuming inside it); mean loss and train metrics.
-
-    Per-batch loss totals stay on the device: one host sync per epoch, not one per step.
-    """
-    model, policy, state, dist = session.forward, session.policy, session.state, session.dist
-    # Under torchrun: this rank's share of the global batch and of the epoch (runtime/train/distributed.py).
-    batch_size = per_rank_batch_size(session.spec, dist.world_size)
-    samples = shard_length(len(data), dist.world_size)
-    n_batches = math.ceil(samples / batch_size)
-    summed = getattr(loss_fn, "reduction", "mean") == "sum"
-    losses = session.begin_epoch(n_batches, data.device)
-    metrics = session.train_metrics
-    stream = shard_batches(data, batch_size, dist, shuffle=session.spec.train.shuffle, generator=session.generator)
-    # The batches' detached losses and sizes, made into per-sample totals once per epoch (and on
-    # Ctrl-C): a tensor op per step here costs more than the rest of the loop's bookkeeping.
-    first, kept, sizes = state.step_in_epoch, [], []
-    model.train()
-    for index, (inputs, y) in enumerate(islice(stream, first, None), first):
-        size = y.shape[0]
-        # forward, in the configured precision
-        with policy.autocast():
-            output = model(*inputs)
-            loss = loss_fn(output, y)
-        loss = _scalar(loss)
-        kept.append(loss.detach())
-        sizes.append(size)
-        if metrics is not None:
-            metrics.update(output, y)
-        # backward; every `accumulate` batches: clip → step → zero_grad → per-batch lr
-        policy.backward(loss, policy.weight(index, size, samples, batch_size, summed))
-        if progress.enabled:
-            progress.advance(size, _batch_total(loss, size, loss_fn))
-        if policy.is_step(index, n_batches):
-            policy.step()
-            state.global_step += 1
-            if interrupt.requested:
-                _store_totals(losses, first, kept, None if summed else sizes)
-                session.pause(index + 1, losses)
-                return {}
-    _store_totals(losses, first, kept, None if summed else sizes)
-    # summed over ranks (one collective) before anything is printed or logged
-    return session.finish_epoch(dist.reduce_epoch(losses, metrics), samples * dist.world_size, epoch)
-
-
-@torch.inference_mode()
-def evaluate(model, data: Tensors, loss_fn, batch_size: int, metrics: Optional[MetricSet] = None,
-             autocast: Callable[[], Any] = contextlib.nullcontext,
-             split: Optional[Callable[[dict, str], dict]] = None, prefix: str = "val") -> dict[str, Any]:
-    """Mean loss per sample on ``data`` and the metrics, keyed ``val_loss``, ``val_accuracy`` ...
-
-    ``split`` sorts metric values into numbers and kept-aside matrices (default: keep all).
-    The model is left in eval mode; :func:`train_one_epoch` switches it back.
-    """
-    model.eval()
-    total = torch.zeros((), device=data.device)
-    if metrics is not None:
-        metrics.reset()
-    for inputs, y in batches(data, batch_size):
-        with autocast():
-            output = model(*inputs)
-            total += _batch_total(loss_fn(output, y), len(y), loss_fn)
-        if metrics is not None:
-            metrics.update(output, y)
-    result: dict[str, Any] = {f"{prefix}_loss": total.item() / len(data)}
-    if metrics is not None:
-        values = metrics.compute()
-        result.update(split(values, prefix) if split else {f"{prefix}_{k}": v for k, v in values.items()})
-    return result
-
-
-def _scalar(loss: torch.Tensor) -> torch.Tensor:
-    # reduction: none gives a loss per element; train on its mean.
-    return loss if loss.ndim == 0 else loss.mean()
-
-
-def _store_totals(losses: torch.Tensor, first: int, kept: list, sizes: Optional[list]) -> None:
-    """``losses[first:first + len(kept)]`` = the kept batch losses as totals (means times ``sizes``)."""
-    if not kept:
-        return
-    totals = torch.stack(kept).to(losses.dtype)
-    if sizes is not None:
-        totals = totals * torch.tensor(sizes, dtype=losses.dtype).to(losses.device)
-    losses[first:first + len(kept)] = totals
-
-
-def _batch_total(loss: torch.Tensor, batch_size: int, loss_fn) -> torch.Tensor:
-    """The batch's summed loss, so epoch means are per sample whatever the reduction."""
-    if getattr(loss_fn, "reduction", "mean") == "sum":
-        return loss.detach()
-    return _scalar(loss).detach() * batch_size
 
 
 # ---------------------------------------------------------------------------------------------
