@@ -173,17 +173,15 @@ def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, b
 def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, backend: str | None,
                     resume: str | None, overwrite: bool) -> None:
     """``specnn train``: train in this process (one rank of a job under torchrun), or launch torchrun."""
-    from specnn.runtime.train import distributed
-    from specnn.launch import train as train_spec
+    from specnn.launch import launch, train as train_spec, worker_args
+    from specnn.runtime.train.distributed import launch_env, per_rank_batch_size
     from specnn.spec.loader import load_spec
 
     spec = load_spec(spec_file)
-    env = distributed.launch_env()
+    env = launch_env()
     if nproc is not None and nproc > 1 and env.world_size == 1:
-        distributed.per_rank_batch_size(spec, nproc)  # a spec problem is reported once, before launching
-        context = click.get_current_context()
-        forwarded = distributed.forward_args(context.command, context.params, drop=["nproc"])
-        sys.exit(distributed.launch(nproc, ["train", *forwarded]))
+        per_rank_batch_size(spec, nproc)  # a spec problem is reported once, before launching
+        sys.exit(launch(nproc, worker_args(sys.argv[1:])))  # the command as typed, less --nproc
     from specnn.runtime.runs.export import ExportFailed
 
     try:

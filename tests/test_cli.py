@@ -104,12 +104,9 @@ def test_resume_without_a_checkpoint_is_a_clear_error(cli_runner, iris_spec, tmp
 
 
 def test_resume_given_bare_is_forwarded_bare_to_torchrun_workers():
-    from specnn.cli import train
-    from specnn.runtime.train.distributed import forward_args
+    from specnn.launch import worker_args
 
-    params = {"spec_file": "s.yaml", "out_dir": None, "quiet": False, "nproc": 2, "backend": None,
-              "resume": next(p for p in train.params if p.name == "resume").flag_value}
-    assert forward_args(train, params, drop=["nproc"]) == ["s.yaml", "--resume"]
+    assert worker_args(["train", "s.yaml", "--nproc", "2", "--resume"]) == ["train", "s.yaml", "--resume"]
 
 
 def test_quiet_hides_the_progress_bar_but_keeps_one_line_per_epoch(cli_runner, iris_spec, tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ import torch
 import torch.multiprocessing as mp
 
 from specnn.runtime.train import distributed as D
+from specnn.runtime.train import shards as S
 from specnn.errors import SpecError
 from specnn.spec.loader import load_spec
 
@@ -122,8 +123,8 @@ def test_main_only_runs_on_rank_zero():
 @pytest.mark.parametrize("n", [1, 2, 7, 10, 11])
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
 def test_shards_are_disjoint_equal_and_cover_the_epoch(n, world):
-    order = D.epoch_order(n, seed=5, epoch=2)
-    shards = [D.shard_indices(order, rank, world) for rank in range(world)]
+    order = S.epoch_order(n, seed=5, epoch=2)
+    shards = [S.shard_indices(order, rank, world) for rank in range(world)]
     assert len({len(s) for s in shards}) == 1  # same number of steps on every rank
     seen = torch.cat(shards).tolist()
     assert sorted(set(seen)) == list(range(n))  # every sample of the epoch
@@ -139,15 +140,15 @@ def test_shards_match_distributed_sampler(drop_last, shuffle):
 
     dataset = list(range(11))
     for epoch in (0, 1, 2):
-        order = D.epoch_order(len(dataset), seed=7, epoch=epoch, shuffle=shuffle)
+        order = S.epoch_order(len(dataset), seed=7, epoch=epoch, shuffle=shuffle)
         for rank in range(3):
             sampler = DistributedSampler(dataset, 3, rank, shuffle=shuffle, seed=7, drop_last=drop_last)
             sampler.set_epoch(epoch)
-            assert D.shard_indices(order, rank, 3, drop_last).tolist() == list(sampler)
+            assert S.shard_indices(order, rank, 3, drop_last).tolist() == list(sampler)
 
 
 def test_epochs_are_reshuffled():
-    assert not torch.equal(D.epoch_order(50, seed=0, epoch=0), D.epoch_order(50, seed=0, epoch=1))
+    assert not torch.equal(S.epoch_order(50, seed=0, epoch=0), S.epoch_order(50, seed=0, epoch=1))
 
 
 @pytest.mark.parametrize("world, local, expected", [
@@ -161,20 +162,12 @@ def test_the_resume_command_runs_on_as_many_processes_as_the_job(monkeypatch, wo
     assert D.resume_command("a.yaml", Path("runs/a")) == expected
 
 
-def test_forward_args_rebuilds_the_command_line_without_nproc():
-    import click
+def test_workers_get_the_command_line_as_typed_without_nproc():
+    from specnn.launch import worker_args
 
-    @click.command()
-    @click.argument("spec_file")
-    @click.option("--out", "out_dir")
-    @click.option("-q", "--quiet", is_flag=True)
-    @click.option("--nproc", type=int)
-    @click.option("--backend")
-    def train(**_):
-        pass
-
-    params = {"spec_file": "a.yaml", "out_dir": "runs/x", "quiet": True, "nproc": 2, "backend": None}
-    assert D.forward_args(train, params, drop=["nproc"]) == ["a.yaml", "--out", "runs/x", "-q"]
+    typed = ["train", "a.yaml", "--nproc", "2", "--out", "runs/x", "-q", "--backend", "gloo"]
+    assert worker_args(typed) == ["train", "a.yaml", "--out", "runs/x", "-q", "--backend", "gloo"]
+    assert worker_args(["train", "a.yaml", "--out=runs/x", "--nproc=2"]) == ["train", "a.yaml", "--out=runs/x"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,8 +201,8 @@ def _collectives(dist: D.Distributed) -> dict:
         "count": torch.tensor(10 + dist.rank, dtype=torch.int64),
         "confusion": torch.full((2, 2), dist.rank + 1, dtype=torch.int64),
     })
-    order = D.epoch_order(9, seed=1, epoch=3)  # drawn independently on each rank
-    return {"sums": sums, "shard": D.shard_indices(order, dist.rank, dist.world_size), "active": dist.active,
+    order = S.epoch_order(9, seed=1, epoch=3)  # drawn independently on each rank
+    return {"sums": sums, "shard": S.shard_indices(order, dist.rank, dist.world_size), "active": dist.active,
             "rank": dist.rank, "main": dist.is_main}
 
 
@@ -235,7 +228,7 @@ def _ddp_step(dist: D.Distributed) -> dict:
     torch.manual_seed(0)
     model = dist.wrap(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1)))
     x, y = _data()
-    mine = D.shard_indices(torch.arange(len(x)), dist.rank, dist.world_size)
+    mine = S.shard_indices(torch.arange(len(x)), dist.rank, dist.world_size)
     torch.nn.functional.mse_loss(model(x[mine]), y[mine]).backward()
     plain = dist.unwrap(model)
     return {"grads": [p.grad for p in plain.parameters()], "keys": list(plain.state_dict())}
@@ -261,11 +254,11 @@ def test_ddp_gradients_are_equal_across_ranks_and_equal_the_global_batch(tmp_pat
 
 FAILING_WORKER = textwrap.dedent("""
     import sys, torch
-    from specnn.runtime.train import distributed as D
+    from specnn.launch import job
     from specnn.errors import Problem, SpecError
 
     try:
-        with D.distributed_session(torch.device("cpu")) as dist:
+        with job(torch.device("cpu")) as dist:
             if dist.rank == 1:
                 raise SpecError([Problem("data", "cannot read shard.csv", ("data", "csv"), file="s.yaml", line=3, col=5)])
             dist.barrier()  # rank 0 waits here; rank 1's exit breaks the barrier
@@ -277,7 +270,7 @@ FAILING_WORKER = textwrap.dedent("""
 
 def test_an_error_on_one_rank_is_reported_once(tmp_path):
     (tmp_path / "failing_worker.py").write_text(FAILING_WORKER)
-    launcher = "import sys; from specnn.runtime.train.distributed import launch; sys.exit(launch(2, [], module='failing_worker'))"
+    launcher = "import sys; from specnn.launch import launch; sys.exit(launch(2, [], module='failing_worker'))"
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, env=env, timeout=60,
                           cwd=tmp_path)
@@ -353,9 +346,9 @@ def two_process_runs(small_iris, tmp_path_factory) -> dict[str, Path]:
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
           "-m", "specnn", "train", str(small_iris), "--out", "torchrun", "-q"], folder)
     (folder / "restart_worker.py").write_text(RESTART_WORKER)
-    launcher = ("import sys; from specnn.runtime.train.distributed import launch; "
+    launcher = ("import sys; from specnn.launch import launch; "
                 f"sys.exit(launch(2, [{str(small_iris)!r}, 'restarted'], ['--max-restarts', '1'], 'restart_worker'))")
-    _run([sys.executable, "-c", launcher], folder, PYTHONPATH=str(folder))
+    _run([sys.executable, "-c", launcher], folder, PYTHONPATH=f"{folder}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     return {name: folder / name for name in ("nproc", "torchrun", "restarted")}
 
 
@@ -435,7 +428,7 @@ def test_the_reporting_ranks_exit_code_wins_even_when_torchrun_stops_it_first(tm
     slow = FAILING_WORKER.replace("    sys.exit(2)", "    import time; time.sleep(60); sys.exit(2)")
     assert slow != FAILING_WORKER
     (tmp_path / "slow_worker.py").write_text(slow)
-    launcher = "import sys; from specnn.runtime.train.distributed import launch; sys.exit(launch(2, [], module='slow_worker'))"
+    launcher = "import sys; from specnn.launch import launch; sys.exit(launch(2, [], module='slow_worker'))"
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, env=env, timeout=50,
                           cwd=tmp_path)

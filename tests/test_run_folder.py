@@ -128,10 +128,10 @@ def test_overwrite_removes_the_old_runs_exports_checkpoints_and_curves(cli_runne
 
 
 def test_overwrite_is_forwarded_to_torchrun_workers():
-    train = cli.commands["train"]
-    params = {"spec_file": "s.yaml", "out_dir": "o", "quiet": False, "nproc": 2, "backend": None,
-              "resume": None, "overwrite": True}
-    assert D.forward_args(train, params, drop=["nproc"]) == ["s.yaml", "--out", "o", "--overwrite"]
+    from specnn.launch import worker_args
+
+    typed = ["train", "s.yaml", "--out", "o", "--nproc", "2", "--overwrite"]
+    assert worker_args(typed) == ["train", "s.yaml", "--out", "o", "--overwrite"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,36 +1,34 @@
-"""Data-parallel training on torch.distributed: torchrun's environment, DDP, shards, rank-0 I/O.
+"""This process's place in a torchrun job: torchrun's environment, the process group, DDP, collectives.
 
 specnn never launches or synchronises processes itself (DESIGN.md): ``torchrun`` starts one
 process per rank and sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` ... in each; this module reads
-them, joins the process group (gloo on CPU, nccl on CUDA), wraps the model in
-``DistributedDataParallel`` and hands each rank its disjoint shard of every epoch. Outside torchrun
-everything here is a no-op for a world of one, so the trainer has one code path::
+them, checks the spec against them (the global batch divides across ranks, the backend fits the
+device), joins the process group (gloo on CPU, nccl on CUDA), wraps the model in
+``DistributedDataParallel`` and sums tensors over ranks. Outside torchrun everything here is a
+no-op for a world of one, so the trainer has one code path::
 
     with distributed_session(device) as dist:
         model = dist.wrap(model)                       # DDP when world_size > 1
-        order = torch.randperm(n, generator=g)         # the SAME draw on every rank
-        mine = shard_indices(order, dist.rank, dist.world_size)
         sums = dist.all_reduce_sums({"loss": total, "count": count})   # one collective
-        if dist.is_main: write_files(dist.unwrap(model).state_dict())
+        if dist.is_main:
+            write_files(dist.unwrap(model).state_dict())
         dist.barrier()
 
-The spec's ``train.batch_size`` is the *global* batch: each rank takes ``batch_size / world_size``
-(:func:`per_rank_batch_size`). DDP averages gradients over ranks, and the mean over ranks of
-equal-sized per-shard means is the mean over the global batch, so N processes take the same steps
-as one process would with the same global batch (up to the order of float sums).
+Each rank's share of an epoch is ``shards.py``; launching ranks and reporting a failure once is
+``specnn/launch.py``. The spec's ``train.batch_size`` is the *global* batch: each rank takes
+``batch_size / world_size`` (:func:`per_rank_batch_size`). DDP averages gradients over ranks, and
+the mean over ranks of equal-sized per-shard means is the mean over the global batch, so N
+processes take the same steps as one process would with the same global batch (up to the order
+of float sums).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import os
-import sys
-import time
-import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import torch
 
@@ -39,9 +37,6 @@ from specnn.errors import Problem, SpecError
 BACKENDS = ("gloo", "nccl")
 BATCH_SIZE_PATH = ("train", "batch_size")
 BACKEND_PATH = ("train", "distributed", "backend")
-FAILED_KEY = "specnn/first-failure"
-EXIT_INTERRUPTED = 130
-EXIT_CODE_KEY = "specnn_exit_code"  # in a worker's torchrun error file: the code it meant to exit with
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,73 +161,6 @@ def rank_device(device: torch.device, env: LaunchEnv) -> torch.device:
 def _located(spec: Any, path: tuple, code: str, message: str, hint: Optional[str] = None) -> Problem:
     file, line, col = spec.locate(path) if spec is not None else (None, None, None)
     return Problem(code, message, path, file=file, line=line, col=col, hint=hint)
-
-
-# ---------------------------------------------------------------------------------------------
-# shards of an epoch
-
-
-def shard_indices(order: torch.Tensor, rank: int, world_size: int, drop_last: bool = False) -> torch.Tensor:
-    """This rank's part of one epoch's sample ``order`` (DistributedSampler semantics).
-
-    Every rank passes the same ``order`` (the same seeded permutation); rank ``r`` takes
-    ``order[r::world_size]``, so the shards are disjoint and together cover the epoch. The order
-    is first padded with its own head (or, with ``drop_last``, truncated) to a multiple of
-    ``world_size``, so every rank gets the same number of samples and therefore of steps: a rank
-    with one step more would wait forever in DDP's gradient all-reduce.
-
-    >>> shard_indices(torch.arange(5), 0, 2).tolist(), shard_indices(torch.arange(5), 1, 2).tolist()
-    ([0, 2, 4], [1, 3, 0])
-    >>> shard_indices(torch.arange(5), 1, 2, drop_last=True).tolist()
-    [1, 3]
-    """
-    n = len(order)
-    if world_size == 1:
-        return order
-    if drop_last:
-        order = order[: n - n % world_size]
-    elif n % world_size:
-        padding = world_size - n % world_size
-        order = torch.cat([order, order.repeat(-(-padding // n))[:padding]])
-    return order[rank::world_size]
-
-
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
-    """One epoch's order as DistributedSampler draws it: ``randperm`` seeded with ``seed + epoch``.
-
-    >>> torch.equal(epoch_order(6, seed=3, epoch=1), epoch_order(6, seed=3, epoch=1))
-    True
-    """
-    if not shuffle:
-        return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
-
-
-def shard_length(n: int, world_size: int) -> int:
-    """How many samples each rank gets from an epoch of ``n`` (padded, as :func:`shard_indices`).
-
-    >>> shard_length(5, 2), shard_length(4, 2), shard_length(4, 1)
-    (3, 2, 4)
-    """
-    return -(-n // world_size)
-
-
-def shard_batches(data: Any, batch_size: int, dist: "Distributed", *, shuffle: bool,
-                  generator: Optional[torch.Generator] = None) -> Iterator[Any]:
-    """This rank's batches of one epoch of in-memory ``data`` (``runtime.data.Tensors``).
-
-    The permutation is drawn from ``generator`` exactly as the single-process path draws it
-    (one ``randperm`` per epoch), so every rank, seeded alike, draws the same order, and a
-    checkpoint's generator state fixes the epoch's order on any number of processes. With a
-    world of one this *is* the single-process path.
-    """
-    from specnn.runtime.data.tensors import Tensors, batches
-
-    if not dist.active:
-        return batches(data, batch_size, shuffle=shuffle, generator=generator)
-    order = torch.randperm(len(data), generator=generator) if shuffle else torch.arange(len(data))
-    mine = shard_indices(order, dist.rank, dist.world_size).to(data.y.device)
-    return batches(Tensors(tuple(x[mine] for x in data.inputs), data.y[mine]), batch_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,10 +301,7 @@ def distributed_session(device: torch.device, backend: Optional[str] = None, spe
                         ) -> Iterator[Distributed]:
     """Join the job for the ``with`` block; leave it on success, error and Ctrl-C.
 
-    When a rank fails, only the first rank to fail reports it (:func:`claim_first_failure`);
-    the others exit quietly with a non-zero code, and torchrun ends the job. The reporting rank
-    says which rank it is on stderr and re-raises, so the caller (the CLI) prints the located
-    problem once, and records it for torchrun's summary (:func:`record_failure`).
+    Which rank reports a failure, and with what exit code, is ``specnn/launch.py``'s (``job``).
     """
     dist = start(device, backend, spec, env, timeout)
     try:
@@ -385,156 +310,5 @@ def distributed_session(device: torch.device, backend: Optional[str] = None, spe
             # Leave together: a rank tearing down while another still talks to the group (or
             # to the store rank 0 may host) makes gloo abort that rank at exit.
             dist.barrier()
-    except (SystemExit, GeneratorExit):
-        raise
-    except BaseException as error:
-        if dist.active:
-            _fail(dist, error)
-        raise
     finally:
         stop(dist)
-
-
-def _fail(dist: Distributed, error: BaseException) -> None:
-    """Report ``error`` if this rank failed first; otherwise leave quietly (the first one speaks).
-
-    A Ctrl-C is an interruption, not a failure: the first rank to stop is the one that speaks
-    (its message says what was saved and how to resume, the same on every rank), with no
-    "rank N failed" line.
-    """
-    first = claim_first_failure()
-    if not first:
-        stop(dist)
-        code = EXIT_INTERRUPTED if isinstance(error, KeyboardInterrupt) else 1
-        raise SystemExit(code) from None
-    if not isinstance(error, KeyboardInterrupt):
-        print(f"specnn: rank {dist.rank} of {dist.world_size} failed:", file=sys.stderr, flush=True)
-    record_failure(error)
-
-
-def failure_exit_code(error: BaseException) -> int:
-    """What the CLI exits with for ``error``: 2 for bad input (SpecError), 130 for Ctrl-C, else 1."""
-    if isinstance(error, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    return 2 if isinstance(error, SpecError) else 1
-
-
-def reported_exit_code(failure: Any) -> Optional[int]:
-    """The exit code a failed worker recorded in its error file (:func:`record_failure`), if any."""
-    message = getattr(failure, "error_file_data", {}).get("message")
-    extra = message.get("extraInfo", {}) if isinstance(message, dict) else {}
-    code = extra.get(EXIT_CODE_KEY) if isinstance(extra, dict) else None
-    return int(code) if isinstance(code, str) and code.isdigit() else None
-
-
-def claim_first_failure() -> bool:
-    """True for the first rank to fail, through a counter in the process group's store.
-
-    A rank whose collective breaks because another rank died fails *after* that rank claimed,
-    so the root cause is the one reported. If the store is gone (its host died), report anyway.
-    """
-    try:
-        from torch.distributed.distributed_c10d import _get_default_store
-
-        return _get_default_store().add(FAILED_KEY, 1) == 1  # the store is scoped to this attempt
-    except Exception:  # the store's host is gone: better twice than never
-        return True
-
-
-def record_failure(error: BaseException, environ: Mapping[str, str] = os.environ) -> None:
-    """Write ``error`` to torchrun's per-worker error file, as ``@record`` would.
-
-    torchrun's agent reads ``TORCHELASTIC_ERROR_FILE`` and names the first failure's message in
-    its summary; for bad input that message is the located problem, not a traceback.
-    """
-    path = environ.get("TORCHELASTIC_ERROR_FILE")
-    if not path:
-        return
-    message = str(error) if isinstance(error, SpecError) else f"{type(error).__name__}: {error}"
-    callstack = message if isinstance(error, SpecError) else "".join(traceback.format_exception(error))
-    # the code this rank is about to exit with: torchrun may stop it before it does (see launch)
-    data = {"message": {"message": message,
-                        "extraInfo": {"py_callstack": callstack, "timestamp": str(int(time.time())),
-                                      EXIT_CODE_KEY: str(failure_exit_code(error))}}}
-    with contextlib.suppress(OSError):
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-
-
-# ---------------------------------------------------------------------------------------------
-# launching: `specnn train SPEC --nproc N` is torchrun, run in this process
-
-
-def torchrun_args(nproc: int, command: Sequence[str], extra: Sequence[str] = (), module: str = "specnn") -> list[str]:
-    """torchrun's arguments for ``python -m specnn COMMAND...`` on ``nproc`` local processes.
-
-    >>> torchrun_args(2, ["train", "iris.yaml"])
-    ['--nproc-per-node', '2', '--standalone', '-m', 'specnn', 'train', 'iris.yaml']
-    """
-    return ["--nproc-per-node", str(nproc), "--standalone", *extra, "-m", module, *command]
-
-
-def launch(nproc: int, command: Sequence[str], extra: Sequence[str] = (), module: str = "specnn") -> int:
-    """Run ``python -m MODULE COMMAND`` on ``nproc`` processes through torchrun; returns the exit code.
-
-    The workers report their own failure once (:func:`distributed_session`); torchrun's summary
-    of the same failure is not printed again, and its progress logging is kept to errors.
-    """
-    from torch.distributed import run as torchrun
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-
-    quiet_torchrun_logs()
-    try:
-        torchrun.main(torchrun_args(nproc, command, extra, module))
-    except SignalException as signalled:
-        # Ctrl-C (or a kill) reached the launcher: torchrun has passed it on to the workers and
-        # waited for them, and they said what they saved; the shell's code for that signal.
-        return 128 + int(signalled.sigval)
-    except ChildFailedError as failed:
-        # The rank that reported the failure exits with its real code (2 for bad input); the
-        # others leave quietly with 1, and torchrun's "first" failure may be any of them. A quiet
-        # rank may also exit first, and torchrun then terminates the reporter before its exit:
-        # the code it recorded in its error file is the job's.
-        recorded = [reported_exit_code(failure) for failure in failed.failures.values()]
-        if any(code is not None for code in recorded):
-            return next(code for code in recorded if code is not None)
-        codes = [failure.exitcode for failure in failed.failures.values()]
-        if max(codes) > 0:
-            return max(codes)
-        _, failure = failed.get_first_failure()  # killed by a signal: no worker could say why
-        print(f"specnn: {failure.message}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def quiet_torchrun_logs() -> None:
-    """Keep torchrun's agent to critical messages: the workers already say what went wrong."""
-    import logging
-
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("torch.distributed"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def forward_args(command: Any, params: Mapping[str, Any], drop: Sequence[str] = ()) -> list[str]:
-    """A click command's parsed ``params`` back as command-line arguments, minus ``drop``.
-
-    The workers torchrun starts get the same options the user gave, except the ones that
-    launched them (``--nproc``).
-    """
-    positional, options = [], []
-    for param in command.params:
-        value = params.get(param.name)
-        if param.name in drop or value is None:
-            continue
-        if param.param_type_name == "argument":
-            positional.extend(value if isinstance(value, (list, tuple)) else [value])
-        elif getattr(param, "is_flag", False):
-            if value and value != param.default:
-                options.append(param.opts[0])
-        elif getattr(param, "_flag_needs_value", False) and value == param.flag_value:
-            options.append(param.opts[0])  # an option whose value is optional, given bare (--resume)
-        elif value != param.default:
-            options.extend([param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0], str(value)])
-    return positional + options

@@ -30,9 +30,10 @@ from specnn.errors import RunError, spec_problem
 from specnn.runtime.data.tensors import Tensors, batches
 from specnn.runtime.files import BEST, CHECKPOINT_DIR, LAST
 from specnn.runtime.train.checkpoint import save_checkpoints
-from specnn.runtime.train.distributed import per_rank_batch_size, resume_command, shard_batches, shard_length
+from specnn.runtime.train.distributed import per_rank_batch_size, resume_command
 from specnn.runtime.train.logs import EpochLogs, Progress, format_epoch, write_confusion
 from specnn.runtime.train.metrics import MetricSet
+from specnn.runtime.train.shards import shard_batches, shard_length
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 Echo = Callable[[str], Any]
