@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from specnn.runtime.data import csv_table, preprocess, sources
+from specnn.runtime.data import csv_table, sources
 from specnn.runtime.data.csv_table import column_index, number, present, read_rows
 from specnn.errors import DataError
 
@@ -38,9 +38,12 @@ def test_cells_are_checked_and_located(tmp_path):
         assert [p.format() for p in caught.value.problems] == [f"{caught.value.problems[0].file}: {message}"]
 
 
-def test_the_csv_source_and_the_preprocessing_read_through_csv_table():
-    assert sources.read_rows is preprocess.read_rows is csv_table.read_rows
-    assert sources.number is preprocess.number is csv_table.number
+def test_the_sources_and_predict_read_tables_through_one_reader():
+    from specnn.runtime.data import table
+    from specnn.runtime.runs import evaluate, predict
+
+    assert sources.read_table is predict.read_table is evaluate.read_table is table.read_table
+    assert table.read_rows is csv_table.read_rows
 
 
 def test_no_module_imports_another_modules_private_names():

@@ -81,8 +81,8 @@ def test_fractional_targets_for_a_classification_loss_are_an_error():
     with pytest.raises(DataError) as info:
         prepare_targets(np.array([0.5, 1.0], np.float32), "NLLLoss", [2])
     assert str(info.value) == (
-        "loss.NLLLoss: NLLLoss needs one integer class label per sample "
-        "(use MSELoss or another regression loss for numeric targets)"
+        "loss.NLLLoss: NLLLoss needs one integer class label per sample; the targets hold fractional values "
+        "such as 0.5 (use MSELoss or another regression loss for numeric targets)"
     )
 
 

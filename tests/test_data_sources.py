@@ -60,22 +60,25 @@ def test_csv_fractional_targets_are_float32(tmp_path):
 
 def test_csv_non_numeric_feature_names_file_row_and_column(tmp_path):
     message = csv_error(tmp_path, "x,y,label\n1,2,a\n3,abc,b\n")
-    assert message == f"{tmp_path / 'data.csv'}: row 3, column 'y': 'abc' is not a number"
+    assert message == f"{tmp_path / 'data.csv'}: row 3, column 'y': 'abc' is not a number (if the column holds categories, list it under data.preprocess.categorical)"
 
 
 def test_csv_missing_value_names_file_row_and_column(tmp_path):
     message = csv_error(tmp_path, "x,y,label\n1,2,a\n3,4,b\n,5,a\n")
-    assert message == f"{tmp_path / 'data.csv'}: row 4, column 'x': missing value"
+    assert message == f"{tmp_path / 'data.csv'}: row 4, column 'x': missing value (set data.preprocess.missing to drop these rows or fill them)"
 
 
-def test_csv_missing_target_value_is_reported(tmp_path):
-    message = csv_error(tmp_path, "x,label\n1,a\n2, \n")
-    assert message == f"{tmp_path / 'data.csv'}: row 3, column 'label': missing value"
+def test_csv_rows_without_a_target_are_dropped_and_counted(tmp_path):
+    write(tmp_path, "x,label\n1,a\n2, \n3,NA\n4,b\n")
+    arrays = load_csv(CsvArgs(path="data.csv", target="label"), tmp_path)
+    assert arrays.features[:, 0].tolist() == [1, 4]
+    assert arrays.classes == ["a", "b"]
+    assert arrays.notes == [f"{tmp_path / 'data.csv'}: dropped 2 row(s) with no target value"]
 
 
 def test_csv_row_numbers_count_blank_lines_like_a_spreadsheet(tmp_path):
     message = csv_error(tmp_path, "x,label\n1,a\n\n2,b\nnan?,a\n")
-    assert message == f"{tmp_path / 'data.csv'}: row 5, column 'x': 'nan?' is not a number"
+    assert message == f"{tmp_path / 'data.csv'}: row 5, column 'x': 'nan?' is not a number (if the column holds categories, list it under data.preprocess.categorical)"
 
 
 def test_csv_short_row_is_reported(tmp_path):

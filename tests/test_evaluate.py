@@ -211,7 +211,7 @@ def test_a_missing_feature_column_or_a_bad_value_is_located(iris_run, tmp_path):
     write_csv(data, [*COLUMNS, "species"], [[5.1, 3.5, 1.4, 0.2, "setosa"], [4.9, "abc", 1.4, 0.2, "setosa"]])
     with pytest.raises(DataError) as info:
         evaluate(iris_run, data)
-    assert str(info.value) == f"{data}: row 3, column 'sepal_width': 'abc' is not a number"
+    assert str(info.value) == f"{data}: row 3, column 'sepal_width': 'abc' is not a number (if the column holds categories, list it under data.preprocess.categorical)"
 
 
 def test_a_missing_run_file_is_a_run_error(iris_run, tmp_path):

@@ -136,7 +136,7 @@ def test_a_non_numeric_value_names_file_row_and_column(iris_run, tmp_path):
     (tmp_path / "new.csv").write_text(",".join(COLUMNS) + "\n5.1,3.5,1.4,0.2\n4.9,abc,1.4,0.2\n")
     with pytest.raises(DataError) as info:
         predict(iris_run, tmp_path / "new.csv")
-    assert str(info.value) == f"{tmp_path / 'new.csv'}: row 3, column 'sepal_width': 'abc' is not a number"
+    assert str(info.value) == f"{tmp_path / 'new.csv'}: row 3, column 'sepal_width': 'abc' is not a number (if the column holds categories, list it under data.preprocess.categorical)"
 
 
 def test_categorical_rows_are_encoded_with_the_training_vocabulary(tmp_path):
@@ -202,7 +202,7 @@ def test_cli_bad_input_exits_2_and_leaves_the_output_file_as_it_was(cli_runner, 
     out.write_text("old\n")
     result = cli_runner.invoke(cli, ["predict", str(iris_run), str(tmp_path / "bad.csv"), "-o", str(out)])
     assert result.exit_code == 2
-    assert result.output.strip() == f"{tmp_path / 'bad.csv'}: row 2, column 'sepal_width': missing value"
+    assert result.output.strip() == f"{tmp_path / 'bad.csv'}: row 2, column 'sepal_width': missing value (set data.preprocess.missing to drop these rows or fill them)"
     assert out.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "out.csv"]
 

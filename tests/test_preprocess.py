@@ -12,6 +12,7 @@ from specnn.runtime.data.tensors import split
 from specnn.runtime.data.preprocess import Encoding, Preprocessor, load_preprocessor
 from specnn.runtime.data.sources import load_csv
 from specnn.launch import train
+from specnn.runtime.data.table import Table
 from specnn.errors import DataError, RunError, SpecError
 from specnn.spec.loader import load_spec
 
@@ -139,13 +140,15 @@ def test_one_hot_and_index_encoding_give_the_declared_width_and_are_stored(tmp_p
 
 def test_encoding_rows_one_hot_and_index():
     color, size = Encoding("onehot", ["blue", "green", "red"]), Encoding("index", ["L", "M", "S"])
-    np.testing.assert_array_equal(color.encode(["red", "blue"], "color", [2, 3], "f.csv"), [[0, 0, 1], [1, 0, 0]])
-    np.testing.assert_array_equal(size.encode(["S", "L", "M"], "size", [2, 3, 4], "f.csv"), [[2], [0], [1]])
+    table = Table(Path("f.csv"), [], {}, row_of=lambda i: i + 2)
+    np.testing.assert_array_equal(color.encode(np.array(["red", "blue"], object), "color", table), [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(size.encode(np.array(["S", "L", "M"], object), "size", table), [[2], [0], [1]])
 
 
 def test_an_unseen_category_names_file_row_column_and_the_known_categories():
     with pytest.raises(DataError) as info:
-        Encoding("onehot", ["blue", "green", "red"]).encode(["red", "purple"], "color", [2, 3], "new.csv")
+        table = Table(Path("new.csv"), [], {}, row_of=lambda i: i + 2)
+        Encoding("onehot", ["blue", "green", "red"]).encode(np.array(["red", "purple"], object), "color", table)
     assert str(info.value) == "new.csv: row 3, column 'color': unknown category 'purple' (known: blue, green, red)"
 
 
@@ -177,7 +180,7 @@ def test_categorical_columns_need_a_csv_source(tmp_path):
     spec.write_text(spec.read_text().replace("csv: {path: shop.csv, target: bought}", "npz: {path: d.npz}"))
     with pytest.raises(SpecError) as info:
         train(load_spec(spec), tmp_path / "run", quiet=True)
-    assert str(info.value) == f"{spec}:14:5: data.preprocess.categorical: categorical columns need a csv source, not npz"
+    assert str(info.value) == f"{spec}:14:5: data.preprocess.categorical: categorical needs a table source (csv or parquet) with named columns, not npz"
 
 
 def test_preprocess_json_round_trips_and_a_corrupt_one_names_the_file(tmp_path):

@@ -22,6 +22,12 @@ class CsvArgs(Args):
     delimiter: str = Field(",", min_length=1, max_length=1)
 
 
+class ParquetArgs(Args):
+    path: str = Field(description="Parquet file, relative to the spec file's folder (needs specnn[parquet])")
+    target: str = Field(description="name of the target column")
+    features: Optional[list[str]] = Field(None, description="feature columns; default: every column but the target")
+
+
 class NpzArgs(Args):
     path: str = Field(description=".npz file, relative to the spec file's folder")
     x: Union[str, dict[str, str]] = Field(
@@ -86,12 +92,14 @@ class SourceDef:
     name: str
     args: type[Args]
     loader: str  # "module:function" taking (args, base_dir, seed) and returning runtime.data.Arrays
+    table: bool = False  # rows of named columns: categorical encoding and missing values apply
 
 
 SOURCES: dict[str, SourceDef] = {
     d.name: d
     for d in (
-        SourceDef("csv", CsvArgs, "specnn.runtime.data.sources:load_csv"),
+        SourceDef("csv", CsvArgs, "specnn.runtime.data.sources:load_csv", table=True),
+        SourceDef("parquet", ParquetArgs, "specnn.runtime.data.sources:load_parquet", table=True),
         SourceDef("npz", NpzArgs, "specnn.runtime.data.sources:load_npz"),
         SourceDef("synthetic", SyntheticArgs, "specnn.runtime.data.sources:make_synthetic"),
         SourceDef("sklearn", SklearnArgs, "specnn.runtime.data.sources:load_sklearn"),

@@ -27,6 +27,8 @@ EXTRAS = {
     "plot": ("matplotlib",),
     "tensorboard": ("tensorboard",),
     "progress": ("tqdm",),
+    "parquet": ("pyarrow",),
+    "images": ("Pillow",),
 }
 
 

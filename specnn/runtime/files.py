@@ -10,6 +10,7 @@ A run folder (``runs/<name>/`` or ``--out``) holds::
     weights.pt         the final state_dict (loads with torch.load(weights_only=True))
     meta.json          class names, task, input/output shapes, specnn and torch versions
     preprocess.json    the preprocessing fitted on the training split
+    test.json          the test split's loss and metrics (data.test_split)
     checkpoints/       last.pt and best.pt
     model.onnx ...     the exports the spec asked for
 
@@ -40,6 +41,7 @@ CSV_FILE = "metrics.csv"
 WEIGHTS_FILE = "weights.pt"
 META_FILE = "meta.json"
 PREPROCESS_FILE = "preprocess.json"
+TEST_FILE = "test.json"  # data.test_split: measured once after training
 PLOT_FILE = "curves.png"
 CONFUSION_FILE = "confusion_matrix"  # .json (train and val) and .csv
 CHECKPOINT_DIR = "checkpoints"
@@ -49,7 +51,7 @@ TENSORBOARD_DIR = "tensorboard"
 # What load_run needs; and every file and folder a training run (or `plot`/`export` into it) writes.
 REQUIRED_FILES = (SPEC_FILE, WEIGHTS_FILE, META_FILE)
 RUN_FILES = (
-    SPEC_FILE, MODEL_FILE, METRICS_FILE, CSV_FILE, WEIGHTS_FILE, META_FILE, PREPROCESS_FILE, PLOT_FILE,
+    SPEC_FILE, MODEL_FILE, METRICS_FILE, CSV_FILE, WEIGHTS_FILE, META_FILE, PREPROCESS_FILE, TEST_FILE, PLOT_FILE,
     f"{CONFUSION_FILE}.json", f"{CONFUSION_FILE}.csv", *(d.filename for d in EXPORTERS.values()),
 )
 RUN_FOLDERS = (CHECKPOINT_DIR, TENSORBOARD_DIR)

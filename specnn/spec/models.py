@@ -237,6 +237,15 @@ class ModelSpec(Strict):
 # ---------------------------------------------------------------------------------------------
 # data, loss, optimizer, train, export
 
+class FillConstant(Strict):
+    """Fill missing cells of a column with one value (a number, or a category's name)."""
+
+    constant: Union[float, str] = Field(description="the value written into every missing cell")
+
+
+MissingStrategy = Union[Literal["error", "drop", "mean", "median", "most_frequent"], FillConstant]
+
+
 class PreprocessSpec(Strict):
     """Feature preprocessing, fitted once and stored in the run (``preprocess.json``)."""
 
@@ -244,8 +253,23 @@ class PreprocessSpec(Strict):
         "none", description="standard: (x - mean) / std; minmax: (x - min) / (max - min); fitted on the training split"
     )
     categorical: dict[str, Literal["onehot", "index"]] = Field(
-        default_factory=dict, description="CSV columns holding categories, each encoded one-hot or as an index"
+        default_factory=dict, description="table columns holding categories, each encoded one-hot or as an index"
     )
+    missing: Union[MissingStrategy, dict[str, MissingStrategy]] = Field(  # type: ignore[valid-type]
+        "error", description="missing cells (empty, NA, NaN, null ...): error, drop the row, or fill with the "
+        "training split's mean/median/most_frequent or {constant: value}; one strategy for every column or one "
+        "per column name"
+    )
+    scale_target: Literal["none", "standard", "minmax"] = Field(
+        "none", description="regression: scale the targets for training (fitted on the training split); "
+        "predictions come back in the original units"
+    )
+
+    def missing_for(self, column: str) -> Any:
+        """The strategy for one column: its own entry, or the one for every column (default error)."""
+        if isinstance(self.missing, dict):
+            return self.missing.get(column, "error")
+        return self.missing
 
 
 DataSpec = choice_model(
@@ -254,6 +278,9 @@ DataSpec = choice_model(
     "data source",
     "Where samples come from, and how they are split.",
     validation_split=(float, Field(0.2, ge=0, lt=1, description="fraction held out for validation")),
+    test_split=(float, Field(0.0, ge=0, lt=1, description="fraction held out for a test set, evaluated once after "
+                             "training (test.json in the run)")),
+    stratify=(bool, Field(False, description="classification: split so each class keeps its share in every part")),
     preprocess=(PreprocessSpec, Field(default_factory=PreprocessSpec, description="scaling and categorical encoding")),
 )
 

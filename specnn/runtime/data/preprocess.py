@@ -7,32 +7,36 @@ A spec asks for it in its data section::
       preprocess:
         scale: standard                      # none | standard | minmax
         categorical: {color: onehot, size: index}
+        missing: {age: median}               # see missing.py
+        scale_target: standard               # regression targets, mapped back by predict
 
-Two things are fitted, on purpose from different rows:
+Three things are fitted, on purpose from different rows:
 
 * the **vocabulary** of each categorical column, from every row of the training file (sorted),
   so the model's input width does not depend on the random validation split;
 * the **scaling statistics** (mean and standard deviation, or minimum and maximum), from the
-  training split only, so nothing about the validation rows leaks into training.
+  training split only, so nothing about the validation rows leaks into training;
+* the **fill values** of missing cells (``missing.py``), from the training split only.
 
-Both go to ``preprocess.json`` in the run folder together with the feature columns and their
+All go to ``preprocess.json`` in the run folder together with the feature columns and their
 order; :func:`load_preprocessor` reads them back, so evaluation and prediction transform new rows
 exactly as training did. Scaling applies to numeric columns; encoded categories pass through.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional
 
 import numpy as np
 
-from specnn.runtime.data.csv_table import column_index, data_error, number, present, read_rows
-from specnn.runtime.data.sources import Arrays, encode_labels, resolve_path
+from specnn.runtime.data.csv_table import data_error
+from specnn.runtime.data.missing import Fill, apply_fills
+from specnn.runtime.data.sources import Arrays
+from specnn.runtime.data.table import Table
 from specnn.errors import DataError, Problem, RunError, SpecError, spec_problem
 from specnn.runtime.files import PREPROCESS_FILE, write_json
 
@@ -43,8 +47,8 @@ FORMAT = 1
 Scale = Literal["none", "standard", "minmax"]
 
 __all__ = [
-    "PREPROCESS_FILE", "Encoding", "Preprocessor", "Table", "load_training_arrays", "load_preprocessor",
-    "read_csv_table", "read_csv_header", "check_input_width", "fit_on_training_split",
+    "PREPROCESS_FILE", "Encoding", "Preprocessor", "TargetScale", "load_preprocessor", "check_input_width",
+    "fit_on_training_split",
 ]
 
 
@@ -75,116 +79,55 @@ class Encoding:
         """
         return [f"{column}={c}" for c in self.categories] if self.kind == "onehot" else [column]
 
-    def encode(self, values: Sequence[str], column: str, rows: Sequence[int], file: Path | str) -> np.ndarray:
+    def encode(self, values: np.ndarray, column: str, table: "Table") -> np.ndarray:
         """The column's features, shape (N, width).
 
         Raises:
             DataError: a value is not a known category (file, row and column named).
         """
-        position = {name: i for i, name in enumerate(self.categories)}
-        at = np.empty(len(values), dtype=np.int64)
-        for i, value in enumerate(values):
-            if value not in position:
-                raise data_error(
-                    file, f"row {rows[i]}, column '{column}': unknown category '{value}' "
-                          f"(known: {', '.join(self.categories)})", code="category")
-            at[i] = position[value]
+        known = np.array(self.categories, dtype=str)
+        text = np.asarray(values).astype(str)
+        at = np.minimum(np.searchsorted(known, text), max(len(known) - 1, 0))
+        unknown = known[at] != text if len(known) else np.ones(len(text), dtype=bool)
+        if unknown.any():
+            i = int(np.argmax(unknown))
+            raise data_error(table.file, f"{table.where(i, column)}: unknown category '{values[i]}' "
+                                         f"(known: {', '.join(self.categories)})", code="category")
         if self.kind == "index":
             return at.astype(np.float32)[:, None]
         return np.eye(len(self.categories), dtype=np.float32)[at]
 
 
 # ---------------------------------------------------------------------------------------------
-# reading CSV columns by name (numeric and categorical)
+# the preprocessor
+
+_CHUNK = 1 << 16  # rows scaled at a time: float64 arithmetic without a float64 copy of the data
 
 
 @dataclass
-class Table:
-    """Feature columns read from a CSV file, by name, with each data row's spreadsheet number.
+class TargetScale:
+    """Regression targets scaled for training; predictions are mapped back with :meth:`inverse`."""
 
-    Attributes:
-        file: where the rows came from.
-        columns: the feature columns, in the order the model sees them.
-        values: per column, float32 numbers (numeric columns) or the stripped text (categorical).
-        rows: the spreadsheet row number of each sample (the header is row 1).
-        target: the target column's text per row, when it was asked for and is present.
-    """
+    method: Scale
+    shift: list[float]
+    spread: list[float]
 
-    file: Path
-    columns: list[str]
-    values: dict[str, Any]
-    rows: list[int]
-    target: Optional[list[str]] = None
+    @classmethod
+    def fit(cls, method: Scale, targets: np.ndarray) -> "TargetScale":
+        flat = targets.reshape(len(targets), -1).astype(np.float64)
+        if method == "standard":
+            shift, spread = flat.mean(axis=0), flat.std(axis=0)
+        else:
+            shift, spread = flat.min(axis=0), flat.max(axis=0) - flat.min(axis=0)
+        return cls(method, shift.tolist(), np.where(spread > 0, spread, 1.0).tolist())
 
-    def __len__(self) -> int:
-        return len(self.rows)
+    def apply(self, targets: np.ndarray) -> np.ndarray:
+        flat = (targets.reshape(len(targets), -1).astype(np.float64) - self.shift) / self.spread
+        return flat.astype(np.float32).reshape(targets.shape)
 
-
-def read_csv_header(path: Path, delimiter: str = ",") -> list[str]:
-    """The column names of a CSV file (its first row).
-
-    Raises:
-        DataError: missing, unreadable or empty file.
-    """
-    if not path.is_file():
-        raise data_error(path, "data file not found", code="file")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            first = next((row for row in csv.reader(f, delimiter=delimiter) if row), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise data_error(path, f"cannot read the file as CSV: {e}", code="file") from None
-    if first is None:
-        raise data_error(path, "the file is empty: expected a header row and data rows", code="empty")
-    return [name.strip() for name in first]
-
-
-def read_csv_table(
-    path: Path,
-    columns: Optional[Sequence[str]],
-    categorical: Sequence[str] = (),
-    *,
-    delimiter: str = ",",
-    target: Optional[str] = None,
-    target_required: bool = False,
-) -> Table:
-    """Read feature columns by name; numeric ones as float32, ``categorical`` ones as text.
-
-    Args:
-        path: the CSV file (header row first).
-        columns: feature columns to read; None: every column except ``target``.
-        categorical: columns kept as text (encoded later by an :class:`Encoding`).
-        delimiter: the field separator.
-        target: the target column's name; its text is read when the column is present.
-        target_required: a missing target column is an error (training), not ignored (prediction).
-
-    Raises:
-        DataError: a missing column, a short row, a missing or non-numeric value (file, row,
-            column named).
-    """
-    header, data_rows = read_rows(path, delimiter)
-    names = list(columns) if columns is not None else [h for h in header if h != target]
-    at = {name: column_index(path, header, name) for name in names}
-    target_at = None
-    if target is not None and (target_required or target in header):
-        target_at = column_index(path, header, target)
-    values: dict[str, Any] = {n: ([] if n in categorical else np.empty(len(data_rows), np.float32)) for n in names}
-    labels: list[str] = []
-    for i, (row_number, row) in enumerate(data_rows):
-        if len(row) != len(header):
-            raise data_error(path, f"row {row_number}: has {len(row)} fields, the header has {len(header)}")
-        for name in names:
-            if name in categorical:
-                values[name].append(present(path, row_number, name, row[at[name]]))
-            else:
-                values[name][i] = number(path, row_number, name, row[at[name]])
-        if target_at is not None:
-            labels.append(present(path, row_number, target, row[target_at]))
-    rows = [number for number, _ in data_rows]
-    return Table(path, names, values, rows, labels if target_at is not None else None)
-
-
-# ---------------------------------------------------------------------------------------------
-# the preprocessor
+    def inverse(self, outputs: np.ndarray) -> np.ndarray:
+        flat = outputs.reshape(len(outputs), -1).astype(np.float64) * self.spread + self.shift
+        return flat.astype(np.float32).reshape(outputs.shape)
 
 
 @dataclass
@@ -192,13 +135,15 @@ class Preprocessor:
     """Everything a run needs to turn raw feature columns into the model's input.
 
     Attributes:
-        columns: the raw feature columns in order (CSV names); None for unnamed sources (npz).
+        columns: the raw feature columns in order (table names); None for unnamed sources (npz).
         target: the target column's name, when the source has one.
         categorical: the encoding of each categorical column.
         scale: ``none``, ``standard`` or ``minmax``.
         stats: per encoded feature, ``mean``/``std`` or ``min``/``max`` (after :meth:`fit`);
             encoded categories hold the identity (0 and 1).
         width: the number of features per sample after encoding (flattened).
+        fills: per column with a fill strategy, the value fitted on the training split.
+        target_scale: the regression targets' scaling, when ``scale_target`` asks for one.
     """
 
     columns: Optional[list[str]] = None
@@ -207,6 +152,8 @@ class Preprocessor:
     scale: Scale = "none"
     stats: dict[str, list[float]] = field(default_factory=dict)
     width: Optional[int] = None
+    fills: dict[str, Fill] = field(default_factory=dict)
+    target_scale: Optional[TargetScale] = None
 
     @property
     def feature_names(self) -> Optional[list[str]]:
@@ -220,26 +167,38 @@ class Preprocessor:
         return names
 
     def encode(self, table: Table) -> np.ndarray:
-        """A table's features as numbers, shape (N, width): categories encoded, in column order."""
-        parts = []
-        for column in self.columns or table.columns:
+        """A table's features as numbers, shape (N, width): missing cells filled, categories encoded.
+
+        The table's columns are released as they are copied in, so the peak is about one copy
+        of the data more than the table.
+        """
+        apply_fills(table, self.fills)
+        columns = self.columns or table.columns
+        widths = [len(self.categorical[c].categories) if c in self.categorical and
+                  self.categorical[c].kind == "onehot" else 1 for c in columns]
+        out = np.empty((len(table), sum(widths)), np.float32)
+        at = 0
+        for column, width in zip(columns, widths):
             encoding = self.categorical.get(column)
-            if encoding is None:
-                parts.append(np.asarray(table.values[column], np.float32)[:, None])
-            else:
-                parts.append(encoding.encode(table.values[column], column, table.rows, table.file))
-        return np.concatenate(parts, axis=1) if parts else np.empty((len(table), 0), np.float32)
+            values = table.values[column]
+            out[:, at:at + width] = values[:, None] if encoding is None else encoding.encode(values, column, table)
+            at += width
+        return out
 
     def fit(self, features: np.ndarray) -> "Preprocessor":
         """Fit the scaling statistics on training features (N, ...); returns self."""
-        flat = features.reshape(len(features), -1).astype(np.float64)
+        flat = features.reshape(len(features), -1)
         self.width = flat.shape[1]
         if self.scale == "none":
             self.stats = {}
             return self
         scaled = self._scaled_mask(flat.shape[1])
         if self.scale == "standard":
-            low, high = np.where(scaled, flat.mean(axis=0), 0.0), np.where(scaled, flat.std(axis=0), 1.0)
+            mean = flat.mean(axis=0, dtype=np.float64)
+            squares = sum(((flat[i:i + _CHUNK].astype(np.float64) - mean) ** 2).sum(axis=0)
+                          for i in range(0, len(flat), _CHUNK))
+            std = np.sqrt(squares / max(len(flat), 1))
+            low, high = np.where(scaled, mean, 0.0), np.where(scaled, std, 1.0)
             self.stats = {"mean": low.tolist(), "std": high.tolist()}
         else:
             low, high = np.where(scaled, flat.min(axis=0), 0.0), np.where(scaled, flat.max(axis=0), 1.0)
@@ -252,7 +211,6 @@ class Preprocessor:
         A feature that did not vary in the training split (zero std or max == min) is only
         shifted, never divided by zero.
         """
-        flat = features.reshape(len(features), -1).astype(np.float64)
         if self.scale == "standard":
             shift, spread = np.array(self.stats["mean"]), np.array(self.stats["std"])
         elif self.scale == "minmax":
@@ -261,7 +219,11 @@ class Preprocessor:
         else:
             return features
         spread = np.where(spread > 0, spread, 1.0)
-        return ((flat - shift) / spread).astype(np.float32).reshape(features.shape)
+        flat = features.reshape(len(features), -1)
+        out = np.empty(flat.shape, np.float32)
+        for i in range(0, len(flat), _CHUNK):
+            out[i:i + _CHUNK] = (flat[i:i + _CHUNK].astype(np.float64) - shift) / spread
+        return out.reshape(features.shape)
 
     def _scaled_mask(self, width: int) -> np.ndarray:
         """Which encoded features are scaled: the numeric columns, not encoded categories."""
@@ -275,7 +237,7 @@ class Preprocessor:
 
     def to_json(self) -> dict[str, Any]:
         """The contents of ``preprocess.json``."""
-        return {
+        data = {
             "format": FORMAT,
             "columns": self.columns,
             "target": self.target,
@@ -284,6 +246,12 @@ class Preprocessor:
             "width": self.width,
             "scale": {"method": self.scale, **self.stats},
         }
+        if self.fills:
+            data["missing"] = {c: fill.to_json() for c, fill in self.fills.items()}
+        if self.target_scale is not None:
+            t = self.target_scale
+            data["target_scale"] = {"method": t.method, "shift": t.shift, "spread": t.spread}
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Preprocessor":
@@ -295,7 +263,10 @@ class Preprocessor:
         if method not in ("none", "standard", "minmax"):
             raise ValueError(f"unknown scale method {method!r}")
         categorical = {c: Encoding(e["encoding"], list(e["categories"])) for c, e in data["categorical"].items()}
-        return cls(data["columns"], data["target"], categorical, method, scale, data["width"])
+        fills = {c: Fill.from_json(f) for c, f in data.get("missing", {}).items()}
+        target = data.get("target_scale")
+        target_scale = TargetScale(target["method"], list(target["shift"]), list(target["spread"])) if target else None
+        return cls(data["columns"], data["target"], categorical, method, scale, data["width"], fills, target_scale)
 
     def save(self, folder: Path) -> Path:
         """Write ``preprocess.json`` into a run folder, atomically."""
@@ -326,50 +297,20 @@ def load_preprocessor(folder: Path | str, spec: Any = None) -> Optional[Preproce
 def _require_when_asked(path: Path, spec: Any) -> None:
     # Without the fitted statistics new rows would go in unscaled or unencoded: wrong answers, no error.
     asked = spec.data.preprocess if spec is not None else None
-    if asked is None or (asked.scale == "none" and not asked.categorical):
+    if asked is None:
         return
     what = ", ".join(([f"scale: {asked.scale}"] if asked.scale != "none" else [])
-                     + (["categorical"] if asked.categorical else []))
+                     + (["categorical"] if asked.categorical else [])
+                     + (["missing"] if asked.missing != "error" else [])
+                     + ([f"scale_target: {asked.scale_target}"] if asked.scale_target != "none" else []))
+    if not what:
+        return
     raise RunError([Problem("missing", f"missing run file: the run's spec asks for data.preprocess ({what}), "
                             "fitted on its training split and stored here", file=str(path))])
 
 
 # ---------------------------------------------------------------------------------------------
 # training: load the source, encode categories, and fit on the training split
-
-
-def load_training_arrays(spec: "Spec") -> tuple[Arrays, Preprocessor]:
-    """The spec's data with categorical columns encoded, and the (not yet fitted) preprocessor.
-
-    CSV sources with categorical columns are read here (text kept for those columns); every
-    other source goes through its usual loader. Call :meth:`Preprocessor.fit` on the training
-    split and :meth:`Preprocessor.transform` on each split afterwards.
-
-    Raises:
-        SpecError: categorical columns on a source without named columns.
-        DataError: the data cannot be read (file, row and column named).
-    """
-    from specnn.runtime.data.tensors import load_arrays
-
-    settings = spec.data.preprocess
-    categorical = dict(settings.categorical)
-    if spec.data.kind != "csv":
-        if categorical:
-            raise SpecError([spec_problem(spec, ("data", "preprocess", "categorical"),
-                                f"categorical columns need a csv source, not {spec.data.kind}", code="preprocess")])
-        return load_arrays(spec), Preprocessor(scale=settings.scale)
-    args = spec.data.args
-    path = resolve_path(args.path, spec.base_dir)
-    columns = args.features or [h for h in read_csv_header(path, args.delimiter) if h != args.target]
-    _check_categorical_columns(spec, path, columns, categorical)
-    if not categorical:
-        return load_arrays(spec), Preprocessor(columns, args.target, scale=settings.scale)
-    table = read_csv_table(path, columns, list(categorical), delimiter=args.delimiter,
-                           target=args.target, target_required=True)
-    encodings = {c: Encoding(kind, sorted(set(table.values[c]))) for c, kind in categorical.items()}
-    preprocessor = Preprocessor(columns, args.target, encodings, settings.scale)
-    targets, classes = encode_labels(table.target or [])
-    return Arrays(preprocessor.encode(table), targets, classes), preprocessor
 
 
 def check_input_width(spec: "Spec", preprocessor: Preprocessor, features: Any, inputs: Mapping[str, Any]) -> None:
@@ -396,13 +337,14 @@ def check_input_width(spec: "Spec", preprocessor: Preprocessor, features: Any, i
     )])
 
 
-def fit_on_training_split(spec: "Spec", preprocessor: Preprocessor, train: Arrays, validation: Optional[Arrays]) -> None:
-    """Fit the scaling on the training split only, then scale both splits (in place).
+def fit_on_training_split(spec: "Spec", preprocessor: Preprocessor, train: Arrays, *others: Optional[Arrays]) -> None:
+    """Fit the scaling on the training split only, then scale every split (in place).
 
     Args:
         spec: the spec, to locate problems.
-        preprocessor: from :func:`load_training_arrays`.
-        train, validation: the splits, features already matched to the model's inputs.
+        preprocessor: from :func:`~specnn.runtime.data.prepare.load_splits`.
+        train, others: the splits (validation, test; None when absent), features already
+            matched to the model's inputs.
 
     Raises:
         SpecError: scaling asked for a model with several inputs or an int64 (token id) input.
@@ -413,7 +355,7 @@ def fit_on_training_split(spec: "Spec", preprocessor: Preprocessor, train: Array
     preprocessor.fit(features)
     if preprocessor.scale == "none":
         return
-    for part in (train, validation):
+    for part in (train, *others):
         if part is not None:
             scaled = preprocessor.transform(_only_input(spec, preprocessor, part.features)[1])
             part.features = {name: scaled} if name is not None else scaled
@@ -434,13 +376,4 @@ def _only_input(spec: "Spec", preprocessor: Preprocessor, features: Any) -> tupl
                             f"the model input is {features.dtype} (e.g. token ids): scaling would change the ids", code="preprocess")])
     return name, features
 
-
-def _check_categorical_columns(spec: "Spec", path: Path, columns: list[str], categorical: dict[str, str]) -> None:
-    unknown = [c for c in categorical if c not in columns]
-    if unknown:
-        raise DataError([spec_problem(
-            spec, ("data", "preprocess", "categorical", unknown[0]),
-            f"'{unknown[0]}' is not a feature column of {path} (features: {', '.join(columns)})",
-            code="column",
-        )])
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from specnn.catalog.sources import CsvArgs, NpzArgs, SklearnArgs, SyntheticArgs, SyntheticInput
-from specnn.runtime.data.csv_table import column_index, data_error, number, present, read_rows
+from specnn.catalog.sources import CsvArgs, NpzArgs, ParquetArgs, SklearnArgs, SyntheticArgs, SyntheticInput
+from specnn.runtime.data.csv_table import data_error
+from specnn.runtime.data.table import Table, labels_from_column, read_table
 from specnn.errors import Problem, SpecError
 from specnn.errors.texts import needs_extra, suggest
 
@@ -40,6 +41,7 @@ class Arrays:
     features: Features
     targets: np.ndarray
     classes: Optional[list[str]] = None
+    notes: list[str] = field(default_factory=list)  # what was dropped while reading, for the user
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -65,29 +67,41 @@ def load_csv(args: CsvArgs, base_dir: Path, seed: int = 0) -> Arrays:
     """Read a CSV file with a header row: feature columns and one target column, by name.
 
     String targets are encoded as indices in sorted order (the names are kept in ``classes``);
-    integer targets are kept as they are, other numbers as float32.
+    integer targets are kept as they are, other numbers as float32. Rows without a target are
+    dropped (``Arrays.notes`` says how many).
 
     Raises:
         DataError: missing or empty file, missing column, missing or non-numeric value.
     """
     path = resolve_path(args.path, base_dir)
-    header, rows = read_rows(path, args.delimiter)
-    target_at = column_index(path, header, args.target)
-    feature_names = args.features if args.features is not None else [h for h in header if h != args.target]
-    if not feature_names:
-        raise data_error(path, f"row 1: no feature columns besides the target '{args.target}'")
-    feature_at = [column_index(path, header, name) for name in feature_names]
+    return table_arrays(read_table(path, args.features, delimiter=args.delimiter, target=args.target,
+                                   target_required=True), args.target)
 
-    features = np.empty((len(rows), len(feature_at)), dtype=np.float32)
-    labels: list[str] = []
-    for i, (row_number, row) in enumerate(rows):
-        if len(row) != len(header):
-            raise data_error(path, f"row {row_number}: has {len(row)} fields, the header has {len(header)}")
-        for j, (name, at) in enumerate(zip(feature_names, feature_at)):
-            features[i, j] = number(path, row_number, name, row[at])
-        labels.append(present(path, row_number, args.target, row[target_at]))
-    targets, classes = encode_labels(labels)
-    return Arrays(features, targets, classes)
+
+def load_parquet(args: ParquetArgs, base_dir: Path, seed: int = 0) -> Arrays:
+    """Read a Parquet file: feature columns and one target column, by name (as :func:`load_csv`)."""
+    path = resolve_path(args.path, base_dir)
+    return table_arrays(read_table(path, args.features, target=args.target, target_required=True), args.target)
+
+
+def table_arrays(table: Table, target: str) -> Arrays:
+    """A table of numeric features as Arrays; rows without a target dropped and counted."""
+    if not table.columns:
+        raise data_error(table.file, f"row 1: no feature columns besides the target '{target}'")
+    notes = []
+    missing = _missing_targets(table.target)
+    if missing.any():
+        notes.append(f"{table.file}: dropped {int(missing.sum())} row(s) with no target value")
+        table = table.take(~missing)
+    features = np.empty((len(table), len(table.columns)), np.float32)
+    for j, name in enumerate(table.columns):
+        features[:, j] = table.values.pop(name)  # each column released once copied
+    targets, classes = labels_from_column(table.target)
+    return Arrays(features, targets, classes, notes)
+
+
+def _missing_targets(target: np.ndarray) -> np.ndarray:
+    return target == None if target.dtype == object else np.isnan(target)  # noqa: E711
 
 
 def encode_labels(labels: Sequence[str]) -> tuple[np.ndarray, Optional[list[str]]]:

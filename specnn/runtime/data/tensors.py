@@ -189,18 +189,23 @@ def prepare_targets(targets: np.ndarray, loss: str, output_shape: Sequence[int])
         return _class_indices(targets, loss, output_shape)
     n = targets.shape[0]
     if targets.size != n * math.prod(output_shape):
+        labels = targets.ndim == 1 and targets.dtype.kind in "iu"
         raise DataError([Problem(
             "target-shape",
             f"{loss} needs targets shaped like the model output {list(output_shape)} per sample, "
             f"but the data has {list(targets.shape[1:]) or [1]} per sample",
             ("loss", loss),
+            hint="the targets are integer class labels: use CrossEntropyLoss" if labels else None,
         )])
     return targets.astype(np.float32).reshape(n, *output_shape)
 
 
 def _class_indices(targets: np.ndarray, loss: str, output_shape: Sequence[int]) -> np.ndarray:
     if targets.ndim != 1 or not np.all(targets == np.round(targets)):
-        raise DataError([Problem("target", f"{loss} needs one integer class label per sample", ("loss", loss),
+        what = f"{targets.shape[1:]} values" if targets.ndim != 1 else \
+            f"fractional values such as {targets[targets != np.round(targets)][0]:g}"
+        raise DataError([Problem("target", f"{loss} needs one integer class label per sample; the targets "
+                                 f"hold {what}", ("loss", loss),
                                  hint="use MSELoss or another regression loss for numeric targets")])
     indices = targets.astype(np.int64)
     classes = output_shape[-1] if output_shape else 1

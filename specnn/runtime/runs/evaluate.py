@@ -22,7 +22,7 @@ import json
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -31,7 +31,8 @@ from specnn.catalog.losses import LOSSES
 from specnn.runtime.data import tensors as data_module
 from specnn.runtime.data.tensors import Tensors
 from specnn.runtime.runs.predict import read_features
-from specnn.runtime.data.preprocess import Preprocessor, load_preprocessor, read_csv_table
+from specnn.runtime.data.preprocess import Preprocessor, load_preprocessor
+from specnn.runtime.data.table import read_table
 from specnn.runtime.files import write_atomic
 from specnn.runtime.runs.run import Run, load_run
 from specnn.runtime.data.csv_table import data_error, number
@@ -41,7 +42,7 @@ __all__ = ["evaluate", "format_evaluation", "write_evaluation"]
 
 VALIDATION = "validation split"
 def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
-             batch_size: Optional[int] = None, device: Optional[str] = None) -> dict[str, Any]:
+             batch_size: Optional[int] = None, device: Optional[str] = None, split: str = "validation") -> dict[str, Any]:
     """The loss and metrics of a trained run on its validation split or on a held-out file.
 
     Args:
@@ -49,9 +50,10 @@ def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
         data: a ``.csv`` or ``.npz`` file with the training's feature columns (or arrays) and the
             target column (CSV: the training's target name; NPZ: the npz source's ``y``, default
             ``y``). Text labels are class names of the run; numeric NPZ labels are class indices.
-            None: the run's validation split, rebuilt from the spec's data source.
+            None: the run's validation split (or ``split``), rebuilt from the spec's data source.
         batch_size: samples per forward pass; default ``train.batch_size`` (as training did).
         device: where to evaluate; default the spec's ``train.device``.
+        split: without ``data``: ``validation`` or ``test`` (``data.test_split``).
 
     Returns:
         ``{"run": folder, "data": "validation split" or the file, "samples": N,
@@ -73,14 +75,14 @@ def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
     target = resolve_device(spec.train.device, spec) if device is None else _device(device)
     preprocessor = load_preprocessor(run.path, spec) or _preprocessor_from_spec(spec)
     if data is None:
-        features, targets = validation_split(run, preprocessor)
+        features, targets = validation_split(run, preprocessor, split)
     else:
         features, targets = held_out_rows(run, preprocessor, Path(data))
     tensors = data_module.to_tensors(features, targets, target)
     values = _measure(run, tensors, batch_size or spec.train.batch_size, target)
     return {
         "run": str(run.path),
-        "data": VALIDATION if data is None else str(data),
+        "data": (VALIDATION if split == "validation" else f"{split} split") if data is None else str(data),
         "samples": len(tensors),
         "classes": run.classes,
         "metrics": values,
@@ -131,34 +133,34 @@ def _output_shape(run: Run) -> tuple[int, ...]:
 # the validation split, as training made it
 
 
-def validation_split(run: Run, preprocessor: Preprocessor) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The run's validation samples: features (one array per model input, scaled) and targets.
+def validation_split(run: Run, preprocessor: Preprocessor, part: str = "validation") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The run's validation (or test) samples: features (one array per model input, scaled) and targets.
 
-    The split is the trainer's (``data.split`` with the spec's seed); the scaling is the stored
-    one. The class list, category vocabularies and sample count are checked against the run's,
-    so a data file changed since training is an error rather than a silently different split.
+    The split is the trainer's (``data/prepare.load_splits`` with the spec's seed); the fills and
+    scaling are the stored ones. The class list, category vocabularies and sample count are
+    checked against the run's, so a data file changed since training is an error rather than a
+    silently different split.
 
     Raises:
-        RunError: ``validation_split`` is 0, or the data source no longer matches the run.
+        RunError: ``validation_split`` (``test_split``) is 0, or the data source no longer matches the run.
         DataError: the data source cannot be read.
     """
-    from specnn.runtime.data.preprocess import load_training_arrays
+    from specnn.runtime.data.prepare import load_splits
 
     spec = run.spec
-    if spec.data.validation_split <= 0:
+    key = f"{part}_split"
+    if getattr(spec.data, key) <= 0:
         raise RunError([_spec_problem(
-            spec, ("data", "validation_split"), "this run has no validation split (validation_split is 0): "
-            "there is nothing to evaluate without a file", "no-validation",
+            spec, ("data", key), f"this run has no {part} split ({key} is 0): "
+            "there is nothing to evaluate without a file", f"no-{part}",
             hint="pass --data FILE: a CSV or NPZ with the feature columns and the target")])
-    arrays, fresh = load_training_arrays(spec)
-    _check_same_source(run, arrays.classes, fresh, preprocessor)
-    arrays.features = data_module.match_inputs(spec, run.compiled.inputs, arrays.features)
-    arrays.targets = data_module.prepare_targets(arrays.targets, spec.loss.kind, _output_shape(run))
-    _, validation = data_module.split(arrays, spec.data.validation_split, spec.seed)
-    expected = run.meta.get("samples", {}).get("validation")
-    if expected is not None and len(validation) != expected:
-        raise _changed(spec, f"its validation split has {len(validation)} samples, the run's had {expected}")
-    return _scaled(preprocessor, validation.features), validation.targets
+    splits = load_splits(spec, run.compiled.inputs, _output_shape(run), fitted=preprocessor)
+    _check_same_source(run, splits.classes, splits.preprocessor, preprocessor)
+    chosen = splits.validation if part == "validation" else splits.test
+    expected = run.meta.get("samples", {}).get(part)
+    if expected is not None and len(chosen) != expected:
+        raise _changed(spec, f"its {part} split has {len(chosen)} samples, the run's had {expected}")
+    return chosen.features, chosen.targets
 
 
 def _check_same_source(run: Run, classes: Optional[list[str]], fresh: Preprocessor, stored: Preprocessor) -> None:
@@ -169,14 +171,6 @@ def _check_same_source(run: Run, classes: Optional[list[str]], fresh: Preprocess
         if now is None or now.categories != encoding.categories:
             raise _changed(run.spec, f"column '{column}' has categories {_names(now and now.categories)}, "
                                      f"the run was trained on {_names(encoding.categories)}")
-
-
-def _scaled(preprocessor: Preprocessor, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Scale the one input with the stored statistics (training scales only one-input models)."""
-    if preprocessor.scale == "none" or len(features) != 1:
-        return features
-    (name, array), = features.items()
-    return {name: preprocessor.transform(array)}
 
 
 def _changed(spec: Any, what: str) -> RunError:
@@ -219,6 +213,8 @@ def held_out_rows(run: Run, preprocessor: Preprocessor, path: Path) -> tuple[np.
         targets = data_module.prepare_targets(targets, spec.loss.kind, _output_shape(run))
     except DataError as error:
         raise DataError([replace(p, file=str(path), path=()) for p in error.problems]) from None
+    if preprocessor.target_scale is not None:  # the units training measured its loss in
+        targets = preprocessor.target_scale.apply(targets)
     return _model_input(run, preprocessor, features), targets
 
 
@@ -233,22 +229,29 @@ class _Labels:
     path: Path
     column: str
     values: Sequence[Any]
-    rows: Optional[list[int]] = None
+    row_of: Optional[Callable[[int], int]] = None
 
     @property
     def is_text(self) -> bool:
         return isinstance(self.values, list)
 
     def where(self, i: int) -> str:
-        if self.rows is None:
+        if self.row_of is None:
             return f"{self.column}[{i}]"
-        return f"row {self.rows[i]}, column '{self.column}'"
+        return f"row {self.row_of(i)}, column '{self.column}'"
 
 
 def _read_csv_labels(path: Path, target: str, spec: Any) -> _Labels:
-    delimiter = spec.data.args.delimiter if spec.data.kind == "csv" else ","
-    table = read_csv_table(path, [], delimiter=delimiter, target=target, target_required=True)
-    return _Labels(path, target, table.target or [], table.rows)
+    delimiter = getattr(spec.data.args, "delimiter", ",")
+    table = read_table(path, [], delimiter=delimiter, target=target, target_required=True)
+    values = table.target
+    missing = np.flatnonzero(values == None if values.dtype == object else np.isnan(values))  # noqa: E711
+    if missing.size:
+        raise data_error(path, f"{table.where(int(missing[0]), target)}: missing value", code="missing",
+                         hint="every row evaluated needs its target")
+    if values.dtype == object:
+        return _Labels(path, target, [str(v) for v in values], table.row_of)
+    return _Labels(path, target, values, table.row_of)
 
 
 def _read_npz_labels(path: Path, target: str) -> _Labels:
@@ -275,10 +278,10 @@ def _targets(run: Run, labels: _Labels) -> np.ndarray:
     """
     if labels.is_text and run.classes is not None:
         return _class_indices(labels, run.classes)
-    if labels.is_text and labels.rows is None:
+    if labels.is_text and labels.row_of is None:
         raise data_error(labels.path, f"array '{labels.column}' holds text labels; this run's labels are numbers")
     if labels.is_text:
-        numbers = np.array([number(labels.path, labels.rows[i], labels.column, text)
+        numbers = np.array([number(labels.path, labels.row_of(i), labels.column, text)
                             for i, text in enumerate(labels.values)])
     else:
         numbers = np.asarray(labels.values)
@@ -351,7 +354,7 @@ def format_evaluation(result: dict[str, Any]) -> str:
     """
     metrics = result["metrics"]
     numbers = [(name, value) for name, value in metrics.items() if not isinstance(value, list)]
-    where = "the validation split" if result["data"] == VALIDATION else result["data"]
+    where = f"the {result['data']}" if result["data"].endswith(" split") else result["data"]
     lines = [f"{result['run']} on {where} ({result['samples']} samples)"]
     lines += _aligned([("metric", "value")] + [(name, format(value, ".6g")) for name, value in numbers])
     for name, value in metrics.items():

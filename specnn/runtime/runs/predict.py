@@ -24,7 +24,8 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from specnn.runtime.data.preprocess import Preprocessor, load_preprocessor, read_csv_table
+from specnn.runtime.data.preprocess import Preprocessor, load_preprocessor
+from specnn.runtime.data.table import read_table
 from specnn.runtime.data.tensors import TORCH_DTYPES
 from specnn.runtime.files import write_atomic
 from specnn.runtime.runs.run import Run, load_run
@@ -129,6 +130,7 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, array: Option
     run = run if isinstance(run, Run) else load_run(run)
     path, array = split_array_name(path, array)
     inputs = run.compiled.inputs
+    preprocessor = load_preprocessor(run.path, run.spec) or _preprocessor_from_spec(run.spec)
     if len(inputs) > 1:
         if array is not None:
             raise data_error(path, f"array '{array}' names one features array, but the model has "
@@ -136,13 +138,15 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, array: Option
                              hint=f"give an .npz with one array per input: {_wanted(inputs, run.spec)}")
         arrays = read_input_arrays(path, inputs, run.spec)
     else:
-        preprocessor = load_preprocessor(run.path, run.spec) or _preprocessor_from_spec(run.spec)
-        features = read_features(path, preprocessor, run.spec, array)
+        features = read_features(Path(path), preprocessor, run.spec, array)
         (input_name, input_type), = inputs.items()
         arrays = {input_name: preprocessor.transform(features).reshape(len(features), *input_type.shape)}
     tensors = [torch.as_tensor(arrays[name]).to(TORCH_DTYPES[t.dtype]) for name, t in inputs.items()]
     outputs = _forward(run.model, tensors, batch_size)
-    return _interpret(run, outputs.reshape(len(outputs), -1))
+    outputs = outputs.reshape(len(outputs), -1)
+    if preprocessor.target_scale is not None:  # back to the units of the training targets
+        outputs = preprocessor.target_scale.inverse(outputs)
+    return _interpret(run, outputs)
 
 
 def split_array_name(path: Union[str, Path], array: Optional[str] = None) -> tuple[Path, Optional[str]]:
@@ -176,9 +180,9 @@ def read_features(path: Path, preprocessor: Preprocessor, spec: Any = None,
     elif array is not None:
         raise data_error(path, f"an array name ('{array}') applies to an .npz file only", code="predict")
     else:
-        delimiter = spec.data.args.delimiter if spec is not None and spec.data.kind == "csv" else ","
-        table = read_csv_table(path, preprocessor.columns, list(preprocessor.categorical),
-                               delimiter=delimiter, target=preprocessor.target)
+        delimiter = getattr(spec.data.args, "delimiter", ",") if spec is not None else ","
+        table = read_table(path, preprocessor.columns, list(preprocessor.categorical), delimiter=delimiter,
+                           target=preprocessor.target, allow_missing=list(preprocessor.fills))
         features = preprocessor.encode(table)
     width = math.prod(features.shape[1:])
     if preprocessor.width is not None and width != preprocessor.width:
@@ -293,10 +297,11 @@ def _encode_npz_columns(path: Path, preprocessor: Preprocessor, arrays: dict[str
     if len(lengths) != 1:
         raise data_error(path, "the column arrays differ in length: " +
                          ", ".join(f"'{c}' has {len(a)}" for c, a in arrays.items()))
-    values = {c: ([str(v) for v in a.reshape(-1)] if c in preprocessor.categorical else _numeric(path, c, a))
-              for c, a in arrays.items()}
+    n = lengths.pop()
+    values = {c: (np.array([str(v) for v in a.reshape(-1)], dtype=object) if c in preprocessor.categorical
+                  else _numeric(path, c, a).reshape(n)) for c, a in arrays.items()}
     # Rows are named by their numpy index here, as a numpy user looks them up.
-    return preprocessor.encode(Table(path, list(arrays), values, list(range(lengths.pop()))))
+    return preprocessor.encode(Table(path, list(arrays), values, row_of=lambda i: i))
 
 
 def _numeric(path: Path, name: str, array: np.ndarray) -> np.ndarray:

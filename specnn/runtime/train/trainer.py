@@ -20,7 +20,6 @@ import torch
 from specnn.catalog.losses import LOSSES
 from specnn.runtime.train.losses import class_weights, make_loss
 from specnn.runtime.data import tensors as data_module
-from specnn.runtime.data import preprocess
 from specnn.runtime.data.tensors import Tensors
 from specnn.runtime.train.checkpoint import read_checkpoint
 from specnn.runtime.train.distributed import per_rank_batch_size
@@ -29,7 +28,9 @@ from specnn.runtime.train.loop import fit, interrupted
 from specnn.runtime.train.session import Session
 from specnn.runtime.train.run_folder import note_folder, open_run_folder, remove_what_this_run_wrote
 from specnn.errors import Problem, SpecError
-from specnn.runtime.files import CHECKPOINT_DIR, LAST, META_FILE, WEIGHTS_FILE, save_state_dict, write_json, write_spec
+from specnn.runtime.files import (
+    CHECKPOINT_DIR, LAST, META_FILE, TEST_FILE, WEIGHTS_FILE, save_state_dict, write_json, write_spec,
+)
 
 Echo = Callable[[str], Any]
 
@@ -44,6 +45,7 @@ class Prepared:
     task: str
     preprocessor: Any = None  # runtime.preprocess.Preprocessor, fitted on the training split
     class_weight: Optional[list[float]] = None  # the loss's per-class weights (loss.<Loss>.class_weight)
+    test: Optional[Tensors] = None  # data.test_split: evaluated once, after training
 
 
 @dataclass
@@ -103,7 +105,7 @@ def train_run(spec: Any, out: Union[str, Path, None], dist: Any, *, say: Echo,
             raise
         _take_back(written)  # it fails at the first forward: the files written so far hold nothing of use
         raise failure from None
-    return _finish(session, compiled, prepared, folder, dist)
+    return _finish(session, compiled, prepared, folder, dist, say)
 
 
 def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
@@ -123,7 +125,7 @@ def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
     check_precision(spec, device)
     check_tensorboard(spec)  # a missing extra fails before any file, like the spec's own rules
     model = build_model(compiled).to(device)  # the only way a model is built
-    prepared = prepare_data(spec, compiled, device)
+    prepared = prepare_data(spec, compiled, device, say)
     output_shape = next(iter(compiled.outputs.values()))
     prepared.class_weight = class_weights(spec, prepared.train.y, output_shape[-1] if output_shape else 1,
                                           prepared.classes)
@@ -139,8 +141,8 @@ def _take_back(written: Any) -> None:
         remove_what_this_run_wrote(written)
 
 
-def _finish(session: Session, compiled: Any, prepared: Prepared, folder: Path, dist: Any) -> Trained:
-    """After the last epoch: final weights, ``meta.json`` and the preprocessing (rank 0)."""
+def _finish(session: Session, compiled: Any, prepared: Prepared, folder: Path, dist: Any, say: Echo) -> Trained:
+    """After the last epoch: final weights, ``meta.json``, the preprocessing and the test split (rank 0)."""
     spec, model = session.spec, session.model
     model.eval()
     meta = run_meta(spec, compiled, prepared, dist.device)
@@ -149,9 +151,22 @@ def _finish(session: Session, compiled: Any, prepared: Prepared, folder: Path, d
             save_state_dict(model, folder / WEIGHTS_FILE)
             write_json(folder / META_FILE, meta)
             prepared.preprocessor.save(folder)
+            _test_split(session, compiled, prepared, folder, dist, say)
     except KeyboardInterrupt:
         raise interrupted(folder, spec.file) from None  # last.pt holds the finished training
     return Trained(folder, compiled, model, prepared.classes, meta)
+
+
+def _test_split(session: Session, compiled: Any, prepared: Prepared, folder: Path, dist: Any, say: Echo) -> None:
+    """``data.test_split``: measured once with the final weights, into ``test.json`` (held_out.py)."""
+    from specnn.runtime.train.held_out import evaluate_test_split, format_test_line
+
+    output_shape = next(iter(compiled.outputs.values()))
+    loss_fn = make_loss(session.spec, dist.device, prepared.class_weight)
+    result = evaluate_test_split(session, prepared, loss_fn, output_shape[0] if output_shape else None, dist.device)
+    if result is not None:
+        write_json(folder / TEST_FILE, result)
+        say(format_test_line(result))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,26 +180,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_data(spec: Any, compiled: Any, device: torch.device) -> Prepared:
+def prepare_data(spec: Any, compiled: Any, device: torch.device, say: Echo = print) -> Prepared:
     """Load, check, split and move the data to the device, targets in the loss's form."""
+    from specnn.runtime.data.prepare import load_splits
+
     output_shape = single_output(spec, compiled)
-    arrays, preprocessor = preprocess.load_training_arrays(spec)  # categorical columns encoded
-    check_classes(compiled, arrays)
-    preprocess.check_input_width(spec, preprocessor, arrays.features, compiled.inputs)
-    features = data_module.match_inputs(spec, compiled.inputs, arrays.features)
-    loss = spec.loss.kind
-    arrays.targets = data_module.prepare_targets(arrays.targets, loss, output_shape)
-    arrays.features = features
-    train_arrays, val_arrays = data_module.split(arrays, spec.data.validation_split, spec.seed)
-    preprocess.fit_on_training_split(spec, preprocessor, train_arrays, val_arrays)  # never on validation rows
-    to_device = lambda a: data_module.to_tensors(a.features, a.targets, device)  # noqa: E731
-    return Prepared(
-        to_device(train_arrays),
-        to_device(val_arrays) if val_arrays is not None else None,
-        arrays.classes,
-        LOSSES[loss].task,
-        preprocessor,
-    )
+    splits = load_splits(spec, compiled.inputs, output_shape, lambda arrays: check_classes(compiled, arrays))
+    for note in splits.notes:
+        say(note)
+    to_device = lambda a: data_module.to_tensors(a.features, a.targets, device) if a is not None else None  # noqa: E731
+    return Prepared(to_device(splits.train), to_device(splits.validation), splits.classes,
+                    LOSSES[spec.loss.kind].task, splits.preprocessor, to_device(splits.test))
 
 
 def single_output(spec: Any, compiled: Any) -> tuple[int, ...]:
@@ -245,7 +251,8 @@ def run_meta(spec: Any, compiled: Any, prepared: Prepared, device: torch.device)
         "classes": prepared.classes,
         "inputs": [{"name": name, "shape": list(t.shape), "dtype": t.dtype} for name, t in compiled.inputs.items()],
         "output": {"name": output_name, "shape": list(output_shape)},
-        "samples": {"train": len(prepared.train), "validation": len(prepared.validation or [])},
+        "samples": {"train": len(prepared.train), "validation": len(prepared.validation or []),
+                    **({"test": len(prepared.test)} if prepared.test is not None else {})},
         "device": str(device),
         "versions": {"specnn": __version__, "torch": torch.__version__},
         **({"class_weight": prepared.class_weight} if prepared.class_weight is not None else {}),

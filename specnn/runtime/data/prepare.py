@@ -1,0 +1,202 @@
+"""From a spec's data section to checked training, validation and test arrays.
+
+The order is what keeps the held-out parts honest:
+
+1. read the source (a table keeps missing cells where ``data.preprocess.missing`` handles them);
+2. drop the rows without a target, and those a ``drop`` strategy removes (each counted in a note);
+3. split: one seeded permutation (or one per class, ``stratify``) into train / validation / test;
+4. fit the missing-value fills on the training rows, fill, encode categories (the vocabulary from
+   every row, so the input width does not depend on the split);
+5. match the features to the model's inputs and the targets to the loss;
+6. fit the scaling (features, and regression targets with ``scale_target``) on the training part.
+
+Training (``runtime/train``) and ``specnn evaluate`` call :func:`load_splits` alike, so the
+validation and test parts evaluate rebuilds are the ones training held out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from specnn.catalog.losses import LOSSES
+from specnn.catalog.sources import SOURCES
+from specnn.errors import DataError, SpecError, locate, spec_problem
+from specnn.runtime.data import tensors
+from specnn.runtime.data.missing import drop_missing, fillable_columns, fit_fills
+from specnn.runtime.data.preprocess import (
+    Encoding, Preprocessor, TargetScale, check_input_width, fit_on_training_split,
+)
+from specnn.runtime.data.sources import Arrays, resolve_path, take_features
+from specnn.runtime.data.splits import split_indices
+from specnn.runtime.data.table import labels_from_column, read_header, read_table
+
+if TYPE_CHECKING:
+    from specnn.spec.models import Spec
+
+__all__ = ["Splits", "load_splits", "is_table_source"]
+
+
+@dataclass
+class Splits:
+    """The data of one run, split, preprocessed and checked against the model (numpy, host memory)."""
+
+    train: Arrays
+    validation: Optional[Arrays]
+    test: Optional[Arrays]
+    classes: Optional[list[str]]
+    preprocessor: Preprocessor
+    notes: list[str] = field(default_factory=list)
+
+
+def is_table_source(spec: "Spec") -> bool:
+    return SOURCES[spec.data.kind].table
+
+
+def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[int],
+                check_classes: Any = None, fitted: Optional[Preprocessor] = None) -> Splits:
+    """Read, split and preprocess the spec's data for a model with ``inputs`` and one output.
+
+    Args:
+        spec: the spec.
+        inputs: the compiled model's inputs (name -> type with ``shape`` and ``dtype``).
+        output_shape: the model's one output shape, per sample.
+        check_classes: called with the Arrays before anything is split (lint S108).
+        fitted: a run's stored preprocessing, applied instead of fitting anew (``specnn evaluate``).
+
+    Raises:
+        DataError: the data cannot be read or does not fit the model (located).
+        SpecError: a preprocessing option the data or the model cannot take (located).
+    """
+    settings = spec.data.preprocess
+    if is_table_source(spec):
+        arrays, preprocessor, parts, notes = _table(spec, fitted)
+    else:
+        _only_for_tables(spec)
+        arrays = tensors.load_arrays(spec)
+        preprocessor, notes = Preprocessor(scale=settings.scale), list(arrays.notes)
+        parts = _split(spec, arrays.targets)
+    if check_classes is not None:
+        check_classes(arrays)
+    check_input_width(spec, preprocessor, arrays.features, inputs)
+    arrays.features = tensors.match_inputs(spec, inputs, arrays.features)
+    arrays.targets = _targets(spec, arrays.targets, output_shape)
+    classes = arrays.classes
+    train, validation, test = (_take(arrays, at) if len(at) or i == 0 else None for i, at in enumerate(parts))
+    del arrays  # the parts are copies: the whole set goes before anything else is allocated
+    if fitted is None:
+        fit_on_training_split(spec, preprocessor, train, validation, test)
+        _scale_targets(spec, preprocessor, train, validation, test)
+    else:
+        _apply_fitted(fitted, train, validation, test)
+    return Splits(train, validation, test, classes, preprocessor, notes)
+
+
+def _apply_fitted(fitted: Preprocessor, *parts: Optional[Arrays]) -> None:
+    for part in parts:
+        if part is None:
+            continue
+        if fitted.scale != "none" and len(part.features) == 1:
+            (name, array), = part.features.items()
+            part.features = {name: fitted.transform(array)}
+        if fitted.target_scale is not None:
+            part.targets = fitted.target_scale.apply(part.targets)
+
+
+def _targets(spec: "Spec", targets: np.ndarray, output_shape: Sequence[int]) -> np.ndarray:
+    """Targets in the loss's form; a mismatch is located at the loss, naming where the targets come from."""
+    try:
+        return tensors.prepare_targets(targets, spec.loss.kind, output_shape)
+    except DataError as error:
+        source = spec.data.args
+        origin = f" (from {source.path}, column '{source.target}')" if getattr(source, "target", None) else ""
+        raise DataError(locate(spec, [replace(p, message=p.message + origin) if p.file is None else p
+                                      for p in error.problems])) from None
+
+
+def _split(spec: "Spec", targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    data = spec.data
+    labels = None
+    if data.stratify:
+        if LOSSES[spec.loss.kind].task == "regression" or targets.ndim != 1:
+            raise _spec_error(spec, ("data", "stratify"), f"stratify splits by class; {spec.loss.kind} "
+                              "learns numeric targets", hint="remove stratify, or use a classification loss")
+        labels = targets
+    try:
+        return split_indices(len(targets), data.validation_split, data.test_split, spec.seed, labels)
+    except DataError as error:
+        raise DataError(locate(spec, error.problems)) from None
+
+
+def _take(arrays: Arrays, at: np.ndarray) -> Arrays:
+    return Arrays(take_features(arrays.features, at), arrays.targets[at], arrays.classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# tables (csv, parquet): missing values and categories
+
+
+def _table(spec: "Spec", fitted: Optional[Preprocessor]) -> tuple[Arrays, Preprocessor, tuple, list[str]]:
+    args, settings = spec.data.args, spec.data.preprocess
+    path = resolve_path(args.path, spec.base_dir)
+    delimiter = getattr(args, "delimiter", ",")
+    columns = args.features or [h for h in read_header(path, delimiter) if h != args.target]
+    _check_named_columns(spec, path, columns)
+    categorical = dict(settings.categorical)
+    table = read_table(path, columns, list(categorical), delimiter=delimiter, target=args.target,
+                       target_required=True, allow_missing=fillable_columns(settings, columns))
+    table, notes = drop_missing(table, settings)
+    targets, classes = labels_from_column(table.target)
+    parts = _split(spec, targets)
+    fills = fitted.fills if fitted is not None else fit_fills(table, settings, parts[0], spec)
+    preprocessor = Preprocessor(columns, args.target, {}, settings.scale, fills=fills)
+    for column, fill in fills.items():  # a filled category is one the model must know
+        if column in categorical:
+            table.values[column][table.values[column] == None] = str(fill.value)  # noqa: E711
+    preprocessor.categorical = {c: Encoding(kind, sorted({str(v) for v in set(table.values[c]) if v is not None}))
+                                for c, kind in categorical.items()}
+    return Arrays(preprocessor.encode(table), targets, classes), preprocessor, parts, notes
+
+
+def _check_named_columns(spec: "Spec", path: Any, columns: list[str]) -> None:
+    settings = spec.data.preprocess
+    named = [("categorical", c) for c in settings.categorical]
+    if isinstance(settings.missing, dict):
+        named += [("missing", c) for c in settings.missing]
+    for key, column in named:
+        if column not in columns:
+            raise DataError([spec_problem(spec, ("data", "preprocess", key, column),
+                                          f"'{column}' is not a feature column of {path} "
+                                          f"(features: {', '.join(columns)})", code="column")])
+
+
+def _only_for_tables(spec: "Spec") -> None:
+    settings = spec.data.preprocess
+    for key, asked in (("categorical", bool(settings.categorical)), ("missing", settings.missing != "error")):
+        if asked:
+            raise _spec_error(spec, ("data", "preprocess", key),
+                              f"{key} needs a table source (csv or parquet) with named columns, not {spec.data.kind}")
+
+
+# ---------------------------------------------------------------------------------------------
+# target scaling
+
+
+def _scale_targets(spec: "Spec", preprocessor: Preprocessor, train: Arrays, *others: Optional[Arrays]) -> None:
+    method = spec.data.preprocess.scale_target
+    if method == "none":
+        return
+    if LOSSES[spec.loss.kind].task != "regression":
+        raise _spec_error(spec, ("data", "preprocess", "scale_target"),
+                          f"scale_target is for regression targets; {spec.loss.kind} learns classes",
+                          hint="remove scale_target")
+    preprocessor.target_scale = TargetScale.fit(method, train.targets)
+    for part in (train, *others):
+        if part is not None:
+            part.targets = preprocessor.target_scale.apply(part.targets)
+
+
+def _spec_error(spec: "Spec", path: tuple, message: str, hint: Optional[str] = None) -> SpecError:
+    return SpecError([spec_problem(spec, path, message, code="preprocess", hint=hint)])

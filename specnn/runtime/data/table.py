@@ -1,0 +1,383 @@
+"""Reading tables (CSV, Parquet) by column name, fast and in bounded memory.
+
+CSV and Parquet go through pyarrow's multi-threaded columnar readers (``pip install
+"specnn[parquet]"``); without pyarrow a CSV of numbers goes through ``numpy.loadtxt``. Neither
+says where a bad cell is in spreadsheet terms, so when the fast reader refuses a file (or finds a
+missing or infinite value where none is allowed) the file is re-scanned once by the per-cell
+reader in ``csv_table.py``, which names the row and column. The fast path never builds Python
+objects per cell: numeric columns go from Arrow buffers to float32 numpy arrays, one column at a
+time, each Arrow column released as soon as it is converted (peak: about the data twice).
+
+Missing cells are ``MISSING`` texts (empty, NA, NaN, null ...). Where they are allowed they come
+back as NaN (numeric columns) or None (categorical columns and text targets), for
+``preprocess.py`` to drop or fill; elsewhere they are a located error naming the spec key that
+handles them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Collection, Optional, Sequence
+
+import numpy as np
+
+from specnn.errors.texts import needs_extra
+from specnn.runtime.data.csv_table import (
+    CATEGORICAL_HINT, MISSING, MISSING_HINT, check_file, column_index, data_error, header_problems, read_rows,
+)
+
+__all__ = ["MISSING", "MISSING_HINT", "CATEGORICAL_HINT", "Table", "read_table", "read_header", "labels_from_column",
+           "is_parquet", "require_pyarrow"]
+
+
+
+@dataclass
+class Table:
+    """Columns of a table, by name, as numpy arrays.
+
+    Attributes:
+        file: where the rows came from.
+        columns: the feature columns, in the order the model sees them.
+        values: numeric columns as float32 (NaN: missing); categorical ones as object arrays of
+            stripped text (None: missing).
+        target: the target column when asked for and present: float64 (NaN: missing) or an
+            object array of stripped text (None: missing).
+        row_of: a data row's index -> its number as a user finds it (CSV: the spreadsheet row,
+            header = row 1, blank lines counted; computed by a re-scan, only when asked).
+    """
+
+    file: Path
+    columns: list[str]
+    values: dict[str, np.ndarray]
+    target: Optional[np.ndarray] = None
+    row_of: Callable[[int], int] = field(default=lambda i: i + 1, repr=False)
+
+    def __len__(self) -> int:
+        if self.values:
+            return len(next(iter(self.values.values())))
+        return len(self.target) if self.target is not None else 0
+
+    def where(self, i: int, column: str) -> str:
+        """``row N, column 'c'``: how a message names data row ``i``'s cell."""
+        return f"row {self.row_of(i)}, column '{column}'"
+
+    def take(self, keep: np.ndarray) -> "Table":
+        """The rows where ``keep`` (a mask) holds; row numbers still name the file's rows."""
+        at = np.flatnonzero(keep)
+        values = {name: array[at] for name, array in self.values.items()}
+        target = self.target[at] if self.target is not None else None
+        return Table(self.file, self.columns, values, target, lambda i: self.row_of(int(at[i])))
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def require_pyarrow(what: str):
+    """pyarrow, or a DataError saying how to install it (``what``: the file that needs it)."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        message, hint = needs_extra("reading Parquet", "parquet")
+        raise data_error(what, message, code="missing-extra", hint=hint) from None
+    return pyarrow
+
+
+def _pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.csv  # noqa: F401
+        return pyarrow
+    except ImportError:
+        return None
+
+
+def read_header(path: Path, delimiter: str = ",") -> list[str]:
+    """The column names of a CSV (its first row) or Parquet file (its schema).
+
+    Raises:
+        DataError: missing, unreadable or empty file; a column name that appears twice.
+    """
+    if is_parquet(path):
+        return _parquet_schema(path)
+    from specnn.runtime.data.csv_table import read_csv_header
+
+    return read_csv_header(path, delimiter)
+
+
+def read_table(
+    path: Path,
+    columns: Optional[Sequence[str]],
+    categorical: Collection[str] = (),
+    *,
+    delimiter: str = ",",
+    target: Optional[str] = None,
+    target_required: bool = False,
+    allow_missing: Collection[str] = (),
+) -> Table:
+    """Read feature columns (and the target) by name from a CSV or Parquet file.
+
+    Args:
+        path: the file; ``.parquet``/``.pq`` is Parquet, anything else CSV with a header row.
+        columns: feature columns to read; None: every column except ``target``.
+        categorical: columns kept as text.
+        delimiter: the CSV field separator.
+        target: the target column's name; read when present (or always, with ``target_required``).
+        allow_missing: feature columns whose missing cells come back as NaN/None rather than an
+            error. A missing target is never an error here: the caller drops or refuses the row.
+
+    Raises:
+        DataError: unreadable file, a repeated or missing column, a short row, a missing cell where
+            none is allowed, a value that is not a (finite) number (file, row, column named).
+    """
+    header = read_header(path, delimiter)
+    names = list(columns) if columns is not None else [h for h in header if h != target]
+    for name in names:
+        column_index(path, header, name)
+    read_target = target is not None and (target_required or target in header)
+    if read_target:
+        column_index(path, header, target)
+    want = _Wanted(names, set(categorical), target if read_target else None, set(allow_missing))
+    if is_parquet(path):
+        return _read_parquet(path, want)
+    pa = _pyarrow()
+    if pa is not None:
+        table = _read_csv_arrow(pa, path, header, delimiter, want)
+    else:
+        table = _read_csv_numpy(path, header, delimiter, want)
+    return table if table is not None else _read_csv_slow(path, delimiter, want)
+
+
+@dataclass
+class _Wanted:
+    names: list[str]
+    categorical: set[str]
+    target: Optional[str]
+    allow_missing: set[str]
+
+    @property
+    def all(self) -> list[str]:
+        return list(dict.fromkeys(self.names + ([self.target] if self.target else [])))
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV through pyarrow; None when the file needs the per-cell reader to say what is wrong
+
+
+def _read_csv_arrow(pa: Any, path: Path, header: list[str], delimiter: str, want: _Wanted) -> Optional[Table]:
+    import pyarrow.csv as pacsv
+
+    types = {n: pa.float32() for n in want.names if n not in want.categorical}
+    types.update({n: pa.string() for n in want.categorical})
+    try:
+        arrow = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=want.all, column_types=types, null_values=list(MISSING),
+                strings_can_be_null=True, quoted_strings_can_be_null=True),
+            memory_pool=pa.system_memory_pool(),  # freed buffers go back to the OS at once
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # a bad cell, a short row, quoted line breaks ...: the per-cell reader says which
+    except OSError as e:
+        raise data_error(path, f"cannot read the file as CSV: {e}", code="file") from None
+    table = _from_arrow(pa, path, arrow, want, row_of=None)
+    if table is None or not len(table):
+        return None
+    table.row_of = _spreadsheet_rows(path, delimiter)
+    return table
+
+
+def _from_arrow(pa: Any, path: Path, arrow: Any, want: _Wanted, row_of: Optional[Callable]) -> Optional[Table]:
+    """Arrow columns as numpy, each released once converted; None when a cell needs locating (CSV)."""
+    chunks = {name: arrow.column(name) for name in want.all}
+    del arrow
+    values: dict[str, np.ndarray] = {}
+    target = None
+    for name in want.all:
+        column = chunks.pop(name)
+        if name == want.target:
+            target = _target_values(pa, column)
+            if name not in want.names:
+                continue
+        if name in want.categorical:
+            values[name] = _text(pa, column)
+            bad = values[name] == None  # noqa: E711 (elementwise)
+        else:
+            values[name] = _float32(pa, path, name, column)
+            bad = ~np.isfinite(values[name])
+            if name in want.allow_missing:
+                bad &= ~np.isnan(values[name])
+        del column
+        if bad.any():
+            if row_of is None:
+                return None
+            i = int(np.argmax(bad))
+            raise _bad_cell(path, f"row {row_of(i)}, column '{name}'", values[name][i], name in want.categorical)
+    return Table(path, list(want.names), values, target, row_of or (lambda i: i + 1))
+
+
+def _float32(pa: Any, path: Path, name: str, column: Any) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type) or pa.types.is_boolean(column.type)
+            or pa.types.is_null(column.type)):
+        raise data_error(path, f"column '{name}' holds {column.type} values, not numbers", code="type",
+                         hint=CATEGORICAL_HINT)
+    column = pc.cast(column, pa.float32())
+    # Nulls become NaN; one chunk converts without a copy.
+    return column.to_numpy() if column.num_chunks != 1 or column.null_count else column.chunk(0).to_numpy()
+
+
+def _text(pa: Any, column: Any) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        column = pc.cast(column, pa.string())
+    column = pc.utf8_trim_whitespace(column)
+    # " NA " is as missing as "NA": the reader matched null texts before stripping.
+    column = pc.if_else(pc.is_in(column, value_set=pa.array(MISSING)), pa.scalar(None, pa.string()), column)
+    return column.to_numpy(zero_copy_only=False)
+
+
+def _target_values(pa: Any, column: Any) -> np.ndarray:
+    """A target column: float64 (NaN missing) when numeric, else stripped text (None missing)."""
+    import pyarrow.compute as pc
+
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type):
+        return pc.cast(column, pa.float64()).to_numpy()
+    if pa.types.is_null(column.type):
+        return np.full(len(column), np.nan)
+    return _text(pa, column)
+
+
+def _bad_cell(path: Path, where: str, value: Any, categorical: bool):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return data_error(path, f"{where}: missing value", code="missing", hint=MISSING_HINT)
+    return data_error(path, f"{where}: '{value}' is not a finite number")
+
+
+def _spreadsheet_rows(path: Path, delimiter: str) -> Callable[[int], int]:
+    """Data row index -> spreadsheet row, from one re-scan of the file made on first use."""
+    found: list[int] = []
+
+    def row_of(i: int) -> int:
+        if not found:
+            found.extend(number for number, _ in read_rows(path, delimiter)[1])
+        return found[i]
+    return row_of
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV without pyarrow: numpy's C reader for numbers, else the per-cell reader
+
+
+def _read_csv_numpy(path: Path, header: list[str], delimiter: str, want: _Wanted) -> Optional[Table]:
+    if want.categorical or want.allow_missing:
+        return None
+    at = [header.index(n) for n in want.names]
+    try:
+        matrix = np.loadtxt(path, delimiter=delimiter, skiprows=1, usecols=at, dtype=np.float32, ndmin=2,
+                            encoding="utf-8-sig", comments=None, quotechar='"')
+        target = None
+        if want.target is not None:
+            text = np.loadtxt(path, delimiter=delimiter, skiprows=1, usecols=[header.index(want.target)], dtype=str,
+                              ndmin=1, encoding="utf-8-sig", comments=None, quotechar='"')
+            target = np.array([t.strip() or None for t in text], dtype=object)
+    except (ValueError, OSError):
+        return None
+    if not len(matrix) or not np.isfinite(matrix).all() or (target is not None and (target == None).any()):  # noqa: E711
+        return None
+    values = {name: np.ascontiguousarray(matrix[:, j]) for j, name in enumerate(want.names)}
+    return Table(path, list(want.names), values, target, _spreadsheet_rows(path, delimiter))
+
+
+def _read_csv_slow(path: Path, delimiter: str, want: _Wanted) -> Table:
+    """The per-cell reader: slow, but it names the row and column of whatever is wrong."""
+    from specnn.runtime.data.csv_table import cell_number, cell_text
+
+    header, rows = read_rows(path, delimiter)
+    at = {name: header.index(name) for name in want.all}
+    values: dict[str, Any] = {n: ([] if n in want.categorical else np.empty(len(rows), np.float32)) for n in want.names}
+    labels: list[Optional[str]] = []
+    for i, (number, row) in enumerate(rows):
+        if len(row) != len(header):
+            raise data_error(path, f"row {number}: has {len(row)} fields, the header has {len(header)}")
+        for name in want.names:
+            optional = name in want.allow_missing
+            if name in want.categorical:
+                values[name].append(cell_text(path, number, name, row[at[name]], optional))
+            else:
+                values[name][i] = cell_number(path, number, name, row[at[name]], optional)
+        if want.target is not None:
+            labels.append(cell_text(path, number, want.target, row[at[want.target]], True))
+    for name in want.categorical & set(want.names):
+        values[name] = np.array(values[name], dtype=object)
+    target = _slow_target(labels) if want.target is not None else None
+    numbers = [number for number, _ in rows]
+    return Table(path, list(want.names), values, target, lambda i: numbers[i])
+
+
+def _slow_target(labels: list[Optional[str]]) -> np.ndarray:
+    """Text labels as the fast reader gives them: float64 when every present one is a number."""
+    try:
+        return np.array([np.nan if t is None else float(t) for t in labels], dtype=np.float64)
+    except ValueError:
+        return np.array(labels, dtype=object)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parquet
+
+
+def _parquet_schema(path: Path) -> list[str]:
+    pa = require_pyarrow(str(path))
+    import pyarrow.parquet as pq
+
+    check_file(path)
+    try:
+        names = list(pq.read_schema(path).names)
+    except (pa.ArrowException, OSError) as e:
+        raise data_error(path, f"cannot read the file as Parquet: {e}", code="file") from None
+    problems = header_problems(names)
+    if problems:
+        raise data_error(path, problems, code="column")
+    return names
+
+
+def _read_parquet(path: Path, want: _Wanted) -> Table:
+    pa = require_pyarrow(str(path))
+    import pyarrow.parquet as pq
+
+    try:
+        arrow = pq.read_table(path, columns=want.all)
+    except (pa.ArrowException, OSError) as e:
+        raise data_error(path, f"cannot read the file as Parquet: {e}", code="file") from None
+    table = _from_arrow(pa, path, arrow, want, row_of=lambda i: i + 1)
+    assert table is not None
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# targets
+
+
+def labels_from_column(values: np.ndarray) -> tuple[np.ndarray, Optional[list[str]]]:
+    """Targets from a target column without missing values: whole numbers as int64, other numbers
+    float32, text as indices into the sorted class names.
+
+    >>> labels_from_column(np.array(["b", "a", "b"], dtype=object))
+    (array([1, 0, 1]), ['a', 'b'])
+    >>> labels_from_column(np.array([2.0, 0.0]))
+    (array([2, 0]), None)
+    """
+    if values.dtype != object:
+        if np.all(values == np.round(values)):
+            return values.astype(np.int64), None
+        return values.astype(np.float32), None
+    classes, indices = np.unique(values.astype(str), return_inverse=True)
+    return indices.astype(np.int64).reshape(-1), [str(c) for c in classes]
