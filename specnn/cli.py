@@ -217,13 +217,14 @@ def export(run_dir: str, fmt: str, output: str | None, rtol: float | None, atol:
 
 @cli.command()
 @click.argument("run_dir", type=RUN_DIR)
-@click.argument("input_file", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("input_file", type=click.Path(path_type=str))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="CSV file to write (default: stdout)")
 @click.option("--probabilities", is_flag=True, help="add one probability column per class (p_<class>)")
 @click.option("--array", help="the NPZ array holding the features (or write INPUT_FILE as file.npz:NAME)")
 @reports_problems
 def predict(run_dir: str, input_file: str, output: str | None, probabilities: bool, array: str | None) -> None:
-    """Predict every row of INPUT_FILE (CSV or NPZ, the training's feature columns) with RUN_DIR."""
+    """Predict every row of INPUT_FILE (CSV, Parquet or NPZ with the training's feature columns), or an image
+    or a folder of images for a run trained on an image folder, with RUN_DIR."""
     from specnn.runtime.runs.predict import predict as predict_rows
 
     predictions = predict_rows(run_dir, input_file, array=array)
@@ -256,12 +257,15 @@ def plot(run_dir: str, output: str | None, dpi: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print a JSON document instead of the table")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="also write the result as JSON to this file")
 @click.option("--device", help="where to evaluate (default: the spec's train.device)")
+@click.option("--split", type=click.Choice(["validation", "test"]), default="validation", show_default=True,
+              help="without --data: the split rebuilt from the spec (test: data.test_split)")
 @reports_problems
-def evaluate(run_dir: str, data_file: str | None, as_json: bool, output: str | None, device: str | None) -> None:
-    """Loss and metrics of RUN_DIR on its validation split, or on a held-out --data file."""
+def evaluate(run_dir: str, data_file: str | None, as_json: bool, output: str | None, device: str | None,
+             split: str) -> None:
+    """Loss and metrics of RUN_DIR on its validation (or test) split, or on a held-out --data file."""
     from specnn.runtime.runs.evaluate import evaluate as evaluate_run, format_evaluation, write_evaluation
 
-    result = evaluate_run(run_dir, data_file, device=device)
+    result = evaluate_run(run_dir, data_file, device=device, split=split)
     click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
     if output:
         click.echo(f"wrote {write_evaluation(result, output)}", err=True)

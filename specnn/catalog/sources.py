@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
 
-from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 from pydantic_core import PydanticCustomError
 
 from specnn.catalog.base import Args
+from specnn.catalog.transforms import Transform
 
 
 class CsvArgs(Args):
@@ -71,6 +72,37 @@ class SyntheticArgs(Args):
         return self
 
 
+class ImageNormalize(Args):
+    """Per-channel mean and standard deviation of pixels scaled to [0, 1]."""
+
+    mean: list[float] = Field(min_length=1, max_length=4)
+    std: list[PositiveFloat] = Field(min_length=1, max_length=4)
+
+
+class ImagesArgs(Args):
+    path: str = Field(description="folder with one subfolder per class (root/<class>/*.png|jpg), relative to the "
+                                  "spec file's folder; needs specnn[images]")
+    size: Optional[list[PositiveInt]] = Field(None, min_length=2, max_length=2, description="[height, width] every "
+                                              "image is resized to; default: the images' own size (all alike)")
+    channels: Literal[1, 3] = Field(3, description="1: grayscale, 3: RGB")
+    normalize: Union[Literal["auto", "none"], ImageNormalize] = Field(
+        "auto", description="auto: per-channel mean/std of the training split; none: pixels in [0, 1]; "
+        "or {mean: [...], std: [...]}")
+    augment: list[Transform] = Field(  # type: ignore[valid-type]
+        default_factory=list, description="training-only transforms, applied in order, e.g. "
+        "[{RandomCrop: {padding: 4}}, RandomHorizontalFlip]")
+
+    @model_validator(mode="after")
+    def _channels_match(self) -> "ImagesArgs":
+        if isinstance(self.normalize, ImageNormalize):
+            for key in ("mean", "std"):
+                if len(getattr(self.normalize, key)) != self.channels:
+                    raise PydanticCustomError("value", "normalize.{key} has {got} values for {channels} channel(s)",
+                                              {"key": key, "got": len(getattr(self.normalize, key)),
+                                               "channels": self.channels})
+        return self
+
+
 SKLEARN_SETS = ("iris", "digits", "wine", "breast_cancer")
 
 
@@ -93,6 +125,7 @@ class SourceDef:
     args: type[Args]
     loader: str  # "module:function" taking (args, base_dir, seed) and returning runtime.data.Arrays
     table: bool = False  # rows of named columns: categorical encoding and missing values apply
+    images: bool = False  # files decoded per sample: normalization, augmentation, streaming apply
 
 
 SOURCES: dict[str, SourceDef] = {
@@ -101,6 +134,7 @@ SOURCES: dict[str, SourceDef] = {
         SourceDef("csv", CsvArgs, "specnn.runtime.data.sources:load_csv", table=True),
         SourceDef("parquet", ParquetArgs, "specnn.runtime.data.sources:load_parquet", table=True),
         SourceDef("npz", NpzArgs, "specnn.runtime.data.sources:load_npz"),
+        SourceDef("images", ImagesArgs, "specnn.runtime.data.images:load_images", images=True),
         SourceDef("synthetic", SyntheticArgs, "specnn.runtime.data.sources:make_synthetic"),
         SourceDef("sklearn", SklearnArgs, "specnn.runtime.data.sources:load_sklearn"),
     )

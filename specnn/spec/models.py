@@ -272,6 +272,16 @@ class PreprocessSpec(Strict):
         return self.missing
 
 
+class LoaderSpec(Strict):
+    """How batches reach the model: held in memory (the fast default), or streamed by DataLoader workers."""
+
+    in_memory: Union[bool, Literal["auto"]] = Field(
+        "auto", description="auto: in memory unless the decoded data exceeds memory_limit_mb; false: stream "
+        "(image folders)")
+    workers: NonNegativeInt = Field(0, description="DataLoader worker processes when streaming (0: the main process)")
+    memory_limit_mb: PositiveInt = Field(4096, description="with in_memory: auto, stream data larger than this")
+
+
 DataSpec = choice_model(
     "DataSpec",
     SOURCES,
@@ -281,6 +291,7 @@ DataSpec = choice_model(
     test_split=(float, Field(0.0, ge=0, lt=1, description="fraction held out for a test set, evaluated once after "
                              "training (test.json in the run)")),
     stratify=(bool, Field(False, description="classification: split so each class keeps its share in every part")),
+    loader=(LoaderSpec, Field(default_factory=LoaderSpec, description="in memory or streamed, and worker processes")),
     preprocess=(PreprocessSpec, Field(default_factory=PreprocessSpec, description="scaling and categorical encoding")),
 )
 

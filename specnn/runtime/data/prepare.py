@@ -71,6 +71,8 @@ def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[
         SpecError: a preprocessing option the data or the model cannot take (located).
     """
     settings = spec.data.preprocess
+    if SOURCES[spec.data.kind].images:
+        return _images(spec, inputs, output_shape, check_classes, fitted)
     if is_table_source(spec):
         arrays, preprocessor, parts, notes = _table(spec, fitted)
     else:
@@ -200,3 +202,50 @@ def _scale_targets(spec: "Spec", preprocessor: Preprocessor, train: Arrays, *oth
 
 def _spec_error(spec: "Spec", path: tuple, message: str, hint: Optional[str] = None) -> SpecError:
     return SpecError([spec_problem(spec, path, message, code="preprocess", hint=hint)])
+
+
+# ---------------------------------------------------------------------------------------------
+# image folders: decoded into memory, or listed for streaming
+
+
+def streams(spec: "Spec", decoded_bytes: int) -> bool:
+    """Whether the data is streamed from disk rather than held in memory (``data.loader``)."""
+    loader = spec.data.loader
+    if loader.in_memory == "auto":
+        return decoded_bytes > loader.memory_limit_mb * 2**20
+    return not loader.in_memory
+
+
+def _images(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[int], check_classes: Any,
+            fitted: Optional[Preprocessor]) -> Splits:
+    from specnn.runtime.data import images
+
+    args = spec.data.args
+    if spec.data.preprocess.scale != "none":
+        raise _spec_error(spec, ("data", "preprocess", "scale"), "image folders are normalized per channel by "
+                          "images.normalize, not by preprocess.scale", hint="remove preprocess.scale")
+    listing, size = images.list_images(args, spec.base_dir)
+    shape = (args.channels, *size)
+    if check_classes is not None:
+        check_classes(Arrays(np.empty((len(listing), 0)), listing.targets, listing.classes))
+    (name,) = tensors.match_inputs(spec, inputs, np.empty((0, *shape), np.float32))  # the input's shape, located
+    targets = _targets(spec, listing.targets, output_shape)
+    parts = _split(spec, listing.targets)
+    if streams(spec, len(listing) * int(np.prod(shape)) * 4):
+        split = [images.ImageFiles([listing.files[i] for i in at], targets[at], listing.classes) for at in parts]
+        train_pixels = (images.decode(f, size, args.channels, args.size is not None) for f in split[0].files)
+    else:
+        pixels = images.load_images(args, spec.base_dir).features
+        split = [Arrays(pixels[at], targets[at], listing.classes) for at in parts]
+        del pixels
+        train_pixels = iter(split[0].features)
+    if fitted is not None and fitted.image is not None:
+        settings = fitted.image
+    else:
+        stats = images.channel_stats(train_pixels, args.channels) if args.normalize == "auto" else None
+        settings = images.settings_for(args, size, stats)
+    for part in split:
+        if isinstance(part, Arrays):
+            part.features = {name: images.normalize(part.features, settings.mean, settings.std)}
+    train, validation, test = (part if len(part) or i == 0 else None for i, part in enumerate(split))
+    return Splits(train, validation, test, listing.classes, Preprocessor(image=settings))

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional
 import numpy as np
 
 from specnn.runtime.data.csv_table import data_error
+from specnn.runtime.data.images import ImageSettings
 from specnn.runtime.data.missing import Fill, apply_fills
 from specnn.runtime.data.sources import Arrays
 from specnn.runtime.data.table import Table
@@ -144,6 +145,7 @@ class Preprocessor:
         width: the number of features per sample after encoding (flattened).
         fills: per column with a fill strategy, the value fitted on the training split.
         target_scale: the regression targets' scaling, when ``scale_target`` asks for one.
+        image: how an image file becomes a model input (image folders).
     """
 
     columns: Optional[list[str]] = None
@@ -154,6 +156,7 @@ class Preprocessor:
     width: Optional[int] = None
     fills: dict[str, Fill] = field(default_factory=dict)
     target_scale: Optional[TargetScale] = None
+    image: Optional[ImageSettings] = None
 
     @property
     def feature_names(self) -> Optional[list[str]]:
@@ -248,6 +251,8 @@ class Preprocessor:
         }
         if self.fills:
             data["missing"] = {c: fill.to_json() for c, fill in self.fills.items()}
+        if self.image is not None:
+            data["image"] = self.image.to_json()
         if self.target_scale is not None:
             t = self.target_scale
             data["target_scale"] = {"method": t.method, "shift": t.shift, "spread": t.spread}
@@ -266,7 +271,9 @@ class Preprocessor:
         fills = {c: Fill.from_json(f) for c, f in data.get("missing", {}).items()}
         target = data.get("target_scale")
         target_scale = TargetScale(target["method"], list(target["shift"]), list(target["spread"])) if target else None
-        return cls(data["columns"], data["target"], categorical, method, scale, data["width"], fills, target_scale)
+        image = ImageSettings.from_json(data["image"]) if data.get("image") else None
+        return cls(data["columns"], data["target"], categorical, method, scale, data["width"], fills, target_scale,
+                   image)
 
     def save(self, folder: Path) -> Path:
         """Write ``preprocess.json`` into a run folder, atomically."""

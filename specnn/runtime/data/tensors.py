@@ -42,6 +42,7 @@ class Tensors:
 
     inputs: tuple[torch.Tensor, ...]
     y: torch.Tensor
+    augment: Any = None  # data/augment.Augment: the training split of an image folder with augment
 
     def __len__(self) -> int:
         return self.y.shape[0]
@@ -237,34 +238,50 @@ Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor]
 
 
 def batches(
-    data: Tensors,
+    data: Any,
     batch_size: int,
     *,
     shuffle: bool = False,
     generator: Optional[torch.Generator] = None,
     use_dataloader: bool = False,
+    order: Optional[torch.Tensor] = None,
 ) -> Iterator[Batch]:
     """One epoch of ``(inputs, y)`` batches, ``inputs`` a tuple for ``model(*inputs)``.
 
     Every sample appears exactly once per epoch. The default path gathers the data set in a
-    seeded order once per epoch and yields contiguous slices of it. ``use_dataloader`` goes
-    through a DataLoader instead (per-sample indexing and collate, so slower); it is the seam
-    for sources that do not fit in memory.
+    seeded order once per epoch and yields contiguous slices of it; ``order`` (a rank's shard
+    under torchrun) replaces the permutation. Streamed data (``streaming.Streamed``) comes through
+    its DataLoader in the same order. ``use_dataloader`` goes through a DataLoader over the
+    tensors instead (per-sample indexing and collate, so slower).
     """
+    if hasattr(data, "batches"):  # streamed from disk
+        return data.batches(batch_size, shuffle, generator, order)
     if use_dataloader:
         return _dataloader_batches(data, batch_size, shuffle, generator)
-    return _tensor_batches(data, batch_size, shuffle, generator)
+    return _tensor_batches(data, batch_size, shuffle, generator, order)
 
 
-def _tensor_batches(data: Tensors, batch_size: int, shuffle: bool, generator: Optional[torch.Generator]):
+def _tensor_batches(data: Tensors, batch_size: int, shuffle: bool, generator: Optional[torch.Generator],
+                    order: Optional[torch.Tensor] = None):
     inputs, y = data.inputs, data.y
-    if shuffle:
+    if shuffle and order is None:
         # The permutation is drawn on the CPU so one seed gives one order on every device.
-        order = torch.randperm(len(data), generator=generator).to(y.device)
-        inputs, y = tuple(x[order] for x in inputs), y[order]
-    for start in range(0, len(data), batch_size):
+        order = torch.randperm(len(data), generator=generator)
+    if order is not None:
+        at = order.to(y.device)
+        inputs, y = tuple(x[at] for x in inputs), y[at]
+    augment = data.augment if generator is not None else None  # training batches only
+    if augment is not None:
+        from specnn.runtime.data.streaming import epoch_seed
+
+        seed = epoch_seed(generator)
+        indices = (order if order is not None else torch.arange(len(data))).numpy()
+    for start in range(0, len(y), batch_size):
         end = start + batch_size
-        yield tuple(x[start:end] for x in inputs), y[start:end]
+        batch = tuple(x[start:end] for x in inputs)
+        if augment is not None:
+            batch = (augment(batch[0], seed, indices[start:end]),)
+        yield batch, y[start:end]
 
 
 def _dataloader_batches(data: Tensors, batch_size: int, shuffle: bool, generator: Optional[torch.Generator]):

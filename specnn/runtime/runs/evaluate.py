@@ -29,6 +29,7 @@ import torch
 
 from specnn.catalog.losses import LOSSES
 from specnn.runtime.data import tensors as data_module
+from specnn.runtime.data.streaming import place
 from specnn.runtime.data.tensors import Tensors
 from specnn.runtime.runs.predict import read_features
 from specnn.runtime.data.preprocess import Preprocessor, load_preprocessor
@@ -75,10 +76,9 @@ def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
     target = resolve_device(spec.train.device, spec) if device is None else _device(device)
     preprocessor = load_preprocessor(run.path, spec) or _preprocessor_from_spec(spec)
     if data is None:
-        features, targets = validation_split(run, preprocessor, split)
+        tensors = place(validation_split(run, preprocessor, split), target, spec=spec, settings=preprocessor.image)
     else:
-        features, targets = held_out_rows(run, preprocessor, Path(data))
-    tensors = data_module.to_tensors(features, targets, target)
+        tensors = data_module.to_tensors(*held_out_rows(run, preprocessor, Path(data)), target)
     values = _measure(run, tensors, batch_size or spec.train.batch_size, target)
     return {
         "run": str(run.path),
@@ -133,8 +133,9 @@ def _output_shape(run: Run) -> tuple[int, ...]:
 # the validation split, as training made it
 
 
-def validation_split(run: Run, preprocessor: Preprocessor, part: str = "validation") -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The run's validation (or test) samples: features (one array per model input, scaled) and targets.
+def validation_split(run: Run, preprocessor: Preprocessor, part: str = "validation") -> Any:
+    """The run's validation (or test) samples: Arrays (features per model input, scaled, and targets),
+    or the image files of a streamed image folder.
 
     The split is the trainer's (``data/prepare.load_splits`` with the spec's seed); the fills and
     scaling are the stored ones. The class list, category vocabularies and sample count are
@@ -160,7 +161,7 @@ def validation_split(run: Run, preprocessor: Preprocessor, part: str = "validati
     expected = run.meta.get("samples", {}).get(part)
     if expected is not None and len(chosen) != expected:
         raise _changed(spec, f"its {part} split has {len(chosen)} samples, the run's had {expected}")
-    return chosen.features, chosen.targets
+    return chosen
 
 
 def _check_same_source(run: Run, classes: Optional[list[str]], fresh: Preprocessor, stored: Preprocessor) -> None:

@@ -53,6 +53,7 @@ class Predictions:
     classes: Optional[list[str]] = None
     labels: Optional[list[str]] = None
     probabilities: Optional[np.ndarray] = None
+    names: Optional[list[str]] = None  # the image file of each row (image folders)
 
     def __len__(self) -> int:
         return len(self.outputs)
@@ -66,7 +67,7 @@ class Predictions:
             names = ["prediction"] if width == 1 else [f"prediction_{i}" for i in range(width)]
         if probabilities:
             names += [f"p_{name}" for name in self._probability_classes()]
-        return names
+        return (["file"] if self.names is not None else []) + names
 
     def rows(self, probabilities: bool = False) -> list[list[str]]:
         """One list of cell texts per input row, matching :meth:`header`."""
@@ -78,6 +79,8 @@ class Predictions:
             self._probability_classes()
             for cells, row in zip(table, self.probabilities):
                 cells += [_number(p) for p in row]
+        if self.names is not None:
+            table = [[name, *cells] for name, cells in zip(self.names, table)]
         return table
 
     def to_csv(self, probabilities: bool = False) -> str:
@@ -131,7 +134,11 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, array: Option
     path, array = split_array_name(path, array)
     inputs = run.compiled.inputs
     preprocessor = load_preprocessor(run.path, run.spec) or _preprocessor_from_spec(run.spec)
-    if len(inputs) > 1:
+    names = None
+    if preprocessor.image is not None:
+        names, images = read_images(path, preprocessor.image)
+        arrays = {next(iter(inputs)): images}
+    elif len(inputs) > 1:
         if array is not None:
             raise data_error(path, f"array '{array}' names one features array, but the model has "
                                    f"{len(inputs)} inputs", code="predict",
@@ -146,7 +153,31 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, array: Option
     outputs = outputs.reshape(len(outputs), -1)
     if preprocessor.target_scale is not None:  # back to the units of the training targets
         outputs = preprocessor.target_scale.inverse(outputs)
-    return _interpret(run, outputs)
+    predictions = _interpret(run, outputs)
+    predictions.names = names
+    return predictions
+
+
+def read_images(path: Path, settings: Any) -> tuple[list[str], np.ndarray]:
+    """An image file, or every image in a folder and its subfolders (sorted), decoded and
+    normalized as the run's training images were: names (relative to the folder) and (N, C, H, W).
+
+    Raises:
+        DataError: no such file or folder, no images in the folder, or a file Pillow cannot read.
+    """
+    from specnn.runtime.data.images import IMAGE_SUFFIXES, decode, normalize
+
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise data_error(path, f"no images ({', '.join(IMAGE_SUFFIXES)}) in the folder", code="empty")
+        names = [str(p.relative_to(path)) for p in files]
+    elif path.is_file():
+        files, names = [path], [path.name]
+    else:
+        raise data_error(path, "no such image or folder", code="file")
+    pixels = np.stack([decode(f, settings.size, settings.channels, settings.resize) for f in files])
+    return names, normalize(pixels, settings.mean, settings.std)
 
 
 def split_array_name(path: Union[str, Path], array: Optional[str] = None) -> tuple[Path, Optional[str]]:

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Optional
 
 import torch
 
-from specnn.runtime.data.tensors import Tensors, batches
+from specnn.runtime.data.tensors import batches
 
 
 def shard_indices(order: torch.Tensor, rank: int, world_size: int, drop_last: bool = False) -> torch.Tensor:
@@ -72,5 +72,5 @@ def shard_batches(data: Any, batch_size: int, dist: Any, *, shuffle: bool,
     if not dist.active:
         return batches(data, batch_size, shuffle=shuffle, generator=generator)
     order = torch.randperm(len(data), generator=generator) if shuffle else torch.arange(len(data))
-    mine = shard_indices(order, dist.rank, dist.world_size).to(data.y.device)
-    return batches(Tensors(tuple(x[mine] for x in data.inputs), data.y[mine]), batch_size)
+    # The shard as an order: streamed data reads it through its loader; augmentation draws its epoch seed.
+    return batches(data, batch_size, generator=generator, order=shard_indices(order, dist.rank, dist.world_size))

@@ -19,7 +19,6 @@ import torch
 
 from specnn.catalog.losses import LOSSES
 from specnn.runtime.train.losses import class_weights, make_loss
-from specnn.runtime.data import tensors as data_module
 from specnn.runtime.data.tensors import Tensors
 from specnn.runtime.train.checkpoint import read_checkpoint
 from specnn.runtime.train.distributed import per_rank_batch_size
@@ -183,14 +182,16 @@ def seed_everything(seed: int) -> None:
 def prepare_data(spec: Any, compiled: Any, device: torch.device, say: Echo = print) -> Prepared:
     """Load, check, split and move the data to the device, targets in the loss's form."""
     from specnn.runtime.data.prepare import load_splits
+    from specnn.runtime.data.streaming import place
 
     output_shape = single_output(spec, compiled)
     splits = load_splits(spec, compiled.inputs, output_shape, lambda arrays: check_classes(compiled, arrays))
     for note in splits.notes:
         say(note)
-    to_device = lambda a: data_module.to_tensors(a.features, a.targets, device) if a is not None else None  # noqa: E731
-    return Prepared(to_device(splits.train), to_device(splits.validation), splits.classes,
-                    LOSSES[spec.loss.kind].task, splits.preprocessor, to_device(splits.test))
+    image = splits.preprocessor.image
+    train, validation, test = (place(part, device, spec=spec, settings=image, train=part is splits.train)
+                               for part in (splits.train, splits.validation, splits.test))
+    return Prepared(train, validation, splits.classes, LOSSES[spec.loss.kind].task, splits.preprocessor, test)
 
 
 def single_output(spec: Any, compiled: Any) -> tuple[int, ...]:
