@@ -82,12 +82,19 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=SPEC_FILE)
-def validate(files: tuple[str, ...]) -> None:
-    """Check spec FILES: schema, shapes and lints; every problem is reported."""
+@click.option("--data", "with_data", is_flag=True,
+              help="also read each spec's data (a table's first rows) and run every data-stage check of train")
+def validate(files: tuple[str, ...], with_data: bool) -> None:
+    """Check spec FILES: schema, shapes and lints (and with --data, the data); every problem is reported."""
     failed = 0
     for path in files:
         try:
-            load_and_compile(path)
+            spec, compiled = load_and_compile(path)
+            if with_data:
+                from specnn.runtime.data.check import check_data
+
+                for note in check_data(spec, compiled):
+                    click.echo(note)
         except SpecError as error:
             failed += 1
             echo_problems(error.problems)

@@ -242,3 +242,23 @@ def test_a_csv_in_a_folder_without_permission_is_a_clean_error(tmp_path):
     finally:
         folder.chmod(0o755)
     assert str(info.value) == f"{folder / 'd.csv'}: cannot read the file: Permission denied"
+
+
+def test_validate_data_runs_the_data_checks_without_training(tmp_path):
+    write_houses(tmp_path)
+    spec = write_spec(tmp_path, target="prise")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["validate", str(spec)]).exit_code == 0  # the spec alone is fine
+    result = runner.invoke(cli, ["validate", "--data", str(spec)])
+    written = "  csv: {path: houses.csv, target: prise}"
+    line, col = spec.read_text().splitlines().index(written) + 1, written.index("target") + 1
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"{spec}:{line}:{col}: data.csv.target: {tmp_path / 'houses.csv'} has no column "
+                                     "'prise' (columns: rooms, area, age, price) (did you mean 'price'?)")
+    spec = write_spec(tmp_path, target="rooms", outputs=6)
+    result = runner.invoke(cli, ["validate", "--data", str(spec)])
+    assert result.exit_code == 2 and result.output.strip().endswith("use CrossEntropyLoss)")
+    spec = write_spec(tmp_path)
+    result = runner.invoke(cli, ["validate", "--data", str(spec)])
+    assert (result.exit_code, result.output.strip()) == (0, f"{spec}: ok")
+    assert not (tmp_path / "runs").exists()

@@ -8,6 +8,7 @@ share. Every problem is a :class:`~specnn.errors.DataError` naming the file, the
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from pathlib import Path
 
@@ -23,13 +24,14 @@ def data_error(file: Path | str, message: str, *, code: str = "data", hint: str 
     return DataError([Problem(code, message, file=str(file), hint=hint)])
 
 
-def read_rows(path: Path, delimiter: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header and the non-blank data rows, each with its spreadsheet row number."""
+def read_rows(path: Path, delimiter: str, limit: int | None = None) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the non-blank data rows (the first ``limit``), each with its spreadsheet row number."""
     check_file(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             # Blank lines are skipped but still counted, so row numbers match a spreadsheet.
-            table = [(n, row) for n, row in enumerate(csv.reader(f, delimiter=delimiter), start=1) if row]
+            rows = ((n, row) for n, row in enumerate(csv.reader(f, delimiter=delimiter), start=1) if row)
+            table = list(itertools.islice(rows, None if limit is None else limit + 1))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise data_error(path, f"cannot read the file as CSV: {e}", code="file") from None
     if not table:

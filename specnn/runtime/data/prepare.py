@@ -24,6 +24,7 @@ import numpy as np
 from specnn.catalog.losses import LOSSES
 from specnn.catalog.sources import SOURCES
 from specnn.errors import DataError, SpecError, locate, spec_problem
+from specnn.errors.texts import suggest
 from specnn.runtime.data import tensors
 from specnn.runtime.data.missing import drop_missing, fillable_columns, fit_fills
 from specnn.runtime.data.preprocess import (
@@ -56,7 +57,8 @@ def is_table_source(spec: "Spec") -> bool:
 
 
 def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[int],
-                check_classes: Any = None, fitted: Optional[Preprocessor] = None) -> Splits:
+                check_classes: Any = None, fitted: Optional[Preprocessor] = None,
+                preview_rows: Optional[int] = None) -> Splits:
     """Read, split and preprocess the spec's data for a model with ``inputs`` and one output.
 
     Args:
@@ -65,6 +67,7 @@ def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[
         output_shape: the model's one output shape, per sample.
         check_classes: called with the Arrays before anything is split (lint S108).
         fitted: a run's stored preprocessing, applied instead of fitting anew (``specnn evaluate``).
+        preview_rows: read only the first rows of a table (``specnn validate --data``).
 
     Raises:
         DataError: the data cannot be read or does not fit the model (located).
@@ -74,7 +77,7 @@ def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[
     if SOURCES[spec.data.kind].images:
         return _images(spec, inputs, output_shape, check_classes, fitted)
     if is_table_source(spec):
-        arrays, preprocessor, parts, notes = _table(spec, fitted)
+        arrays, preprocessor, parts, notes = _table(spec, fitted, preview_rows)
     else:
         _only_for_tables(spec)
         arrays = tensors.load_arrays(spec)
@@ -84,7 +87,7 @@ def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[
         check_classes(arrays)
     check_input_width(spec, preprocessor, arrays.features, inputs)
     arrays.features = tensors.match_inputs(spec, inputs, arrays.features)
-    arrays.targets = _targets(spec, arrays.targets, output_shape)
+    arrays.targets = targets_for_loss(spec, arrays.targets, output_shape)
     classes = arrays.classes
     train, validation, test = (_take(arrays, at) if len(at) or i == 0 else None for i, at in enumerate(parts))
     del arrays  # the parts are copies: the whole set goes before anything else is allocated
@@ -107,7 +110,7 @@ def _apply_fitted(fitted: Preprocessor, *parts: Optional[Arrays]) -> None:
             part.targets = fitted.target_scale.apply(part.targets)
 
 
-def _targets(spec: "Spec", targets: np.ndarray, output_shape: Sequence[int]) -> np.ndarray:
+def targets_for_loss(spec: "Spec", targets: np.ndarray, output_shape: Sequence[int]) -> np.ndarray:
     """Targets in the loss's form; a mismatch is located at the loss, naming where the targets come from."""
     try:
         return tensors.prepare_targets(targets, spec.loss.kind, output_shape)
@@ -140,15 +143,18 @@ def _take(arrays: Arrays, at: np.ndarray) -> Arrays:
 # tables (csv, parquet): missing values and categories
 
 
-def _table(spec: "Spec", fitted: Optional[Preprocessor]) -> tuple[Arrays, Preprocessor, tuple, list[str]]:
+def _table(spec: "Spec", fitted: Optional[Preprocessor],
+           preview_rows: Optional[int] = None) -> tuple[Arrays, Preprocessor, tuple, list[str]]:
     args, settings = spec.data.args, spec.data.preprocess
     path = resolve_path(args.path, spec.base_dir)
     delimiter = getattr(args, "delimiter", ",")
-    columns = args.features or [h for h in read_header(path, delimiter) if h != args.target]
+    header = read_header(path, delimiter)
+    _check_source_columns(spec, path, header)
+    columns = args.features or [h for h in header if h != args.target]
     _check_named_columns(spec, path, columns)
     categorical = dict(settings.categorical)
     table = read_table(path, columns, list(categorical), delimiter=delimiter, target=args.target,
-                       target_required=True, allow_missing=fillable_columns(settings, columns))
+                       target_required=True, allow_missing=fillable_columns(settings, columns), limit=preview_rows)
     table, notes = drop_missing(table, settings)
     targets, classes = labels_from_column(table.target)
     parts = _split(spec, targets)
@@ -160,6 +166,20 @@ def _table(spec: "Spec", fitted: Optional[Preprocessor]) -> tuple[Arrays, Prepro
     preprocessor.categorical = {c: Encoding(kind, sorted({str(v) for v in set(table.values[c]) if v is not None}))
                                 for c, kind in categorical.items()}
     return Arrays(preprocessor.encode(table), targets, classes), preprocessor, parts, notes
+
+
+def _check_source_columns(spec: "Spec", path: Any, header: list[str]) -> None:
+    """The target and feature columns the spec names must be in the file: located at the spec key."""
+    args, kind = spec.data.args, spec.data.kind
+    named = [(("data", kind, "target"), args.target)]
+    named += [(("data", kind, "features", i), name) for i, name in enumerate(args.features or ())]
+    for where, name in named:
+        if name not in header:
+            raise DataError([spec_problem(spec, where, f"{path} has no column '{name}' (columns: {', '.join(header)})",
+                                          code="column", hint=suggest(name, header))])
+    if not args.features and header == [args.target]:
+        raise DataError([spec_problem(spec, ("data", kind, "target"), f"{path} has no feature columns besides the "
+                                      f"target '{args.target}'", code="column")])
 
 
 def _check_named_columns(spec: "Spec", path: Any, columns: list[str]) -> None:
@@ -229,7 +249,7 @@ def _images(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[int]
     if check_classes is not None:
         check_classes(Arrays(np.empty((len(listing), 0)), listing.targets, listing.classes))
     (name,) = tensors.match_inputs(spec, inputs, np.empty((0, *shape), np.float32))  # the input's shape, located
-    targets = _targets(spec, listing.targets, output_shape)
+    targets = targets_for_loss(spec, listing.targets, output_shape)
     parts = _split(spec, listing.targets)
     if streams(spec, len(listing) * int(np.prod(shape)) * 4):
         split = [images.ImageFiles([listing.files[i] for i in at], targets[at], listing.classes) for at in parts]

@@ -116,6 +116,7 @@ def read_table(
     target: Optional[str] = None,
     target_required: bool = False,
     allow_missing: Collection[str] = (),
+    limit: Optional[int] = None,
 ) -> Table:
     """Read feature columns (and the target) by name from a CSV or Parquet file.
 
@@ -127,6 +128,7 @@ def read_table(
         target: the target column's name; read when present (or always, with ``target_required``).
         allow_missing: feature columns whose missing cells come back as NaN/None rather than an
             error. A missing target is never an error here: the caller drops or refuses the row.
+        limit: read only the first rows (``specnn validate --data``).
 
     Raises:
         DataError: unreadable file, a repeated or missing column, a short row, a missing cell where
@@ -141,7 +143,9 @@ def read_table(
         column_index(path, header, target)
     want = _Wanted(names, set(categorical), target if read_target else None, set(allow_missing))
     if is_parquet(path):
-        return _read_parquet(path, want)
+        return _read_parquet(path, want, limit)
+    if limit is not None:
+        return _read_csv_slow(path, delimiter, want, limit)
     pa = _pyarrow()
     if pa is not None:
         table = _read_csv_arrow(pa, path, header, delimiter, want)
@@ -296,11 +300,11 @@ def _read_csv_numpy(path: Path, header: list[str], delimiter: str, want: _Wanted
     return Table(path, list(want.names), values, target, _spreadsheet_rows(path, delimiter))
 
 
-def _read_csv_slow(path: Path, delimiter: str, want: _Wanted) -> Table:
+def _read_csv_slow(path: Path, delimiter: str, want: _Wanted, limit: Optional[int] = None) -> Table:
     """The per-cell reader: slow, but it names the row and column of whatever is wrong."""
     from specnn.runtime.data.csv_table import cell_number, cell_text
 
-    header, rows = read_rows(path, delimiter)
+    header, rows = read_rows(path, delimiter, limit)
     at = {name: header.index(name) for name in want.all}
     values: dict[str, Any] = {n: ([] if n in want.categorical else np.empty(len(rows), np.float32)) for n in want.names}
     labels: list[Optional[str]] = []
@@ -349,12 +353,16 @@ def _parquet_schema(path: Path) -> list[str]:
     return names
 
 
-def _read_parquet(path: Path, want: _Wanted) -> Table:
+def _read_parquet(path: Path, want: _Wanted, limit: Optional[int] = None) -> Table:
     pa = require_pyarrow(str(path))
     import pyarrow.parquet as pq
 
     try:
-        arrow = pq.read_table(path, columns=want.all)
+        if limit is None:
+            arrow = pq.read_table(path, columns=want.all)
+        else:
+            first = next(pq.ParquetFile(path).iter_batches(batch_size=limit, columns=want.all), None)
+            arrow = pa.Table.from_batches([first]) if first is not None else pq.read_table(path, columns=want.all)
     except (pa.ArrowException, OSError) as e:
         raise data_error(path, f"cannot read the file as Parquet: {e}", code="file") from None
     table = _from_arrow(pa, path, arrow, want, row_of=lambda i: i + 1)

@@ -191,7 +191,7 @@ def prepare_data(spec: Any, compiled: Any, device: torch.device, say: Echo = pri
     image = splits.preprocessor.image
     train, validation, test = (place(part, device, spec=spec, settings=image, train=part is splits.train)
                                for part in (splits.train, splits.validation, splits.test))
-    return Prepared(train, validation, splits.classes, LOSSES[spec.loss.kind].task, splits.preprocessor, test)
+    return Prepared(train, validation, splits.classes, LOSSES[spec.loss.kind].task, splits.preprocessor, test=test)
 
 
 def single_output(spec: Any, compiled: Any) -> tuple[int, ...]:
