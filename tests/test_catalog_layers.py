@@ -241,6 +241,13 @@ def test_broadcasting_operations_act_per_sample_as_numpy_does(case: Case):
     torch.testing.assert_close(forward(layer, None, args, tensors), expected)
 
 
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_parameter_count_matches_torch(case: Case):
+    layer, _, args = resolve(case)
+    expected = sum(p.numel() for p in build(layer, args).parameters()) if layer.is_module else 0
+    assert layer.parameters(args) == expected
+
+
 def test_inferred_arguments_are_filled_in():
     _, _, conv = resolve(one("Conv2d", {"out_channels": 6, "kernel_size": 5}, [3, 28, 28]))
     _, _, lstm = resolve(one("LSTM", {"hidden_size": 6}, [5, 3]))
@@ -431,18 +438,13 @@ def torch_defaults(name: str) -> dict[str, Any]:
     return defaults | {k: inspect.Parameter.empty for k, p in params.items() if p.default is p.empty}
 
 
-# The spec's own defaults that differ from torch's on purpose: generated code must write them.
-# Softmax: torch's default dim=None picks one implicitly (deprecated).
-SPEC_DEFAULTS = {
-    **{(name, "batch_first"): True for name in ("RNN", "LSTM", "GRU", "MultiheadAttention", "TransformerEncoderLayer",
-                                                "TransformerEncoder")},
-    ("Softmax", "dim"): -1,
-    ("LogSoftmax", "dim"): -1,
-}
-
-
 @pytest.mark.parametrize("name", [n for n, d in LAYERS.items() if d.is_module])
 def test_argument_names_and_defaults_are_torchs(name: str):
+    """Code generation leaves out an argument equal to the catalogue's default: it must be torch's.
+
+    Where the spec's default differs on purpose (``batch_first=True``; Softmax's ``dim=-1``,
+    where torch's None picks one implicitly), the entry's ``torch_defaults`` says torch's value.
+    """
     layer = LAYERS[name]
     torch_name = "TransformerEncoderLayer" if layer.construct is not None else name
     torch_args = torch_defaults(torch_name)
@@ -450,12 +452,26 @@ def test_argument_names_and_defaults_are_torchs(name: str):
         if field in layer.spec_only or (layer.construct is not None and field == "num_layers"):
             continue
         assert field in torch_args, f"{name}.{field} is not a torch argument"
-        if (name, field) in SPEC_DEFAULTS:
-            assert info.default == SPEC_DEFAULTS[name, field] != torch_args[field]
+        if field in layer.torch_defaults:
+            assert info.default != layer.torch_defaults[field] == torch_args[field], f"{name}.{field}"
         elif not info.is_required() and not callable(torch_args[field]):
             assert info.default == torch_args[field], f"{name}.{field}"
-    for field in layer.positional:
-        assert field in layer.args.model_fields
+    assert set(layer.torch_defaults) <= set(layer.args.model_fields)
+
+
+def torch_positional_order(name: str) -> list[str]:
+    cls = getattr(nn, name)
+    init = nn.RNNBase.__init__ if issubclass(cls, nn.RNNBase) else cls.__init__
+    params = list(inspect.signature(init).parameters.values())[1:]
+    names = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    return names[1:] if issubclass(cls, nn.RNNBase) else names  # RNNBase takes `mode` first
+
+
+@pytest.mark.parametrize("name", [n for n, d in LAYERS.items() if d.is_module and d.construct is None])
+def test_positional_arguments_lead_torchs_signature(name: str):
+    """Generated code writes ``positional`` arguments by position: they must be torch's first ones."""
+    positional = list(LAYERS[name].positional)
+    assert torch_positional_order(name)[: len(positional)] == positional
 
 
 def test_every_operation_and_multi_input_layer_has_a_call_hook():

@@ -11,7 +11,8 @@ import yaml
 from specnn.catalog.base import Args
 from specnn.catalog.layers import LAYERS, LayerDef
 from specnn.compiler import build_model, compile_spec
-from specnn.compiler.codegen import constructor, generate
+from specnn.compiler.codegen import generate
+from specnn.compiler.emit import constructor
 from specnn.compiler.ir import Graph, Node, TensorType
 from specnn.spec.models import Spec
 

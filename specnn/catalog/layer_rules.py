@@ -52,10 +52,6 @@ def ntuple(value: Any, n: int) -> tuple:
     return (value,) * n if isinstance(value, int) or value is None else tuple(value)
 
 
-def pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return ntuple(v, 2)  # type: ignore[return-value]
-
-
 def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil: bool = False) -> int:
     span = size + 2 * padding - dilation * (kernel - 1) - 1
     return (math.ceil if ceil else math.floor)(span / stride) + 1

@@ -12,11 +12,12 @@ Adding a layer: write its ``Args`` model (``layer_args.py``) and shape rule (``l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Literal, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 from specnn.catalog import layer_args as A
 from specnn.catalog import layer_ops as ops
+from specnn.catalog import layer_params as P
 from specnn.catalog import layer_sequence as seq
 from specnn.catalog.base import Args
 from specnn.catalog.layer_rules import (  # noqa: F401  (re-exported: the compiler's vocabulary)
@@ -69,6 +70,11 @@ class LayerDef:
         construct: the constructor expression, from the resolved args, where torch's constructor
             cannot be written from the arguments alone (``TransformerEncoder`` takes a layer
             instance); it names torch.nn as ``nn``. None: ``nn.<name>(<positional>, <changed keywords>)``.
+        torch_defaults: torch's default for each argument whose spec default differs from it on
+            purpose (``batch_first``: specnn's sequences are batch-first); generated code always
+            writes these. Every other argument's default is torch's (a test checks it).
+        parameters: how many parameters the module holds, from the resolved args (``inspect``
+            counts a model with it, without building one).
     """
 
     name: str
@@ -82,6 +88,8 @@ class LayerDef:
     arity: Optional[int] = 1
     input_dtype: Optional[str] = None
     construct: Optional[Callable[[Args], str]] = None
+    torch_defaults: Mapping[str, Any] = field(default_factory=dict)
+    parameters: Callable[[Args], int] = P.none
 
     def infer(self, args: Args, inputs: Sequence[Shape]) -> tuple[Shape, Args]:
         shapes = [tuple(s) for s in inputs]
@@ -101,6 +109,8 @@ def _table(*defs: LayerDef) -> dict[str, LayerDef]:
 
 
 _SEQ_ONLY = ("output",)
+_BATCH_FIRST = {"batch_first": False}
+_DIM = {"dim": None}  # torch picks a dim implicitly (deprecated); specnn's default is the last
 _CONV = ("in_channels", "out_channels", "kernel_size")
 _RECURRENT = ("input_size", "hidden_size")
 _KERNEL, _SIZE, _FEATURES = ("kernel_size",), ("output_size",), ("num_features",)
@@ -108,15 +118,20 @@ _1D, _2D, _3D = "[channels, length]", "[channels, height, width]", "[channels, d
 
 LAYERS: dict[str, LayerDef] = _table(
     # dense
-    LayerDef("Linear", A.LinearArgs, linear, "linear", ("in_features", "out_features")),
+    LayerDef("Linear", A.LinearArgs, linear, "linear", ("in_features", "out_features"), parameters=P.linear),
     LayerDef("Bilinear", A.BilinearArgs, bilinear, "linear", ("in1_features", "in2_features", "out_features"),
-             call=ops.module_call, arity=2),
+             call=ops.module_call, arity=2, parameters=P.bilinear),
     # convolutions
-    LayerDef("Conv1d", A.Conv1dArgs, conv("Conv1d", 1), "conv", _CONV),
-    LayerDef("Conv2d", A.Conv2dArgs, conv("Conv2d", 2), "conv", _CONV),
-    LayerDef("Conv3d", A.Conv3dArgs, conv("Conv3d", 3), "conv", _CONV),
-    LayerDef("ConvTranspose1d", A.ConvTranspose1dArgs, conv_transpose("ConvTranspose1d", 1), "conv", _CONV),
-    LayerDef("ConvTranspose2d", A.ConvTranspose2dArgs, conv_transpose("ConvTranspose2d", 2), "conv", _CONV),
+    LayerDef("Conv1d", A.Conv1dArgs, conv("Conv1d", 1), "conv", _CONV,
+             parameters=P.conv(1)),
+    LayerDef("Conv2d", A.Conv2dArgs, conv("Conv2d", 2), "conv", _CONV,
+             parameters=P.conv(2)),
+    LayerDef("Conv3d", A.Conv3dArgs, conv("Conv3d", 3), "conv", _CONV,
+             parameters=P.conv(3)),
+    LayerDef("ConvTranspose1d", A.ConvTranspose1dArgs, conv_transpose("ConvTranspose1d", 1), "conv", _CONV,
+             parameters=P.conv(1)),
+    LayerDef("ConvTranspose2d", A.ConvTranspose2dArgs, conv_transpose("ConvTranspose2d", 2), "conv", _CONV,
+             parameters=P.conv(2)),
     # pooling
     LayerDef("MaxPool1d", A.MaxPool1dArgs, pool("MaxPool1d", 1), "pool", _KERNEL),
     LayerDef("MaxPool2d", A.MaxPool2dArgs, pool("MaxPool2d", 2), "pool", _KERNEL),
@@ -131,11 +146,15 @@ LAYERS: dict[str, LayerDef] = _table(
     LayerDef("AdaptiveMaxPool2d", A.AdaptivePool2dArgs, adaptive_pool("AdaptiveMaxPool2d", 2), "pool", _SIZE),
     LayerDef("AdaptiveMaxPool3d", A.AdaptivePool3dArgs, adaptive_pool("AdaptiveMaxPool3d", 3), "pool", _SIZE),
     # normalisation
-    LayerDef("BatchNorm1d", A.BatchNormArgs, batchnorm("BatchNorm1d", (1, 2), f"[features] or {_1D}"), "norm", _FEATURES),
-    LayerDef("BatchNorm2d", A.BatchNormArgs, batchnorm("BatchNorm2d", (3,), _2D), "norm", _FEATURES),
-    LayerDef("InstanceNorm2d", A.InstanceNormArgs, channels_first("InstanceNorm2d", (3,), _2D), "norm", _FEATURES),
-    LayerDef("LayerNorm", A.LayerNormArgs, layer_norm, "norm", ("normalized_shape",)),
-    LayerDef("GroupNorm", A.GroupNormArgs, group_norm, "norm", ("num_groups", "num_channels")),
+    LayerDef("BatchNorm1d", A.BatchNormArgs, batchnorm("BatchNorm1d", (1, 2), f"[features] or {_1D}"), "norm", _FEATURES,
+             parameters=P.affine("num_features")),
+    LayerDef("BatchNorm2d", A.BatchNormArgs, batchnorm("BatchNorm2d", (3,), _2D), "norm", _FEATURES,
+             parameters=P.affine("num_features")),
+    LayerDef("InstanceNorm2d", A.InstanceNormArgs, channels_first("InstanceNorm2d", (3,), _2D), "norm", _FEATURES,
+             parameters=P.affine("num_features")),
+    LayerDef("LayerNorm", A.LayerNormArgs, layer_norm, "norm", ("normalized_shape",), parameters=P.layer_norm),
+    LayerDef("GroupNorm", A.GroupNormArgs, group_norm, "norm", ("num_groups", "num_channels"),
+             parameters=P.affine("num_channels")),
     # dropout
     LayerDef("Dropout", A.DropoutArgs, same_shape, "dropout", ("p",)),
     LayerDef("Dropout1d", A.DropoutArgs, channel_dropout("Dropout1d", 2, _1D), "dropout", ("p",)),
@@ -148,24 +167,25 @@ LAYERS: dict[str, LayerDef] = _table(
     LayerDef("Identity", A.NoArgs, same_shape, "identity"),
     # sequences
     LayerDef("Embedding", A.EmbeddingArgs, seq.embedding, "embedding", ("num_embeddings", "embedding_dim"),
-             input_dtype="int64"),
+             input_dtype="int64", parameters=P.embedding),
     LayerDef("RNN", A.RNNArgs, seq.recurrent("RNN"), "recurrent", _RECURRENT,
-             call=seq.recurrent_call(lstm=False), spec_only=_SEQ_ONLY),
+             call=seq.recurrent_call(lstm=False), spec_only=_SEQ_ONLY, torch_defaults=_BATCH_FIRST, parameters=P.recurrent(1)),
     LayerDef("LSTM", A.LSTMArgs, seq.recurrent("LSTM"), "recurrent", _RECURRENT,
-             call=seq.recurrent_call(lstm=True), spec_only=_SEQ_ONLY),
+             call=seq.recurrent_call(lstm=True), spec_only=_SEQ_ONLY, torch_defaults=_BATCH_FIRST, parameters=P.recurrent(4)),
     LayerDef("GRU", A.GRUArgs, seq.recurrent("GRU"), "recurrent", _RECURRENT,
-             call=seq.recurrent_call(lstm=False), spec_only=_SEQ_ONLY),
+             call=seq.recurrent_call(lstm=False), spec_only=_SEQ_ONLY, torch_defaults=_BATCH_FIRST, parameters=P.recurrent(3)),
     LayerDef("MultiheadAttention", A.MultiheadAttentionArgs, seq.attention, "attention", ("embed_dim", "num_heads"),
-             call=seq.attention_call),
+             call=seq.attention_call, torch_defaults=_BATCH_FIRST,
+             parameters=P.attention),
     LayerDef("TransformerEncoderLayer", A.TransformerEncoderLayerArgs, seq.encoder("TransformerEncoderLayer"),
-             "attention", ("d_model", "nhead")),
+             "attention", ("d_model", "nhead"), torch_defaults=_BATCH_FIRST, parameters=P.encoder_layer),
     LayerDef("TransformerEncoder", A.TransformerEncoderArgs, seq.encoder("TransformerEncoder"), "attention",
-             construct=seq.encoder_construct),
+             construct=seq.encoder_construct, torch_defaults=_BATCH_FIRST, parameters=P.encoder),
     # activations
     LayerDef("ReLU", A.NoArgs, same_shape, "activation"),
     LayerDef("ReLU6", A.NoArgs, same_shape, "activation"),
     LayerDef("LeakyReLU", A.LeakyReLUArgs, same_shape, "activation", ("negative_slope",)),
-    LayerDef("PReLU", A.PReLUArgs, prelu, "activation"),
+    LayerDef("PReLU", A.PReLUArgs, prelu, "activation", parameters=P.prelu),
     LayerDef("ELU", A.ELUArgs, same_shape, "activation"),
     LayerDef("SELU", A.NoArgs, same_shape, "activation"),
     LayerDef("GELU", A.GELUArgs, same_shape, "activation"),
@@ -176,8 +196,8 @@ LAYERS: dict[str, LayerDef] = _table(
     LayerDef("Tanh", A.NoArgs, same_shape, "activation"),
     # outputs
     LayerDef("Sigmoid", A.NoArgs, same_shape, "output"),
-    LayerDef("Softmax", A.SoftmaxArgs, softmax_like("Softmax"), "output"),
-    LayerDef("LogSoftmax", A.SoftmaxArgs, softmax_like("LogSoftmax"), "output"),
+    LayerDef("Softmax", A.SoftmaxArgs, softmax_like("Softmax"), "output", torch_defaults=_DIM),
+    LayerDef("LogSoftmax", A.SoftmaxArgs, softmax_like("LogSoftmax"), "output", torch_defaults=_DIM),
     # graph operations: per-sample dims, no module
     LayerDef("add", A.ElementwiseArgs, ops.elementwise("add"), "operation", call=ops.infix("+"), is_module=False,
              arity=None),

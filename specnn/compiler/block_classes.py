@@ -15,17 +15,13 @@ on inputs of different shapes still gets one class.
 
 from __future__ import annotations
 
-import keyword
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
-from specnn.compiler.blocks import BlockInstance, reference
-from specnn.compiler.codegen import INDENT, Symbol, forward_body, init_body, literal, shape_text
-from specnn.compiler.ir import Graph, Node, TensorType
-
-# Names an __init__ parameter must not take: generated code refers to them.
-TAKEN = frozenset({"self", "nn", "torch", "super"})
-
+from specnn.compiler.blocks import reference
+from specnn.compiler.emit import INDENT, Symbol, forward_body, init_body, literal, shape_text
+from specnn.compiler.names import is_parameter_name
+from specnn.compiler.ir import BlockInstance, Graph, Node, TensorType
 
 @dataclass
 class ClassPlan:
@@ -107,7 +103,7 @@ class _Signature:
         if _same(values, [values[0]] * len(values)):
             return values[0]
         name = argument
-        if name in TAKEN or name in self.params or name in self.extras or keyword.iskeyword(name):
+        if not is_parameter_name(name) or name in self.params or name in self.extras:
             name = f"{node_name}_{argument}"
         while name in self.params or name in self.extras:
             name += "_"

@@ -12,58 +12,22 @@ its own input, so one block may be used on inputs of different shapes.
 
 from __future__ import annotations
 
-import keyword
 import re
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from dataclasses import replace
+from typing import Any, Iterator, Optional
 
 import pydantic
 
 from specnn.catalog.base import Args
 from specnn.catalog.layers import LAYERS
+from specnn.compiler.names import is_class_name, is_parameter_name
 from specnn.errors import Path, Problem, format_path
 from specnn.errors.texts import suggest
-
-if TYPE_CHECKING:
-    from specnn.compiler.ir import Graph
 
 REFERENCE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 
 # The name a block body uses for the block's input in `from` (its forward() parameter is `x`).
 BLOCK_INPUT = "input"
-
-# Class names generated code already uses.
-TAKEN_CLASS_NAMES = frozenset({"torch", "nn", "Module", "Sequential"})
-
-
-@dataclass(frozen=True, eq=False)
-class BlockInstance:
-    """One copy of a block in the model: its parameter values and its body graph.
-
-    Compared by identity: code generation keys each instance's constructor arguments by it.
-    """
-
-    params: dict[str, Any]
-    body: "Graph"
-
-
-@dataclass(frozen=True, eq=False)
-class BlockUse:
-    """A node that uses a block.
-
-    Attributes:
-        definition: the block's name (its class name in generated code).
-        use_path: the using node's path, e.g. ``("model", "layers", 1)``.
-        instances: ``repeat`` instances, applied one after the other.
-        spec: the definition as written (:class:`specnn.spec.models.BlockDef`): which arguments
-            are ``$references``, literals or left to inference.
-    """
-
-    definition: str
-    use_path: Path
-    instances: tuple[BlockInstance, ...]
-    spec: Any = None
-
 
 def reference(value: Any) -> Optional[str]:
     """The parameter name of a ``$param`` reference, else None.
@@ -96,7 +60,7 @@ def check_definitions(blocks: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     for name, definition in blocks.items():
         path = ("model", "blocks", name)
-        if not name.isidentifier() or keyword.iskeyword(name) or name in TAKEN_CLASS_NAMES:
+        if not is_class_name(name):
             problems.append(Problem("name", f"block name {name!r} cannot be a Python class name", path,
                                     hint="use letters, digits and _, e.g. 'ResidualBlock'"))
         problems += _check_params(name, definition, path)
@@ -107,7 +71,7 @@ def check_definitions(blocks: dict[str, Any]) -> list[Problem]:
 
 def _check_params(name: str, definition: Any, path: Path) -> Iterator[Problem]:
     for param in definition.params:
-        if not param.isidentifier() or keyword.iskeyword(param) or param in ("self", "nn", "torch", "super"):
+        if not is_parameter_name(param):
             yield Problem("name", f"parameter name {param!r} cannot be a Python parameter name",
                           (*path, "params", param), hint="use letters, digits and _")
     used = set()

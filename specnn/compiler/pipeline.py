@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from specnn.compiler.codegen import GeneratedSource, generate
-from specnn.compiler.ir import Graph, Shape, TensorType, build_graph
+from specnn.compiler.graph import build_graph
+from specnn.compiler.ir import Graph, Shape, TensorType
 from specnn.compiler.lints import run_lints
 from specnn.compiler.shapes import infer_shapes
 from specnn.errors import Problem, SpecError, locate
@@ -60,14 +61,8 @@ class CompiledModel:
         return data
 
     def parameter_count(self) -> int:
-        """Number of parameters, counted on the meta device (no memory is allocated)."""
-        import torch
-
-        from specnn.compiler.build import build_model
-
-        with torch.device("meta"):
-            model = build_model(self)
-        return sum(p.numel() for p in model.parameters())
+        """Number of parameters, from the catalogue: nothing is built, torch is not imported."""
+        return self.graph.parameter_count()
 
 
 def compile_spec(spec: Any) -> CompiledModel:

@@ -1,8 +1,10 @@
 """A model summary, like Keras's ``summary()``: one row per node, and parameter totals.
 
-Parameter counts come from the compiled model itself, built on the meta device (no memory is
-allocated), one named module per node, so the rows add up to exactly
-``sum(p.numel() for p in model.parameters())``.
+Parameter counts come from the catalogue (each layer entry's ``parameters`` formula, checked
+against torch's modules by the catalogue tests), so a summary needs neither torch nor memory:
+the rows add up to exactly ``sum(p.numel() for p in model.parameters())``. Given a built model
+(a loaded run, say, with some layers frozen), the counts are read from its modules instead, so
+the trainable count is the model's own.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-from specnn.compiler.ir import Graph
+from specnn.compiler.ir import Graph, Node
 from specnn.compiler.pipeline import CompiledModel
 
 BYTES_PER_FLOAT32 = 4
@@ -79,30 +81,25 @@ class Summary:
         }
 
 
-def summarize(compiled: CompiledModel) -> Summary:
+def summarize(compiled: CompiledModel, model: Any = None) -> Summary:
     """Summarize a compiled model: per-node output shapes and parameter counts, and totals.
 
     Args:
         compiled: from :func:`specnn.compiler.compile_spec`.
+        model: optionally, the built ``nn.Module`` of ``compiled``: counts (trainable ones
+            especially) are then read from it rather than from the catalogue.
 
     Returns:
         The :class:`Summary`; its rows' ``params`` add up to ``total_params``.
     """
-    import torch
-
-    from specnn.compiler.build import build_model
-
-    with torch.device("meta"):
-        model = build_model(compiled)
     graph = compiled.graph
     rows = _input_rows(graph) + [_node_row(node, model) for node in graph.nodes]
-    parameters = list(model.parameters())
     return Summary(
         class_name=compiled.class_name,
         rows=rows,
         outputs=list(graph.outputs),
-        total_params=sum(p.numel() for p in parameters),
-        trainable_params=sum(p.numel() for p in parameters if p.requires_grad),
+        total_params=sum(row.params for row in rows),
+        trainable_params=sum(row.trainable for row in rows),
     )
 
 
@@ -110,16 +107,20 @@ def _input_rows(graph: Graph) -> list[Row]:
     return [Row(name, "input", list(t.shape), t.dtype, 0, 0, []) for name, t in graph.inputs.items()]
 
 
-def _node_row(node: Any, model: Any) -> Row:
-    module = getattr(model, node.name, None) if node.layer.is_module else None
-    parameters = list(module.parameters()) if module is not None else []
+def _node_row(node: Node, model: Any) -> Row:
+    params = trainable = node.parameter_count()
+    if model is not None:
+        module = getattr(model, node.name, None) if node.layer.is_module else None
+        parameters = list(module.parameters()) if module is not None else []
+        params = sum(p.numel() for p in parameters)
+        trainable = sum(p.numel() for p in parameters if p.requires_grad)
     return Row(
         name=node.name,
         type=node.kind,
         shape=list(node.shape) if node.shape is not None else None,
         dtype=node.dtype or "float32",
-        params=sum(p.numel() for p in parameters),
-        trainable=sum(p.numel() for p in parameters if p.requires_grad),
+        params=params,
+        trainable=trainable,
         inputs=list(node.inputs),
         repeat=len(node.block.instances) if node.block is not None else 1,
     )
