@@ -7,13 +7,14 @@ complaint, with outputs no label ever reaches.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from specnn.catalog.losses import LOSSES
 from specnn.compiler.lints.common import describe, lint_problem, output_nodes
 from specnn.errors import locate
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def check_output_classes(compiled: Any, num_classes: Optional[int]) -> list:
@@ -46,16 +47,20 @@ def check_output_classes(compiled: Any, num_classes: Optional[int]) -> list:
     return locate(spec, problems)
 
 
-def count_classes(targets: np.ndarray, classes: Optional[Sequence[str]]) -> Optional[int]:
+def count_classes(targets: "np.ndarray", classes: Optional[Sequence[str]]) -> Optional[int]:
     """The data's number of classes: named labels, else the largest integer label + 1.
 
     None when the targets are not one integer label per sample (then they are not classes).
 
+    >>> import numpy as np
     >>> count_classes(np.array([0, 2, 1, 2]), None), count_classes(np.array([0, 1]), ["a", "b", "c"])
     (3, 3)
     >>> count_classes(np.array([0.5, 1.0]), None) is None
     True
     """
+    # numpy only here: validate never reads data, and never pays for importing numpy.
+    import numpy as np
+
     if classes:
         return len(classes)
     if targets.ndim != 1 or targets.size == 0 or not np.issubdtype(targets.dtype, np.number):

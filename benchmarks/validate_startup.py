@@ -1,0 +1,70 @@
+"""A whole ``specnn validate examples/*.yaml`` process against the libraries it cannot do without.
+
+Editors, pre-commit hooks and CI run ``specnn validate`` on many files, one process each time, so
+what counts is the whole process: interpreter start, imports, reading, schema, shapes, lints and
+code generation. The baseline is a bare ``python -c "import pydantic, jsonschema, yaml"`` -- the
+schema check's own imports, below which no validator written in Python can start. Target: within
+2x of it. ``import torch`` is timed too, for scale: validate never imports it (tested in
+``tests/test_validate_without_torch.py``).
+
+The three commands take turns (the order rotates each repeat), and each is timed in wall-clock
+seconds. Printed: the median of each, and the median of the per-repeat ratios validate / bare
+(neighbours in time share the machine's noise, so a paired ratio is steadier).
+
+Run: ``python benchmarks/validate_startup.py [--repeat 11]``.
+Not a test: timings depend on the machine; nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def commands() -> dict[str, list[str]]:
+    specs = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples").glob("*.yaml"))
+    return {
+        "bare": [sys.executable, "-c", "import pydantic, jsonschema, yaml"],
+        "validate": [sys.executable, "-m", "specnn", "validate", *specs],
+        "torch": [sys.executable, "-c", "import torch"],
+    }
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=11, help="timed runs of each command (default 11)")
+    options = parser.parse_args()
+    runs = commands()
+    for command in runs.values():  # warm the file cache: the first start reads every .pyc from disk
+        timed(command)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    ratios = []
+    names = list(runs)
+    for repeat in range(options.repeat):
+        order = names[repeat % len(names):] + names[: repeat % len(names)]
+        this = {name: timed(runs[name]) for name in order}
+        for name, seconds in this.items():
+            times[name].append(seconds)
+        ratios.append(this["validate"] / this["bare"])
+    count = len(runs["validate"]) - 4
+    print(f"python {sys.version.split()[0]}, {options.repeat} interleaved repeats, wall clock, median")
+    print(f"  bare       python -c 'import pydantic, jsonschema, yaml'  {statistics.median(times['bare']):6.3f} s")
+    print(f"  validate   specnn validate examples/*.yaml ({count} specs)   {statistics.median(times['validate']):6.3f} s")
+    print(f"  torch      python -c 'import torch'                      {statistics.median(times['torch']):6.3f} s")
+    print(f"  ratio validate / bare: {statistics.median(ratios):.2f}x (target: within 2x)")
+
+
+if __name__ == "__main__":
+    main()
