@@ -103,7 +103,7 @@ def test_the_graph_is_read_correctly():
     graph = import_graph(nested=False)
     assert "specnn.errors" in graph["specnn.compiler.shapes"]  # from specnn.errors import Problem
     assert "specnn.catalog.layer_args" in graph["specnn.catalog.layers"]  # from specnn.catalog import layer_args
-    assert graph["specnn.errors"] == set()  # the leaf
+    assert all(target.startswith("specnn.errors.") for target in graph["specnn.errors"])  # the leaf
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
