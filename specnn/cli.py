@@ -152,9 +152,11 @@ def compile_command(spec_file: str, out_dir: str) -> None:
 @click.option("--resume", is_flag=False, flag_value=RESUME_SPEC_RUN, default=None, metavar="[RUN]",
               help="continue from RUN/checkpoints/last.pt (RUN default: --out, else the newest runs/<name>[-N])")
 @click.option("--overwrite", is_flag=True, help="replace the run in --out (its old files are removed first)")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads for torch (default: train.threads; auto = 1 for models under 1M parameters)")
 @reports_problems
 def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, backend: str | None,
-          resume: str | None, overwrite: bool) -> None:
+          resume: str | None, overwrite: bool, threads: int | None) -> None:
     """Train SPEC_FILE; the run (spec, model.py, metrics, weights, exports) goes to a folder.
 
     The default folder is runs/<name>, or runs/<name>-2, -3 ... when it already holds a run;
@@ -170,7 +172,7 @@ def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, b
     resume command; before training, after removing whatever this run had written.
     """
     try:
-        train_or_launch(spec_file, out_dir, quiet, nproc, backend, resume, overwrite)
+        train_or_launch(spec_file, out_dir, quiet, nproc, backend, resume, overwrite, threads)
     except KeyboardInterrupt as stop:
         # TrainingInterrupted says what was saved and how to resume; a bare one came before any of that
         click.echo(getattr(stop, "message", STARTUP_INTERRUPTED), err=True)
@@ -178,7 +180,7 @@ def train(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, b
 
 
 def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int | None, backend: str | None,
-                    resume: str | None, overwrite: bool) -> None:
+                    resume: str | None, overwrite: bool, threads: int | None = None) -> None:
     """``specnn train``: train in this process (one rank of a job under torchrun), or launch torchrun."""
     from specnn.launch import launch, train as train_spec, worker_args
     from specnn.runtime.train.distributed import launch_env, per_rank_batch_size
@@ -192,7 +194,7 @@ def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int
     from specnn.runtime.runs.export import ExportFailed
 
     try:
-        run = train_spec(spec, out=out_dir, progress=not quiet, echo=click.echo, backend=backend,
+        run = train_spec(spec, out=out_dir, progress=not quiet, echo=click.echo, backend=backend, threads=threads,
                          overwrite=overwrite, resume=True if resume == RESUME_SPEC_RUN else (resume or False))
     except ExportFailed as failure:  # the training is saved: say where, then exit 1
         count = echo_problems(failure.problems)

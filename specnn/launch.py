@@ -39,7 +39,7 @@ NPROC = "--nproc"
 
 def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False, echo: Echo = print,
           resume: Union[bool, str, Path] = False, progress: bool = True, backend: Optional[str] = None,
-          overwrite: bool = False) -> Run:
+          overwrite: bool = False, threads: Optional[int] = None) -> Run:
     """Train a spec's model and write its run folder.
 
     A run never overwrites another by accident: when ``runs/<name>`` holds a run, the next free
@@ -61,6 +61,8 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
             ``train.distributed.backend``, else nccl on CUDA and gloo on CPU.
         overwrite: ``out`` may hold a run: its files (exports, checkpoints, curves ...) are
             removed before this run writes.
+        threads: CPU threads for torch while training; default ``train.threads``
+            (``runtime/train/threads.py``); torch's previous count is restored afterwards.
 
     Under torchrun every rank calls this: each trains on its shard of every epoch with a
     ``batch_size / world_size`` batch, and rank 0 alone prints and writes the run folder. After a
@@ -83,8 +85,10 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
             SpecError raised before training instead.
     """
     from specnn.runtime.runs.export import ExportFailed, export_all, missing_extras
+    from specnn.compiler import compile_spec
     from specnn.runtime.runs.run import Run
     from specnn.runtime.train.device import resolve_device
+    from specnn.runtime.train.threads import cpu_threads
     from specnn.runtime.train.loop import interrupted
     from specnn.runtime.train.trainer import train_run
 
@@ -93,7 +97,8 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
     if missing:  # an export that cannot run: say so before training, not after it
         raise SpecError(missing)
     failed = []
-    with job(device, backend, spec) as dist:
+    parameters = compile_spec(spec).parameter_count()  # what auto threads go by (cheap: on the meta device)
+    with cpu_threads(threads or spec.train.threads, device, parameters), job(device, backend, spec) as dist:
         say: Echo = (lambda line: None) if quiet or not dist.is_main else echo
         trained = train_run(spec, out, dist, say=say, resume=resume, progress=progress and not quiet,
                             overwrite=overwrite)

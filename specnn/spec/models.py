@@ -366,6 +366,9 @@ class TrainSpec(Strict):
     checkpoint: CheckpointSpec = CheckpointSpec()
     tensorboard: bool = Field(False, description="write TensorBoard event files (needs the tensorboard extra)")
     distributed: DistributedSpec = DistributedSpec()
+    threads: Union[Literal["auto"], PositiveInt] = Field(
+        "auto", description="CPU threads for torch (torch.set_num_threads); auto: 1 for a model under a million "
+        "parameters (more threads only add overhead there), else torch's default; OMP_NUM_THREADS, when set, wins")
 
 
 ExportFormat = Literal[tuple(EXPORTERS)]  # type: ignore[valid-type]
