@@ -12,7 +12,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import click
 
@@ -36,6 +36,18 @@ class ProblemsReported(click.ClickException):
 
     def show(self, file=None) -> None:  # the problem lines are the message
         pass
+
+
+def checkpoint_option(command: Callable) -> Callable:
+    """``--checkpoint best|last``: a checkpoint's weights instead of the run's weights.pt."""
+    return click.option("--checkpoint", type=click.Choice(["best", "last"]),
+                        help="use checkpoints/best.pt or last.pt instead of weights.pt (the kept weights)")(command)
+
+
+def echo_weights(run: Any) -> None:
+    """On stderr, which checkpoint's weights a command used (only when --checkpoint chose them)."""
+    if run.meta.get("checkpoint"):
+        click.echo(f"using checkpoints/{run.meta['checkpoint']}.pt (epoch {run.meta['checkpoint_epoch']})", err=True)
 
 
 def echo_problems(problems: Iterable[Problem]) -> int:
@@ -212,15 +224,19 @@ def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int
 @click.option("--rtol", type=click.FloatRange(min=0), help="ONNX: relative tolerance of the onnxruntime check "
               "(|ort - torch| <= atol + rtol * |torch|, as numpy.allclose; default 1e-4)")
 @click.option("--atol", type=click.FloatRange(min=0), help="ONNX: absolute tolerance of that check (default 1e-5)")
+@checkpoint_option
 @reports_problems
-def export(run_dir: str, fmt: str, output: str | None, rtol: float | None, atol: float | None) -> None:
+def export(run_dir: str, fmt: str, output: str | None, rtol: float | None, atol: float | None,
+           checkpoint: str | None) -> None:
     """Export a trained RUN_DIR's model."""
     from specnn.runtime.runs.export import export as export_run
     from specnn.runtime.runs.run import load_run
 
     if fmt != "onnx" and (rtol is not None or atol is not None):
         raise click.UsageError("--rtol and --atol set the ONNX check; they do not apply to --format " + fmt)
-    report = export_run(load_run(run_dir), fmt, output, rtol=rtol, atol=atol)
+    run = load_run(run_dir, checkpoint)
+    echo_weights(run)
+    report = export_run(run, fmt, output, rtol=rtol, atol=atol)
     click.echo(str(report))
 
 
@@ -230,13 +246,19 @@ def export(run_dir: str, fmt: str, output: str | None, rtol: float | None, atol:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="CSV file to write (default: stdout)")
 @click.option("--probabilities", is_flag=True, help="add one probability column per class (p_<class>)")
 @click.option("--array", help="the NPZ array holding the features (or write INPUT_FILE as file.npz:NAME)")
+@checkpoint_option
 @reports_problems
-def predict(run_dir: str, input_file: str, output: str | None, probabilities: bool, array: str | None) -> None:
+def predict(run_dir: str, input_file: str, output: str | None, probabilities: bool, array: str | None,
+            checkpoint: str | None) -> None:
     """Predict every row of INPUT_FILE (CSV, Parquet or NPZ with the training's feature columns), or an image
     or a folder of images for a run trained on an image folder, with RUN_DIR."""
     from specnn.runtime.runs.predict import predict as predict_rows
 
-    predictions = predict_rows(run_dir, input_file, array=array)
+    from specnn.runtime.runs.run import load_run
+
+    run = load_run(run_dir, checkpoint)
+    echo_weights(run)
+    predictions = predict_rows(run, input_file, array=array)
     if probabilities and predictions.probabilities is None:
         raise click.UsageError(f"--probabilities needs a classifier; this run is a {predictions.task} run")
     if output:
@@ -268,13 +290,17 @@ def plot(run_dir: str, output: str | None, dpi: int) -> None:
 @click.option("--device", help="where to evaluate (default: the spec's train.device)")
 @click.option("--split", type=click.Choice(["validation", "test"]), default="validation", show_default=True,
               help="without --data: the split rebuilt from the spec (test: data.test_split)")
+@checkpoint_option
 @reports_problems
 def evaluate(run_dir: str, data_file: str | None, as_json: bool, output: str | None, device: str | None,
-             split: str) -> None:
+             split: str, checkpoint: str | None) -> None:
     """Loss and metrics of RUN_DIR on its validation (or test) split, or on a held-out --data file."""
     from specnn.runtime.runs.evaluate import evaluate as evaluate_run, format_evaluation, write_evaluation
+    from specnn.runtime.runs.run import load_run
 
-    result = evaluate_run(run_dir, data_file, device=device, split=split)
+    run = load_run(run_dir, checkpoint)
+    echo_weights(run)
+    result = evaluate_run(run, data_file, device=device, split=split)
     click.echo(json.dumps(result, indent=2) if as_json else format_evaluation(result))
     if output:
         click.echo(f"wrote {write_evaluation(result, output)}", err=True)

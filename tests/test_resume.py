@@ -208,3 +208,20 @@ def test_a_torn_last_metrics_line_left_by_a_crash_is_dropped_on_resume(tmp_path)
     assert states_equal(whole.model.state_dict(), resumed.model.state_dict())
     records = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in records] == [1, 2, 3, 4]
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_do_and_how_to_continue(tmp_path, cli_runner):
+    from specnn.cli import cli
+
+    spec = spec_file(tmp_path, 2)
+    train(load_spec(spec), tmp_path / "run", quiet=True)
+    weights = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
+    result = cli_runner.invoke(cli, ["train", str(spec), "--out", str(tmp_path / "run"), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"nothing to train: the run in {tmp_path / 'run'} has trained all 2 epochs of train.epochs; to train longer, "
+        "raise train.epochs in the spec and resume again",
+        f"run saved to {tmp_path / 'run'}",
+    ]
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert states_equal(torch.load(tmp_path / "run" / "weights.pt", weights_only=True), weights)

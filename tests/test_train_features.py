@@ -116,12 +116,36 @@ def test_early_stopping_stops_when_the_monitored_value_stalls_and_best_pt_holds_
     lines: list[str] = []
     spec = make_spec(tmp_path, "early_stopping: {monitor: val_loss, patience: 2}\n",
                      **{"epochs: 4": "epochs: 6"})
-    train(spec, tmp_path / "run", echo=lines.append)
+    run = train(spec, tmp_path / "run", echo=lines.append)
     assert [r["epoch"] for r in records(tmp_path / "run")] == [1, 2, 3, 4]
-    assert lines[-1] == "early stopping: val_loss has not improved for 2 epochs"
+    assert lines[-2:] == ["early stopping: val_loss has not improved for 2 epochs",
+                          "restored the best weights: epoch 2 (val_loss 0.5), not the last epoch 4 "
+                          "(early_stopping.restore_best_weights)"]
     best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
     assert (best["epoch"], best["best"]) == (2, 0.5)
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 4
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert last["epoch"] == 4
+    # weights.pt, the exports and the returned model hold epoch 2, as meta.json says
+    weights = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
+    for name, tensor in best["model"].items():
+        assert torch.equal(weights[name], tensor) and torch.equal(run.model.state_dict()[name].cpu(), tensor)
+    assert any(not torch.equal(weights[name], last["model"][name]) for name in weights)
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert (meta["weights_epoch"], meta["last_epoch"]) == (2, 4)
+
+
+def test_restore_best_weights_false_keeps_the_last_epoch(tmp_path, monkeypatch):
+    crafted = iter([0.9, 0.5, 0.7, 0.8])
+    from specnn.runtime.train import trainer
+
+    real_evaluate = trainer.evaluate
+    monkeypatch.setattr(trainer, "evaluate", lambda *a, **k: {**real_evaluate(*a, **k), "val_loss": next(crafted)})
+    spec = make_spec(tmp_path, "early_stopping: {monitor: val_loss, patience: 2, restore_best_weights: false}\n")
+    train(spec, tmp_path / "run", quiet=True)
+    weights = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert all(torch.equal(weights[name], tensor) for name, tensor in last["model"].items())
+    assert json.loads((tmp_path / "run" / "meta.json").read_text())["weights_epoch"] == 4
 
 
 def test_a_nan_loss_stops_training_naming_epoch_and_batch_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -192,8 +216,11 @@ def test_torch_compile_failing_on_this_machine_is_a_located_spec_error(tmp_path,
 
     monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, "/nonexistent/g++"))
     spec = make_spec(tmp_path, "compile: true\n")
+    lines: list[str] = []
     with pytest.raises(SpecError) as caught:
-        train(spec, tmp_path / "run", quiet=True)
+        train(spec, tmp_path / "run", echo=lines.append)
+    # the long silent phase is announced before it starts
+    assert lines == ["train.compile: torch.compile compiles the model during the first steps (often 10-60 s) ..."]
     message = str(caught.value)
     assert message.startswith(f"{tmp_path / 'spec.yaml'}:21:3: train.compile: torch.compile failed on this "
                               "machine: InvalidCxxCompiler: No working C++ compiler found")

@@ -53,6 +53,9 @@ REQUIRED_FILES = (SPEC_FILE, WEIGHTS_FILE, META_FILE)
 RUN_FILES = (
     SPEC_FILE, MODEL_FILE, METRICS_FILE, CSV_FILE, WEIGHTS_FILE, META_FILE, PREPROCESS_FILE, TEST_FILE, PLOT_FILE,
     f"{CONFUSION_FILE}.json", f"{CONFUSION_FILE}.csv", *(d.filename for d in EXPORTERS.values()),
+    # `specnn export RUN --checkpoint best|last` writes model-best.onnx, model-last.pt ...
+    *(f"{stem}-{which}.{suffix}" for stem, suffix in (d.filename.split(".", 1) for d in EXPORTERS.values())
+      for which in ("best", "last")),
 )
 RUN_FOLDERS = (CHECKPOINT_DIR, TENSORBOARD_DIR)
 

@@ -330,6 +330,9 @@ class EarlyStopping(Strict):
     mode: Optional[Literal["min", "max"]] = Field(None, description="default: min for losses and errors, else max")
     patience: NonNegativeInt = Field(5, description="epochs without improvement before stopping")
     min_delta: NonNegativeFloat = Field(0.0, description="smallest change that counts as an improvement")
+    restore_best_weights: bool = Field(
+        True, description="keep the best epoch's weights (checkpoints/best.pt) in weights.pt and the exports, "
+        "not the last epoch's (as Keras's EarlyStopping)")
 
 
 class CheckpointSpec(Strict):

@@ -43,7 +43,8 @@ __all__ = ["evaluate", "format_evaluation", "write_evaluation"]
 
 VALIDATION = "validation split"
 def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
-             batch_size: Optional[int] = None, device: Optional[str] = None, split: str = "validation") -> dict[str, Any]:
+             batch_size: Optional[int] = None, device: Optional[str] = None, split: str = "validation",
+             checkpoint: Optional[str] = None) -> dict[str, Any]:
     """The loss and metrics of a trained run on its validation split or on a held-out file.
 
     Args:
@@ -55,6 +56,8 @@ def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
         batch_size: samples per forward pass; default ``train.batch_size`` (as training did).
         device: where to evaluate; default the spec's ``train.device``.
         split: without ``data``: ``validation`` or ``test`` (``data.test_split``).
+        checkpoint: for a run folder: ``best`` or ``last`` evaluates that checkpoint's weights
+            instead of ``weights.pt`` (see :func:`~specnn.runtime.runs.run.load_run`).
 
     Returns:
         ``{"run": folder, "data": "validation split" or the file, "samples": N,
@@ -70,7 +73,7 @@ def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
     """
     from specnn.runtime.train.device import resolve_device
 
-    run = run if isinstance(run, Run) else load_run(run)
+    run = run if isinstance(run, Run) else load_run(run, checkpoint)
     spec = run.spec
     # an unavailable train.device is located in the run's spec; a --device one is not in any file
     target = resolve_device(spec.train.device, spec) if device is None else _device(device)

@@ -96,7 +96,7 @@ def export(run: Run, format: Any, path: Union[str, Path, None] = None, *,
         raise SpecError([Problem("export", f"unknown export format '{format}' (formats: {', '.join(EXPORTERS)})",
                                  hint=suggest(format, EXPORTERS))])
     exporter = EXPORTERS[format]
-    target = Path(path) if path is not None else Path(run.path) / exporter.filename
+    target = Path(path) if path is not None else Path(run.path) / export_filename(exporter, run.meta.get("checkpoint"))
     target.parent.mkdir(parents=True, exist_ok=True)
     if format != "onnx":
         return resolve(exporter.writer)(run, target)
@@ -146,6 +146,18 @@ def missing_extras(spec: Any) -> list[Problem]:
                 problems.append(spec_problem(spec, ("export", index), message, code="missing-extra", hint=hint,
                                              key=False))
     return problems
+
+
+def export_filename(exporter: Any, checkpoint: Optional[str] = None) -> str:
+    """The file an export writes in the run folder: ``model.onnx``; ``model-best.onnx`` from a checkpoint.
+
+    >>> export_filename(EXPORTERS["onnx"]), export_filename(EXPORTERS["onnx"], "last")
+    ('model.onnx', 'model-last.onnx')
+    """
+    if checkpoint is None:
+        return exporter.filename
+    stem, dot, suffix = exporter.filename.partition(".")
+    return f"{stem}-{checkpoint}{dot}{suffix}"
 
 
 def write_state_dict(run: Run, path: Path) -> ExportReport:

@@ -110,7 +110,7 @@ def _number(value: float) -> str:
 
 
 def predict(run: Union[Run, str, Path], path: Union[str, Path], *, array: Optional[str] = None,
-            batch_size: int = 1024) -> Predictions:
+            batch_size: int = 1024, checkpoint: Optional[str] = None) -> Predictions:
     """Predict every row of a CSV or NPZ file with a trained run.
 
     The file holds the training's feature columns, by name (the target column may be there; it
@@ -125,12 +125,14 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, array: Option
             ``data.npz:x`` names the features array, as ``array`` does.
         array: the ``.npz`` array holding the features (default: the training's name, else ``x``).
         batch_size: rows per forward pass.
+        checkpoint: for a run folder: ``best`` or ``last`` predicts with that checkpoint's weights
+            instead of ``weights.pt``.
 
     Raises:
         RunError: the run folder is missing files or corrupt.
         DataError: the input file is missing a column or holds a bad value (file, row, column named).
     """
-    run = run if isinstance(run, Run) else load_run(run)
+    run = run if isinstance(run, Run) else load_run(run, checkpoint)
     path, array = split_array_name(path, array)
     inputs = run.compiled.inputs
     preprocessor = load_preprocessor(run.path, run.spec) or _preprocessor_from_spec(run.spec)

@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 import torch
 
 from specnn.errors import Problem, RunError, SpecError
-from specnn.runtime.files import META_FILE, REQUIRED_FILES, SPEC_FILE, WEIGHTS_FILE
+from specnn.runtime.files import CHECKPOINT_DIR, META_FILE, REQUIRED_FILES, SPEC_FILE, WEIGHTS_FILE
 
 
 @dataclass
@@ -41,13 +41,17 @@ class Run:
 # loading
 
 
-def load_run(path: Union[str, Path]) -> Run:
+def load_run(path: Union[str, Path], checkpoint: Optional[str] = None) -> Run:
     """Load a run folder: its spec, compiled model, weights (model in eval mode) and metadata.
 
     Only reads: nothing on disk is changed.
 
     Args:
         path: the run folder written by :func:`specnn.train`.
+        checkpoint: None for the run's weights (``weights.pt``: the kept epoch, the best one when
+            early stopping restored it); ``best`` or ``last`` for the model weights of
+            ``checkpoints/best.pt`` or ``checkpoints/last.pt``. ``meta["checkpoint"]`` and
+            ``meta["checkpoint_epoch"]`` then say which were loaded.
 
     Raises:
         RunError: the folder or one of its files is missing or corrupt (the file is named),
@@ -63,10 +67,34 @@ def load_run(path: Union[str, Path]) -> Run:
     except SpecError as e:
         raise RunError(e.problems) from None
     model = build_model(compiled)
-    _load_weights(model, folder / WEIGHTS_FILE)
-    model.eval()
     meta = _read_meta(folder / META_FILE)
+    if checkpoint is None:
+        _load_weights(model, folder / WEIGHTS_FILE)
+    else:
+        meta = {**meta, "checkpoint": checkpoint, "checkpoint_epoch": _load_checkpoint_weights(model, folder, checkpoint)}
+    model.eval()
     return Run(folder, spec, compiled, model, meta.get("classes"), meta)
+
+
+CHECKPOINT_CHOICES = ("best", "last")
+
+
+def _load_checkpoint_weights(model: torch.nn.Module, folder: Path, which: str) -> int:
+    """Load the model weights of ``checkpoints/<which>.pt``; the epoch they are from."""
+    from specnn.runtime.train.checkpoint import load_checkpoint
+
+    if which not in CHECKPOINT_CHOICES:
+        raise RunError([run_problem(folder, f"unknown checkpoint '{which}'", hint="use best or last")])
+    path = folder / CHECKPOINT_DIR / f"{which}.pt"
+    if not path.is_file():
+        raise RunError([run_problem(path, "checkpoint not found", "missing",
+                                    hint="a run keeps best.pt and last.pt only when it wrote checkpoints")])
+    saved = load_checkpoint(path)
+    mismatch = _state_mismatch(model.state_dict(), saved["model"])
+    if mismatch:
+        raise RunError([run_problem(path, f"the weights do not fit the model in {SPEC_FILE}: {mismatch}", "mismatch")])
+    model.load_state_dict(saved["model"])
+    return saved["epoch"]
 
 
 def run_problem(file: Path, message: str, code: str = "run", hint: Optional[str] = None) -> Problem:

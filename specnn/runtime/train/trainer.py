@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from specnn.catalog.losses import LOSSES
+from specnn.runtime.train.best_weights import restore_best_weights
 from specnn.runtime.train.losses import class_weights, make_loss
 from specnn.runtime.data.tensors import Tensors
 from specnn.runtime.train.checkpoint import read_checkpoint
@@ -90,10 +91,15 @@ def train_run(spec: Any, out: Union[str, Path, None], dist: Any, *, say: Echo,
         if resume or (dist.restart_count > 0 and (folder / CHECKPOINT_DIR / LAST).is_file()):
             session.load_state_dict(read_checkpoint(folder, session.fingerprint))  # checked before anything is written
             check_resumable_log(folder, session.epoch)  # metrics.jsonl holds the epochs trained so far
+            if session.epoch >= spec.train.epochs:
+                say(f"nothing to train: the run in {folder} has trained all {spec.train.epochs} epochs of "
+                    "train.epochs; to train longer, raise train.epochs in the spec and resume again")
         if dist.is_main:
             folder.mkdir(parents=True, exist_ok=True)
             write_spec(compiled, spec, folder)
             write_model_py(compiled, folder)
+        if spec.train.compile and session.epoch < spec.train.epochs:  # silent for tens of seconds
+            say("train.compile: torch.compile compiles the model during the first steps (often 10-60 s) ...")
         fit(session, prepared, loss_fn, folder, dist, say, progress and dist.is_main)
     except KeyboardInterrupt:
         _take_back(written)
@@ -104,7 +110,8 @@ def train_run(spec: Any, out: Union[str, Path, None], dist: Any, *, say: Echo,
             raise
         _take_back(written)  # it fails at the first forward: the files written so far hold nothing of use
         raise failure from None
-    return _finish(session, compiled, prepared, folder, dist, say)
+    kept = restore_best_weights(spec, model, folder, session.epoch, say) if dist.is_main else session.epoch
+    return _finish(session, compiled, prepared, folder, dist, say, kept)
 
 
 def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
@@ -140,11 +147,14 @@ def _take_back(written: Any) -> None:
         remove_what_this_run_wrote(written)
 
 
-def _finish(session: Session, compiled: Any, prepared: Prepared, folder: Path, dist: Any, say: Echo) -> Trained:
-    """After the last epoch: final weights, ``meta.json``, the preprocessing and the test split (rank 0)."""
+def _finish(session: Session, compiled: Any, prepared: Prepared, folder: Path, dist: Any, say: Echo,
+            kept_epoch: int) -> Trained:
+    """After the last epoch: the kept weights (of epoch ``kept_epoch``), ``meta.json``, the preprocessing and the
+    test split (rank 0)."""
     spec, model = session.spec, session.model
     model.eval()
-    meta = run_meta(spec, compiled, prepared, dist.device)
+    meta = {**run_meta(spec, compiled, prepared, dist.device), "weights_epoch": kept_epoch,
+            "last_epoch": session.epoch}
     try:
         if dist.is_main:
             save_state_dict(model, folder / WEIGHTS_FILE)
