@@ -136,10 +136,10 @@ def test_early_stopping_stops_when_the_monitored_value_stalls_and_best_pt_holds_
 
 def test_restore_best_weights_false_keeps_the_last_epoch(tmp_path, monkeypatch):
     crafted = iter([0.9, 0.5, 0.7, 0.8])
-    from specnn.runtime.train import trainer
+    from specnn.runtime.train import loop
 
-    real_evaluate = trainer.evaluate
-    monkeypatch.setattr(trainer, "evaluate", lambda *a, **k: {**real_evaluate(*a, **k), "val_loss": next(crafted)})
+    real_evaluate = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: {**real_evaluate(*a, **k), "val_loss": next(crafted)})
     spec = make_spec(tmp_path, "early_stopping: {monitor: val_loss, patience: 2, restore_best_weights: false}\n")
     train(spec, tmp_path / "run", quiet=True)
     weights = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
