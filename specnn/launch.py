@@ -84,7 +84,7 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
             the other exports were still written. A missing optional package for an export is a
             SpecError raised before training instead.
     """
-    from specnn.runtime.runs.export import ExportFailed, export_all, missing_extras
+    from specnn.runtime.runs.export import ExportFailed, export_all, export_problems, missing_extras
     from specnn.compiler import compile_spec
     from specnn.runtime.runs.run import Run
     from specnn.runtime.train.device import resolve_device
@@ -93,15 +93,17 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
     from specnn.runtime.train.trainer import train_run
 
     device = resolve_device(spec.train.device, spec)
-    missing = missing_extras(spec)
-    if missing:  # an export that cannot run: say so before training, not after it
-        raise SpecError(missing)
     failed = []
-    parameters = compile_spec(spec).parameter_count()  # what auto threads go by (cheap: on the meta device)
-    with cpu_threads(threads or spec.train.threads, device, parameters), job(device, backend, spec) as dist:
+    with job(device, backend, spec) as dist:
+        compiled = compile_spec(spec)
+        # an export that cannot run (a missing package, a layer its exporter cannot write): say so now
+        problems = missing_extras(spec) + export_problems(spec, compiled.graph)
+        if problems:
+            raise SpecError(problems)
         say: Echo = (lambda line: None) if quiet or not dist.is_main else echo
-        trained = train_run(spec, out, dist, say=say, resume=resume, progress=progress and not quiet,
-                            overwrite=overwrite)
+        with cpu_threads(threads or spec.train.threads, device, compiled.parameter_count()):
+            trained = train_run(spec, out, dist, say=say, resume=resume, progress=progress and not quiet,
+                                overwrite=overwrite)
         run = Run(trained.folder, spec, trained.compiled, trained.model, trained.classes, trained.meta)
         try:
             if dist.is_main:

@@ -261,3 +261,16 @@ def test_an_export_whose_extra_is_missing_is_refused_before_training(tmp_path, m
     assert result.output.strip() == (f"{spec}:30:22: export[1]: the ONNX export needs onnxscript, which is not "
                                      'installed (pip install "specnn[onnx]")')
     assert not (tmp_path / "run").exists()
+
+
+def test_a_spec_asking_onnx_of_an_lstm_with_proj_size_is_refused_before_training(tmp_path, cli_runner):
+    from specnn.cli import cli
+
+    text = (EXAMPLES / "lstm_sequences.yaml").read_text()
+    text = text.replace("LSTM: {hidden_size: 32, output: last}", "LSTM: {hidden_size: 32, proj_size: 8, output: last}")
+    (tmp_path / "proj.yaml").write_text(text + "export: [state_dict, onnx]\n")
+    result = cli_runner.invoke(cli, ["train", str(tmp_path / "proj.yaml"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"{tmp_path / 'proj.yaml'}:9:7: model.layers[0].LSTM: LSTM 'lstm1' cannot be "
+                                    "exported to onnx")
+    assert "epoch" not in result.output and not (tmp_path / "run").exists()

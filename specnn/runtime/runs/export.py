@@ -228,15 +228,28 @@ def _require_onnx() -> None:
 
 def refuse_known_failures(run: Run, exporter: Any) -> None:
     """ToolError at each layer of the model that ``exporter`` is known to get wrong, before exporting."""
+    problems = known_failures(run.spec, run.compiled.graph, exporter)
+    if problems:
+        raise ToolError(problems)
+
+
+def known_failures(spec: Any, graph: Any, exporter: Any) -> list[Problem]:
+    """A problem at each layer of ``graph`` that ``exporter`` is known to get wrong."""
     problems = [
-        spec_problem(run.spec, node.path, f"{node.kind} '{node.name}' cannot be exported to {exporter.name}: "
-                                          f"{known.reason}", code="export-unsupported", hint=known.instead)
-        for node in all_nodes(run.compiled.graph)
+        spec_problem(spec, node.path, f"{node.kind} '{node.name}' cannot be exported to {exporter.name}: "
+                                      f"{known.reason}", code="export-unsupported", hint=known.instead)
+        for node in all_nodes(graph)
         for known in exporter.known_failures
         if node.kind == known.layer and known.applies(node.args)
     ]
-    if problems:
-        raise ToolError(list(dict.fromkeys(problems)))
+    return list(dict.fromkeys(problems))
+
+
+def export_problems(spec: Any, graph: Any) -> list[Problem]:
+    """Before training: the spec's exports that are known to fail on this model (a spec problem then,
+    since the spec asks for both: the exit status is 2 and nothing is trained)."""
+    names = {entry if isinstance(entry, str) else "onnx" for entry in spec.export}
+    return [p for name in EXPORTERS if name in names for p in known_failures(spec, graph, EXPORTERS[name])]
 
 
 def all_nodes(graph: Any) -> list[Any]:
