@@ -4,6 +4,10 @@ Every command here is a thin wrapper over a function a Python user can call
 (``specnn.load_spec``, ``specnn.compile_spec``, ``specnn.train`` ...). Bad input of any kind
 arrives as a :class:`~specnn.errors.SpecError` and leaves as one line per problem on stderr
 with exit code 2; nothing here formats an error message itself.
+
+Exit status: 0 success; 2 bad input (spec, data file, run folder, arguments: click's usage
+errors are 2 too); 1 a failure on valid input (:class:`~specnn.errors.ToolError`: an exporter
+failed, or an unexpected error with its traceback); 130 Ctrl-C, in every command.
 """
 
 from __future__ import annotations
@@ -17,20 +21,17 @@ from typing import Any, Callable, Iterable
 import click
 
 from specnn.catalog.exporters import EXPORTERS
-from specnn.errors import Problem, SpecError
+from specnn.errors import EXIT_INTERRUPTED, Problem, SpecError
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
+INTERRUPTED = "interrupted"
 STARTUP_INTERRUPTED = "interrupted before training started; nothing was saved"
 RESUME_SPEC_RUN = "\0spec-run"  # `--resume` given without a folder: the spec's newest run folder
 
 
 class ProblemsReported(click.ClickException):
-    """The problems were already printed, one per line; exit 2 (bad input) or the error's own status."""
+    """The problems were already printed, one per line; exit with the error's status (2: bad input)."""
 
-    exit_code = EXIT_BAD_INPUT
-
-    def __init__(self, count: int, exit_code: int = EXIT_BAD_INPUT):
+    def __init__(self, count: int, exit_code: int = SpecError.exit_code):
         super().__init__(f"{count} problem{'s' if count != 1 else ''} found")
         self.exit_code = exit_code
 
@@ -65,8 +66,12 @@ def reports_problems(command: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except SpecError as error:  # ToolError (an exporter failing on a valid spec) exits 1
+        except SpecError as error:
             raise ProblemsReported(echo_problems(error.problems), error.exit_code) from None
+        except KeyboardInterrupt:
+            # not click's "Aborted!" and status 1: a shell script tells Ctrl-C apart by 130
+            click.echo(INTERRUPTED, err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
 
@@ -96,6 +101,7 @@ def cli() -> None:
 @click.argument("files", nargs=-1, required=True, type=SPEC_FILE)
 @click.option("--data", "with_data", is_flag=True,
               help="also read each spec's data (a table's first rows) and run every data-stage check of train")
+@reports_problems
 def validate(files: tuple[str, ...], with_data: bool) -> None:
     """Check spec FILES: schema, shapes and lints (and with --data, the data); every problem is reported."""
     failed = 0
@@ -131,6 +137,7 @@ def inspect_command(spec_file: str, as_json: bool) -> None:
 
 @cli.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="write to a file")
+@reports_problems
 def schema(output: str | None) -> None:
     """Print the JSON Schema of the spec format (for editors and CI)."""
     from specnn.spec.schema import json_schema
@@ -277,8 +284,7 @@ def plot(run_dir: str, output: str | None, dpi: int) -> None:
     """Draw RUN_DIR's training curves: loss and metrics (train vs validation), learning rate."""
     from specnn.runtime.runs.plot import plot_run
 
-    path = plot_run(run_dir, output, dpi=dpi)
-    click.echo(f"wrote {path}")
+    click.echo(f"wrote {plot_run(run_dir, output, dpi=dpi)}")
 
 
 @cli.command()

@@ -131,3 +131,36 @@ def test_quiet_hides_the_progress_bar_but_keeps_one_line_per_epoch(cli_runner, i
     loud = cli_runner.invoke(cli, ["train", str(spec), "--out", str(tmp_path / "loud")])
     assert loud.exit_code == 0, loud.output
     assert bars == [False, True]  # the bar is asked for only without --quiet (and then drawn on a terminal)
+
+
+# ---------------------------------------------------------------------------------------------
+# exit status: 2 the user's input, 1 a tool failing on valid input, 130 Ctrl-C (README's table)
+
+
+def _raise(error):
+    def command(*args, **kwargs):
+        raise error
+    return command
+
+
+def test_ctrl_c_exits_130_in_every_command(cli_runner, iris_spec, tmp_path, monkeypatch):
+    monkeypatch.setattr("specnn.cli.load_and_compile", _raise(KeyboardInterrupt()))
+    monkeypatch.setattr("specnn.runtime.runs.evaluate.evaluate", _raise(KeyboardInterrupt()))
+    for args in (["validate", str(iris_spec)], ["inspect", str(iris_spec)], ["compile", str(iris_spec)],
+                 ["evaluate", str(tmp_path)]):
+        result = cli_runner.invoke(cli, args)
+        assert (result.exit_code, result.output) == (130, "interrupted\n"), args
+
+
+def test_a_tool_failing_on_valid_input_exits_1_with_its_problem(cli_runner, tmp_path, monkeypatch):
+    from specnn.errors import ToolError
+
+    failure = ToolError.single("onnx", "torch.onnx.export failed: unsupported operator", file="model.onnx")
+    monkeypatch.setattr("specnn.runtime.runs.run.load_run", _raise(failure))
+    result = cli_runner.invoke(cli, ["export", str(tmp_path), "--format", "onnx"])
+    assert (result.exit_code, result.output) == (1, "model.onnx: torch.onnx.export failed: unsupported operator\n")
+
+
+def test_bad_arguments_exit_2(cli_runner, iris_spec, tmp_path):
+    assert cli_runner.invoke(cli, ["export", str(tmp_path), "--format", "onx"]).exit_code == 2
+    assert cli_runner.invoke(cli, ["validate", str(tmp_path / "missing.yaml")]).exit_code == 2

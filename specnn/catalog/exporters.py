@@ -1,9 +1,13 @@
-"""The exporter table: formats a trained model can be written in."""
+"""The exporter table: formats a trained model can be written in, and the extra each needs."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
+
+from specnn.errors import Problem, spec_problem
+from specnn.errors.texts import needs_extra
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,20 @@ class ExporterDef:
     filename: str  # default file name inside the run directory
     writer: str  # "module:function" taking (run, path) and returning a runtime.export.ExportReport
     known_failures: tuple[KnownFailure, ...] = ()
+    extra: Optional[str] = None  # the specnn extra that installs what it needs (errors.texts.EXTRAS)
+    requires: tuple[str, ...] = ()  # modules it cannot work without (pip names equal module names)
+
+    def missing(self) -> list[str]:
+        """The required modules that are not installed (found without importing them)."""
+        return [module for module in self.requires if importlib.util.find_spec(module) is None]
+
+    def missing_problem(self, where: Any = None, path: tuple = ()) -> Optional[Problem]:
+        """A ``missing-extra`` problem when a required module is not installed, else None."""
+        missing = self.missing()
+        if not missing or self.extra is None:
+            return None
+        message, hint = needs_extra(f"the {self.name} export", self.extra, missing)
+        return spec_problem(where, path, message, code="missing-extra", hint=hint)
 
 
 ONNX_KNOWN_FAILURES = (
@@ -43,7 +61,10 @@ EXPORTERS: dict[str, ExporterDef] = {
     d.name: d
     for d in (
         ExporterDef("state_dict", "model.pt", "specnn.runtime.runs.export:write_state_dict"),
-        ExporterDef("safetensors", "model.safetensors", "specnn.runtime.runs.export:write_safetensors"),
-        ExporterDef("onnx", "model.onnx", "specnn.runtime.runs.export:write_onnx", ONNX_KNOWN_FAILURES),
+        ExporterDef("safetensors", "model.safetensors", "specnn.runtime.runs.export:write_safetensors",
+                    extra="safetensors", requires=("safetensors",)),
+        # onnxruntime is in the extra too, but optional here: without it the file is not compared with torch.
+        ExporterDef("onnx", "model.onnx", "specnn.runtime.runs.export:write_onnx", ONNX_KNOWN_FAILURES,
+                    extra="onnx", requires=("onnx", "onnxscript")),
     )
 }

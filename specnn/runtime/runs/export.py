@@ -9,7 +9,6 @@ than the example's, so a dynamic batch dimension that silently broke is caught h
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import logging
@@ -29,7 +28,6 @@ from specnn.runtime.data.tensors import TORCH_DTYPES
 from specnn.runtime.runs.run import Run
 from specnn.spec.models import OnnxCheck
 from specnn.errors import Problem, SpecError, ToolError, spec_problem
-from specnn.errors.texts import needs_extra
 from specnn.errors.texts import suggest
 
 EXAMPLE_BATCH = 2
@@ -85,7 +83,7 @@ def export(run: Run, format: Any, path: Union[str, Path, None] = None, *,
             (default: the spec entry's, else :data:`RTOL` and :data:`ATOL`).
 
     Raises:
-        SpecError: unknown format, or a missing optional package.
+        SpecError: unknown format, or a package the format needs is not installed (before any work).
         ToolError: the exporter failed, or the ONNX file's outputs differ from torch's.
     """
     if not isinstance(format, str):  # a spec entry with options: {onnx: {rtol, atol}}
@@ -96,6 +94,9 @@ def export(run: Run, format: Any, path: Union[str, Path, None] = None, *,
         raise SpecError([Problem("export", f"unknown export format '{format}' (formats: {', '.join(EXPORTERS)})",
                                  hint=suggest(format, EXPORTERS))])
     exporter = EXPORTERS[format]
+    missing = exporter.missing_problem()
+    if missing is not None:
+        raise SpecError([missing])
     target = Path(path) if path is not None else Path(run.path) / export_filename(exporter, run.meta.get("checkpoint"))
     target.parent.mkdir(parents=True, exist_ok=True)
     if format != "onnx":
@@ -168,11 +169,7 @@ def write_state_dict(run: Run, path: Path) -> ExportReport:
 
 def write_safetensors(run: Run, path: Path) -> ExportReport:
     """The weights as safetensors (no pickle at all); class names go into the file's metadata."""
-    try:
-        from safetensors.torch import save
-    except ImportError:
-        raise SpecError.single("missing-extra", "the safetensors export needs the 'safetensors' package",
-                               hint="pip install 'specnn[safetensors]'") from None
+    from safetensors.torch import save  # export() has checked it is installed
     tensors = {name: t.detach().cpu().contiguous() for name, t in run.model.state_dict().items()}
     metadata = {"format": "pt", "classes": json.dumps(run.classes)}
     write_atomic(path, save(tensors, metadata=metadata))
@@ -188,11 +185,9 @@ def write_onnx(run: Run, path: Path, rtol: float = RTOL, atol: float = ATOL) -> 
     once all of that holds.
 
     Raises:
-        SpecError: onnx or onnxscript is not installed (the ``onnx`` extra).
         ToolError: a layer the exporter is known to get wrong (located at the layer), or the
             exporter, the checker or onnxruntime failed, or the outputs differ.
     """
-    _require_onnx()
     refuse_known_failures(run, EXPORTERS["onnx"])
     model = _cpu_eval_copy(run.model)
     tmp = temporary_sibling(path, ".onnx")
@@ -209,21 +204,6 @@ def write_onnx(run: Run, path: Path, rtol: float = RTOL, atol: float = ATOL) -> 
         tmp.unlink(missing_ok=True)
         _data_file(tmp).unlink(missing_ok=True)
     return ExportReport("onnx", path, max_diff, CHECK_BATCHES if max_diff is not None else (), rtol, atol)
-
-
-ONNX_PACKAGES = ("onnx", "onnxscript")  # the exporter's; onnxruntime only adds the parity check
-
-
-def _absent(names: Sequence[str]) -> list[str]:
-    """The packages not installed (found without importing them: onnxscript takes a second to import)."""
-    return [name for name in names if importlib.util.find_spec(name) is None]
-
-
-def _require_onnx() -> None:
-    missing = _absent(ONNX_PACKAGES)
-    if missing:
-        message, hint = needs_extra("the ONNX export", "onnx", missing)
-        raise SpecError.single("missing-extra", message, hint=hint)
 
 
 def refuse_known_failures(run: Run, exporter: Any) -> None:
