@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 import tomllib
 from pathlib import Path
@@ -97,7 +99,7 @@ def test_suggest(word, choices, options, hint):
     ("a JSON object", [1], "expected a JSON object, got a list"),
     ("a boolean", None, "expected a boolean, got null"),
     ("a state_dict", (1, 2), "expected a state_dict, got a list"),
-    ("a state_dict", object(), "expected a state_dict, got a object"),
+    ("a state_dict", object(), "expected a state_dict, got an object"),
 ])
 def test_expected(wanted, value, text):
     assert expected(wanted, value) == text
@@ -123,3 +125,13 @@ def test_the_extras_table_is_pyproject():
 
 def _name(requirement: str) -> str:
     return requirement.split(">")[0].split("=")[0].split("[")[0].strip()
+
+
+def test_plain_pytest_runs_the_docstring_examples():
+    # README's test command is a bare `pytest`: it must collect specnn/'s doctests (these among them).
+    root = Path(__file__).parents[1]
+    assert "specnn" in tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["pytest"][
+        "ini_options"]["testpaths"]
+    listed = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-p", "no:cacheprovider",
+                             "specnn/errors/texts.py"], cwd=root, capture_output=True, text=True)
+    assert "specnn/errors/texts.py::specnn.errors.texts.suggest" in listed.stdout.splitlines(), listed.stdout

@@ -120,7 +120,7 @@ def test_a_pickled_object_instead_of_a_state_dict_is_refused(run_copy):
     torch.save([torch.zeros(1)], run_copy / "weights.pt")
     with pytest.raises(RunError) as info:
         load_run(run_copy)
-    assert str(info.value) == f"{run_copy / 'weights.pt'}: expected a state_dict, found a list"
+    assert str(info.value) == f"{run_copy / 'weights.pt'}: expected a state_dict, got a list"
 
 
 def test_missing_files_are_each_named(run_copy):

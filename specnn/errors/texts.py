@@ -111,7 +111,10 @@ def describe(value: Any) -> str:
         return "null"
     if isinstance(value, (list, tuple)):
         return "a list"
-    return "a mapping" if isinstance(value, dict) else f"a {type(value).__name__}"
+    if isinstance(value, dict):
+        return "a mapping"
+    name = type(value).__name__
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
 
 
 def plain(value: Any) -> str:

@@ -37,7 +37,7 @@ from specnn.runtime.data.table import read_table
 from specnn.runtime.files import write_atomic
 from specnn.runtime.runs.run import Run, load_run
 from specnn.runtime.data.csv_table import data_error, number
-from specnn.errors import DataError, Problem, RunError, SpecError
+from specnn.errors import DataError, Problem, RunError, SpecError, locate, spec_problem
 
 __all__ = ["evaluate", "format_evaluation", "write_evaluation"]
 
@@ -116,7 +116,7 @@ def _measure(run: Run, tensors: Tensors, batch_size: int, device: torch.device) 
         metrics = MetricSet(metric_choices(spec.train, task), task, output_shape[0] if output_shape else None,
                             device, threshold)
     except SpecError as error:
-        raise RunError([p.at(*spec.locate(p.path)) for p in error.problems]) from None
+        raise RunError(locate(spec, error.problems)) from None
     model = run.model.to(device)
     result = evaluate_pass(model, tensors, make_loss(spec, device, run.meta.get("class_weight")), batch_size, metrics,
                            autocast_for(spec.train.precision, device))
@@ -154,9 +154,9 @@ def validation_split(run: Run, preprocessor: Preprocessor, part: str = "validati
     spec = run.spec
     key = f"{part}_split"
     if getattr(spec.data, key) <= 0:
-        raise RunError([_spec_problem(
+        raise RunError([spec_problem(
             spec, ("data", key), f"this run has no {part} split ({key} is 0): "
-            "there is nothing to evaluate without a file", f"no-{part}",
+            "there is nothing to evaluate without a file", code=f"no-{part}",
             hint="pass --data FILE: a CSV or NPZ with the feature columns and the target")])
     splits = load_splits(spec, run.compiled.inputs, _output_shape(run), fitted=preprocessor)
     _check_same_source(run, splits.classes, splits.preprocessor, preprocessor)
@@ -178,18 +178,13 @@ def _check_same_source(run: Run, classes: Optional[list[str]], fresh: Preprocess
 
 
 def _changed(spec: Any, what: str) -> RunError:
-    return RunError([_spec_problem(
+    return RunError([spec_problem(
         spec, ("data", spec.data.kind), f"the data source no longer gives the run's validation split: {what}",
-        "data-changed", hint="evaluate a held-out file with --data FILE")])
+        code="data-changed", hint="evaluate a held-out file with --data FILE")])
 
 
 def _names(names: Optional[Sequence[str]]) -> str:
     return "[" + ", ".join(names) + "]" if names else "none (numeric labels)"
-
-
-def _spec_problem(spec: Any, path: tuple, message: str, code: str, hint: Optional[str] = None) -> Problem:
-    file, line, col = spec.locate(path)
-    return Problem(code, message, path, file=file, line=line, col=col, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------------

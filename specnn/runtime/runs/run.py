@@ -13,6 +13,7 @@ from typing import Any, Optional, Union
 import torch
 
 from specnn.errors import Problem, RunError, SpecError
+from specnn.errors.texts import expected
 from specnn.runtime.files import CHECKPOINT_DIR, META_FILE, REQUIRED_FILES, SPEC_FILE, WEIGHTS_FILE
 
 
@@ -128,7 +129,7 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
     except Exception as e:  # noqa: BLE001 -- torch raises many kinds for a torn or foreign file
         raise RunError([run_problem(path, f"cannot load the weights: {_first_line(e)}", "corrupt")]) from None
     if not isinstance(state, dict):
-        raise RunError([run_problem(path, f"expected a state_dict, found a {type(state).__name__}", "corrupt")])
+        raise RunError([run_problem(path, expected("a state_dict", state), "corrupt")])
     mismatch = _state_mismatch(model.state_dict(), state)
     if mismatch:
         raise RunError([run_problem(path, f"the weights do not fit the model in {SPEC_FILE}: {mismatch}", "mismatch")])
@@ -158,7 +159,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise RunError([run_problem(path, f"cannot read the run's metadata: {e}", "corrupt")]) from None
     if not isinstance(meta, dict):
-        raise RunError([run_problem(path, "expected a JSON object", "corrupt")])
+        raise RunError([run_problem(path, expected("a JSON object", meta), "corrupt")])
     return meta
 
 
