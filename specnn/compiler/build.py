@@ -10,17 +10,22 @@ import hashlib
 import linecache
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from specnn.compiler.pipeline import CompiledModel, compile_spec
 from specnn.errors import Problem, SpecError, spec_problem
+
+if TYPE_CHECKING:
+    import torch
+
+    from specnn.spec.models import Spec
 
 # What torch raises when a layer cannot be made with the sizes a spec asks for (an absurd
 # out_features overflows, a huge one cannot be allocated): bad input, not a bug.
 BUILD_ERRORS = (RuntimeError, ValueError, TypeError, OverflowError, MemoryError)
 
 
-def build_model(compiled_or_spec: Any) -> Any:
+def build_model(compiled_or_spec: Union[CompiledModel, Spec]) -> torch.nn.Module:
     """Instantiate the generated ``nn.Module`` of a compiled model (or of a spec, compiling it).
 
     Args:

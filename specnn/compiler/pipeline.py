@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from specnn.compiler.codegen import GeneratedSource, generate
 from specnn.compiler.graph import build_graph
@@ -12,6 +12,9 @@ from specnn.compiler.ir import Graph, Shape, TensorType
 from specnn.compiler.lints import run_lints
 from specnn.compiler.shapes import infer_shapes
 from specnn.errors import Problem, SpecError, locate
+
+if TYPE_CHECKING:
+    from specnn.spec.models import Spec
 
 
 @dataclass
@@ -65,7 +68,7 @@ class CompiledModel:
         return self.graph.parameter_count()
 
 
-def compile_spec(spec: Any) -> CompiledModel:
+def compile_spec(spec: Spec) -> CompiledModel:
     """Check a spec's model and generate its source.
 
     Args:

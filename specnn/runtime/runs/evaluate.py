@@ -22,7 +22,7 @@ import json
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, TypedDict, Union
 
 import numpy as np
 import torch
@@ -42,9 +42,22 @@ from specnn.errors import DataError, Problem, RunError, SpecError, locate, spec_
 __all__ = ["evaluate", "format_evaluation", "write_evaluation"]
 
 VALIDATION = "validation split"
+MetricValue = Union[float, list[list[int]]]  # a number, or a confusion matrix (row: target, column: predicted)
+
+
+class Evaluation(TypedDict):
+    """What :func:`evaluate` returns (and ``specnn evaluate --json`` prints)."""
+
+    run: str  # the run folder
+    data: str  # "validation split" ("test split"), or the file evaluated
+    samples: int
+    classes: Optional[list[str]]  # class names; None for numeric labels or regression
+    metrics: dict[str, MetricValue]  # "loss" first, then the spec's metrics
+
+
 def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
              batch_size: Optional[int] = None, device: Optional[str] = None, split: str = "validation",
-             checkpoint: Optional[str] = None) -> dict[str, Any]:
+             checkpoint: Optional[str] = None) -> Evaluation:
     """The loss and metrics of a trained run on its validation split or on a held-out file.
 
     Args:
@@ -101,7 +114,7 @@ def _device(name: str) -> torch.device:
         raise SpecError([replace(p, path=("device",)) for p in error.problems]) from None
 
 
-def _measure(run: Run, tensors: Tensors, batch_size: int, device: torch.device) -> dict[str, Any]:
+def _measure(run: Run, tensors: Tensors, batch_size: int, device: torch.device) -> dict[str, MetricValue]:
     """The trainer's own evaluation pass: loss per sample and the spec's metrics."""
     from specnn.runtime.train.metrics import MetricSet
     from specnn.runtime.train.losses import make_loss
@@ -336,7 +349,7 @@ def _preprocessor_from_spec(spec: Any) -> Preprocessor:
 # showing and writing the result
 
 
-def format_evaluation(result: dict[str, Any]) -> str:
+def format_evaluation(result: Evaluation) -> str:
     """The result as a small aligned table (metric, value), then any confusion matrix, labelled.
 
     >>> print(format_evaluation({"run": "runs/r", "data": "validation split", "samples": 3, "classes": ["a", "b"],
@@ -376,6 +389,6 @@ def _aligned(rows: list[tuple[str, ...]], numeric: bool = False) -> list[str]:
     return lines
 
 
-def write_evaluation(result: dict[str, Any], path: Union[str, Path]) -> Path:
+def write_evaluation(result: Evaluation, path: Union[str, Path]) -> Path:
     """Write the result as JSON to ``path``, atomically (the old file or the whole new one)."""
     return write_atomic(Path(path), json.dumps(result, indent=2) + "\n")

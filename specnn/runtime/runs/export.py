@@ -25,8 +25,8 @@ from specnn.catalog.base import resolve
 from specnn.catalog.exporters import EXPORTERS
 from specnn.runtime.files import save_state_dict, temporary_sibling, write_atomic
 from specnn.runtime.data.tensors import TORCH_DTYPES
-from specnn.runtime.runs.run import Run
-from specnn.spec.models import OnnxCheck
+from specnn.runtime.runs.run import Run, load_run
+from specnn.spec.models import OnnxCheck, OnnxExport
 from specnn.errors import Problem, SpecError, ToolError, spec_problem
 from specnn.errors.texts import suggest
 
@@ -70,12 +70,12 @@ class ExportReport:
         return text
 
 
-def export(run: Run, format: Any, path: Union[str, Path, None] = None, *,
+def export(run: Union[Run, str, Path], format: Union[str, OnnxExport], path: Union[str, Path, None] = None, *,
            rtol: Optional[float] = None, atol: Optional[float] = None) -> ExportReport:
     """Write a run's model in ``format`` (a key of ``catalog/exporters.py``).
 
     Args:
-        run: from :func:`specnn.train` or :func:`specnn.load_run`.
+        run: from :func:`specnn.train` or :func:`specnn.load_run`, or a run folder.
         format: ``state_dict``, ``safetensors`` or ``onnx``; or an entry of the spec's ``export``
             list (``{onnx: {rtol: ..., atol: ...}}``).
         path: the file to write; default: the format's file name inside the run folder.
@@ -97,6 +97,7 @@ def export(run: Run, format: Any, path: Union[str, Path, None] = None, *,
     missing = exporter.missing_problem()
     if missing is not None:
         raise SpecError([missing])
+    run = run if isinstance(run, Run) else load_run(run)
     target = Path(path) if path is not None else Path(run.path) / export_filename(exporter, run.meta.get("checkpoint"))
     target.parent.mkdir(parents=True, exist_ok=True)
     if format != "onnx":

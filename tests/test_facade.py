@@ -1,0 +1,63 @@
+"""`import specnn`: a typed facade that names the whole API and imports torch only when asked to."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import specnn
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLIC_FUNCTIONS = ("load_spec", "compile_spec", "build_model", "train", "load_run", "evaluate", "predict",
+                    "export", "plot_run")
+
+
+def test_import_specnn_and_checking_a_spec_never_import_torch():
+    code = ("import sys, specnn; specnn.check_file('examples/iris.yaml'); specnn.load_spec('examples/iris.yaml'); "
+            "specnn.Spec; specnn.SpecError; dir(specnn); print(sorted(m for m in sys.modules if m.split('.')[0] "
+            "in ('torch', 'numpy', 'onnx')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "[]\n", "")
+
+
+def test_every_name_resolves_to_its_definition():
+    for name in specnn.__all__:
+        value = getattr(specnn, name)
+        module = specnn._API[name]
+        assert value is getattr(sys.modules[module], name), name
+    with pytest.raises(AttributeError, match="module 'specnn' has no attribute 'trian'"):
+        specnn.trian  # noqa: B018
+
+
+def test_dir_lists_the_api():
+    assert dir(specnn) == sorted([*specnn.__all__, "__version__"])
+    assert sorted(specnn.__all__) == sorted(specnn._API)
+
+
+def test_type_checkers_see_every_public_name_where_it_is_defined():
+    tree = ast.parse((ROOT / "specnn" / "__init__.py").read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    seen = {alias.name: node.module for node in block.body for alias in node.names}
+    assert seen == specnn._API
+
+
+def test_public_functions_are_typed_without_any():
+    for name in PUBLIC_FUNCTIONS:
+        signature = inspect.signature(getattr(specnn, name))
+        annotations = [p.annotation for p in signature.parameters.values() if p.name not in ("echo",)]
+        annotations.append(signature.return_annotation)
+        for annotation in annotations:
+            assert annotation is not inspect.Parameter.empty, name
+            assert "Any" not in str(annotation), f"{name}: {annotation}"
+
+
+def test_the_package_says_it_is_typed():
+    assert (ROOT / "specnn" / "py.typed").is_file()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["specnn"]
