@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 from specnn.errors import EXIT_FAILURE, EXIT_INTERRUPTED, SpecError
+from specnn.spec.loader import load_spec
+from specnn.spec.models import Spec
 
 if TYPE_CHECKING:
     from specnn.runtime.runs.run import Run
@@ -37,7 +39,7 @@ EXIT_CODE_KEY = "specnn_exit_code"  # in a worker's torchrun error file: the cod
 NPROC = "--nproc"
 
 
-def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False, echo: Echo = print,
+def train(spec: Union[Spec, str, Path], out: Union[str, Path, None] = None, *, quiet: bool = False, echo: Echo = print,
           resume: Union[bool, str, Path] = False, progress: bool = True, backend: Optional[str] = None,
           overwrite: bool = False, threads: Optional[int] = None) -> Run:
     """Train a spec's model and write its run folder.
@@ -47,7 +49,7 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
     unless ``overwrite`` (``runtime/train/run_folder.py``).
 
     Args:
-        spec: a :class:`specnn.spec.models.Spec` (from :func:`specnn.load_spec`).
+        spec: a :class:`specnn.spec.models.Spec` (from :func:`specnn.load_spec`), or its file.
         out: the run folder; default ``runs/<spec name>`` (or the next free ``runs/<spec name>-N``).
         quiet: print nothing at all (no warnings, no epoch lines, no bar): for library use.
             The CLI's ``--quiet`` is ``progress=False`` instead: it keeps the epoch lines.
@@ -73,7 +75,8 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
         The :class:`~specnn.runtime.runs.run.Run`, its model in eval mode with the trained weights.
 
     Raises:
-        SpecError: the spec does not compile or asks for a missing device.
+        SpecError: the spec does not compile, asks for a missing device, or exports to a format
+            whose extra is not installed (before training starts).
         DataError: the data cannot be read or does not fit the model.
         RunError: ``out`` holds a run (without ``resume`` or ``overwrite``); the checkpoint to
             resume from is missing, corrupt or from another spec, or the run's ``metrics.jsonl`` lacks
@@ -92,6 +95,7 @@ def train(spec: Any, out: Union[str, Path, None] = None, *, quiet: bool = False,
     from specnn.runtime.train.loop import interrupted
     from specnn.runtime.train.trainer import train_run
 
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
     device = resolve_device(spec.train.device, spec)
     failed = []
     with job(device, backend, spec) as dist:

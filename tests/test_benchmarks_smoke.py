@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "train_speed.py"
 RATIO = re.compile(r"^  ratio tiny  (\S+) +[0-9.]+ us/step +[0-9.]+x floor$")
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_quick_run_prints_one_ratio_line_per_way() -> None:
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--workload", "tiny"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from specnn.cli import cli
@@ -40,6 +41,7 @@ def test_compile_writes_model_py_that_needs_only_torch(cli_runner, iris_spec, tm
     assert "class IrisMlp(nn.Module):" in source
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_train_then_export_from_the_command_line(cli_runner, iris_spec, tmp_path):
     run_dir = tmp_path / "run"
     result = cli_runner.invoke(cli, ["train", str(iris_spec), "--out", str(run_dir), "--quiet"])

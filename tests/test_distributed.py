@@ -206,6 +206,7 @@ def _collectives(dist: D.Distributed) -> dict:
             "rank": dist.rank, "main": dist.is_main}
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_two_processes_reduce_sums_and_take_disjoint_shards(tmp_path):
     results = _spawn(_collectives, tmp_path)
     for rank, result in enumerate(results):
@@ -234,6 +235,7 @@ def _ddp_step(dist: D.Distributed) -> dict:
     return {"grads": [p.grad for p in plain.parameters()], "keys": list(plain.state_dict())}
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_ddp_gradients_are_equal_across_ranks_and_equal_the_global_batch(tmp_path):
     results = _spawn(_ddp_step, tmp_path)
     # the reference: one process, the whole batch
@@ -268,6 +270,7 @@ FAILING_WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_an_error_on_one_rank_is_reported_once(tmp_path):
     (tmp_path / "failing_worker.py").write_text(FAILING_WORKER)
     launcher = "import sys; from specnn.launch import launch; sys.exit(launch(2, [], module='failing_worker'))"
@@ -352,6 +355,7 @@ def two_process_runs(small_iris, tmp_path_factory) -> dict[str, Path]:
     return {name: folder / name for name in ("nproc", "torchrun", "restarted")}
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_two_processes_train_iris_to_the_same_bar_as_one(two_process_runs):
     import json
 
@@ -360,15 +364,18 @@ def test_two_processes_train_iris_to_the_same_bar_as_one(two_process_runs):
     assert records[-1]["val_accuracy"] >= 0.9
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_all_ranks_end_with_identical_weights(two_process_runs):
     restarted = two_process_runs["restarted"]
     _assert_equal(_weights(restarted / "rank0.pt"), _weights(restarted / "rank1.pt"))
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_nproc_and_a_hand_written_torchrun_give_the_same_run(two_process_runs):
     _assert_equal(_weights(two_process_runs["nproc"] / "weights.pt"), _weights(two_process_runs["torchrun"] / "weights.pt"))
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_a_run_restarted_by_torchrun_resumes_and_equals_the_uninterrupted_run(two_process_runs):
     restarted = two_process_runs["restarted"]
     lines = (restarted / "metrics.jsonl").read_text().splitlines()
@@ -376,6 +383,7 @@ def test_a_run_restarted_by_torchrun_resumes_and_equals_the_uninterrupted_run(tw
     _assert_equal(_weights(two_process_runs["nproc"] / "weights.pt"), _weights(restarted / "rank0.pt"))
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_two_processes_equal_one_process_with_the_same_global_batch(two_process_runs, small_iris, tmp_path):
     import specnn
 
@@ -405,6 +413,7 @@ def test_the_spec_chooses_the_backend_and_a_bad_choice_is_located(tmp_path):
 
 
 @pytest.mark.parametrize("first, then", [(2, 1), (1, 2)], ids=["2-then-1", "1-then-2"])
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_a_run_resumes_on_another_number_of_processes(two_process_runs, small_iris, tmp_path, first, then):
     # Checkpoints hold the unwrapped model and the global data order, so 3 epochs on `first`
     # processes and the other 57 on `then` equal the uninterrupted 2-process run up to the float
@@ -422,6 +431,7 @@ def test_a_run_resumes_on_another_number_of_processes(two_process_runs, small_ir
         torch.testing.assert_close(resumed[key], uninterrupted[key], rtol=1e-5, atol=2e-6)
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_the_reporting_ranks_exit_code_wins_even_when_torchrun_stops_it_first(tmp_path):
     # The quiet rank exits 1 at once; torchrun then terminates the reporting rank, here still busy
     # after printing its problem (as a real one may be, shutting Python down): the job exits 2.
@@ -436,6 +446,7 @@ def test_the_reporting_ranks_exit_code_wins_even_when_torchrun_stops_it_first(tm
     assert done.returncode == 2
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_ctrl_c_sent_to_the_launcher_alone_exits_130_with_the_resume_line_and_no_traceback(small_iris, tmp_path):
     # `kill -INT <pid of specnn --nproc 2>`: torchrun's agent gets the signal and passes it on to the workers.
     import signal

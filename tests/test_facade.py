@@ -61,3 +61,34 @@ def test_the_package_says_it_is_typed():
     assert (ROOT / "specnn" / "py.typed").is_file()
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["specnn"]
+
+
+TINY = """\
+name: tiny
+model: {input: [4], layers: [{Linear: {out_features: 2}}]}
+data: {synthetic: {shape: [4], samples: 16}}
+loss: {CrossEntropyLoss: }
+optimizer: {Adam: {lr: 0.01}}
+train: {epochs: 1, batch_size: 8}
+"""
+
+
+def test_train_takes_a_spec_file_as_evaluate_and_predict_take_a_run_folder(tmp_path):
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(TINY, encoding="utf-8")
+    run = specnn.train(spec_file, out=tmp_path / "run", quiet=True)
+    assert run.spec.file == str(spec_file) and run.path == tmp_path / "run"
+    assert specnn.evaluate(str(run.path))["samples"] == run.meta["samples"]["validation"] > 0
+
+
+def test_an_export_whose_extra_is_missing_stops_train_before_anything_is_written(tmp_path, monkeypatch):
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(TINY + "export: [state_dict, onnx]\n", encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
+    with pytest.raises(specnn.SpecError) as info:
+        specnn.train(str(spec_file), out=tmp_path / "run", quiet=True)
+    assert str(info.value) == (
+        f'{spec_file}:7:22: export[1]: the onnx export needs onnxscript, which is not installed '
+        '(pip install "specnn[onnx]")'
+    )
+    assert not (tmp_path / "run").exists()

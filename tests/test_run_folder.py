@@ -192,6 +192,7 @@ def _choose_as_rank(rank: int, port: int, folder: str) -> None:
                Path(folder) / f"rank{rank}.pt")
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_every_rank_uses_the_folder_rank_0_chose(tmp_path):
     _make_run(tmp_path / "rank0" / "runs" / "iris-mlp")
     _make_run(tmp_path / "rank0" / "taken")

@@ -65,6 +65,7 @@ def synthetic(tmp_path: Path, task: str, loss: str, out: int) -> object:
     return load_spec(write_spec(tmp_path, text))
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_iris_reaches_090_validation_accuracy_with_one_line_per_epoch(tmp_path):
     lines: list[str] = []
     run = train(iris(), tmp_path / "run", echo=lines.append)

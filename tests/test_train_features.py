@@ -210,6 +210,7 @@ def test_tensorboard_without_the_package_is_a_located_spec_error_before_any_file
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # several seconds: processes / end-to-end training
 def test_torch_compile_failing_on_this_machine_is_a_located_spec_error(tmp_path, monkeypatch):
     # A machine without a working C++ compiler: inductor cannot build its CPU kernels.
     import torch._inductor.config
