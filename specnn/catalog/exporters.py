@@ -37,13 +37,13 @@ class ExporterDef:
         """The required modules that are not installed (found without importing them)."""
         return [module for module in self.requires if importlib.util.find_spec(module) is None]
 
-    def missing_problem(self, where: Any = None, path: tuple = ()) -> Optional[Problem]:
+    def missing_problem(self, where: Any = None, path: tuple = (), key: bool = True) -> Optional[Problem]:
         """A ``missing-extra`` problem when a required module is not installed, else None."""
         missing = self.missing()
         if not missing or self.extra is None:
             return None
         message, hint = needs_extra(f"the {self.name} export", self.extra, missing)
-        return spec_problem(where, path, message, code="missing-extra", hint=hint)
+        return spec_problem(where, path, message, code="missing-extra", hint=hint, key=key)
 
 
 ONNX_KNOWN_FAILURES = (

@@ -26,7 +26,7 @@ from specnn.catalog.exporters import EXPORTERS
 from specnn.runtime.files import save_state_dict, temporary_sibling, write_atomic
 from specnn.runtime.data.tensors import TORCH_DTYPES
 from specnn.runtime.runs.run import Run, load_run
-from specnn.spec.models import OnnxCheck, OnnxExport
+from specnn.spec.models import OnnxCheck, OnnxExport, Spec
 from specnn.errors import Problem, SpecError, ToolError, spec_problem
 from specnn.errors.texts import suggest
 
@@ -134,20 +134,14 @@ def export_all(run: Run, entries: Sequence[Any], say: Callable[[str], Any]) -> l
     return failed
 
 
-def missing_extras(spec: Any) -> list[Problem]:
+def missing_extras(spec: Spec) -> list[Problem]:
     """The spec's exports whose optional packages are not installed, each at its ``export`` entry.
 
     Checked before training, so a missing package costs nothing but a message.
     """
-    problems = []
-    for index, entry in enumerate(spec.export):
-        if (entry if isinstance(entry, str) else "onnx") == "onnx":
-            absent = _absent(ONNX_PACKAGES)
-            if absent:
-                message, hint = needs_extra("the ONNX export", "onnx", absent)
-                problems.append(spec_problem(spec, ("export", index), message, code="missing-extra", hint=hint,
-                                             key=False))
-    return problems
+    names = ((index, entry if isinstance(entry, str) else "onnx") for index, entry in enumerate(spec.export))
+    found = (EXPORTERS[name].missing_problem(spec, ("export", index), key=False) for index, name in names)
+    return [problem for problem in found if problem is not None]
 
 
 def export_filename(exporter: Any, checkpoint: Optional[str] = None) -> str:

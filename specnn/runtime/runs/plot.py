@@ -17,8 +17,9 @@ from typing import Any, Optional, Union
 
 from specnn.errors import Problem, RunError, SpecError
 from specnn.runtime.files import META_FILE, METRICS_FILE, PLOT_FILE, read_metrics, write_atomic
+from specnn.errors.texts import needs_extra
 from specnn.runtime.runs.run import Run
-INSTALL_HINT = 'pip install "specnn[plot]"'
+
 SPLITS = {"train_": "train", "val_": "validation"}
 LEARNING_RATE_KEYS = ("lr", "learning_rate")
 
@@ -118,7 +119,8 @@ def _matplotlib():
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except ImportError:
-        raise PlotExtraMissing.single("missing-extra", "plotting needs matplotlib", hint=INSTALL_HINT) from None
+        message, hint = needs_extra("plotting", "plot")
+        raise PlotExtraMissing.single("missing-extra", message, hint=hint) from None
     return Figure, MaxNLocator
 
 
