@@ -76,7 +76,7 @@ def test_onnx_without_its_extra_says_how_to_install_it_before_any_work(run, tmp_
     with pytest.raises(SpecError) as info:
         export(run, "onnx", tmp_path / "new" / "m.onnx")
     assert str(info.value) == (
-        'the onnx export needs onnxscript, which is not installed (pip install "specnn[onnx]")'
+        'the ONNX export needs onnxscript, which is not installed (pip install "specnn[onnx]")'
     )
     assert not (tmp_path / "new").exists()
 
@@ -273,10 +273,9 @@ def test_a_failing_export_after_training_keeps_the_run_and_exits_1(tmp_path, mon
 
 
 def test_an_export_whose_extra_is_missing_is_refused_before_training(tmp_path, monkeypatch, cli_runner):
-    import specnn.runtime.runs.export as export_module
     from specnn.cli import cli
 
-    monkeypatch.setattr(export_module, "_absent", lambda names: ["onnxscript"])
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
     spec = iris_spec_file(tmp_path, "[state_dict, onnx]")
     result = cli_runner.invoke(cli, ["train", str(spec), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output

@@ -88,7 +88,7 @@ def test_an_export_whose_extra_is_missing_stops_train_before_anything_is_written
     with pytest.raises(specnn.SpecError) as info:
         specnn.train(str(spec_file), out=tmp_path / "run", quiet=True)
     assert str(info.value) == (
-        f'{spec_file}:7:22: export[1]: the onnx export needs onnxscript, which is not installed '
+        f'{spec_file}:7:22: export[1]: the ONNX export needs onnxscript, which is not installed '
         '(pip install "specnn[onnx]")'
     )
     assert not (tmp_path / "run").exists()

@@ -32,6 +32,7 @@ class ExporterDef:
     known_failures: tuple[KnownFailure, ...] = ()
     extra: Optional[str] = None  # the specnn extra that installs what it needs (errors.texts.EXTRAS)
     requires: tuple[str, ...] = ()  # modules it cannot work without (pip names equal module names)
+    label: Optional[str] = None  # how a message names the format, when not its key
 
     def missing(self) -> list[str]:
         """The required modules that are not installed (found without importing them)."""
@@ -42,7 +43,7 @@ class ExporterDef:
         missing = self.missing()
         if not missing or self.extra is None:
             return None
-        message, hint = needs_extra(f"the {self.name} export", self.extra, missing)
+        message, hint = needs_extra(f"the {self.label or self.name} export", self.extra, missing)
         return spec_problem(where, path, message, code="missing-extra", hint=hint, key=key)
 
 
@@ -65,6 +66,6 @@ EXPORTERS: dict[str, ExporterDef] = {
                     extra="safetensors", requires=("safetensors",)),
         # onnxruntime is in the extra too, but optional here: without it the file is not compared with torch.
         ExporterDef("onnx", "model.onnx", "specnn.runtime.runs.export:write_onnx", ONNX_KNOWN_FAILURES,
-                    extra="onnx", requires=("onnx", "onnxscript")),
+                    extra="onnx", requires=("onnx", "onnxscript"), label="ONNX"),
     )
 }
