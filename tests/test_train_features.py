@@ -12,7 +12,7 @@ import torch
 
 from specnn.runtime.train.checkpoint import load_checkpoint
 from specnn.launch import train
-from specnn.errors import RunError, SpecError
+from specnn.errors import RunError, SpecError, ToolError
 from specnn.spec.loader import load_spec
 
 BASE = """\
@@ -205,20 +205,20 @@ def test_tensorboard_without_the_package_is_a_located_spec_error_before_any_file
     spec = make_spec(tmp_path, "tensorboard: true\n")
     with pytest.raises(SpecError) as caught:
         train(spec, tmp_path / "run", quiet=True)
-    assert str(caught.value) == (f"{tmp_path / 'spec.yaml'}:21:3: train.tensorboard: TensorBoard event files need the "
-                                 "tensorboard package, which is not installed (pip install 'specnn[tensorboard]')")
+    assert str(caught.value) == (f"{tmp_path / 'spec.yaml'}:21:3: train.tensorboard: TensorBoard logging needs "
+                                 'tensorboard, which is not installed (pip install "specnn[tensorboard]")')
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow  # several seconds: processes / end-to-end training
-def test_torch_compile_failing_on_this_machine_is_a_located_spec_error(tmp_path, monkeypatch):
+def test_torch_compile_failing_on_this_machine_is_a_located_tool_error(tmp_path, monkeypatch):
     # A machine without a working C++ compiler: inductor cannot build its CPU kernels.
     import torch._inductor.config
 
     monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, "/nonexistent/g++"))
     spec = make_spec(tmp_path, "compile: true\n")
     lines: list[str] = []
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(ToolError) as caught:  # the spec is valid: torch failed on this machine (exit 1)
         train(spec, tmp_path / "run", echo=lines.append)
     # the long silent phase is announced before it starts
     assert lines == ["train.compile: torch.compile compiles the model during the first steps (often 10-60 s) ..."]

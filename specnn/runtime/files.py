@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 
 from specnn.catalog.exporters import EXPORTERS
 from specnn.errors import Problem, RunError
+from specnn.errors.texts import expected
 
 if TYPE_CHECKING:
     import torch
@@ -177,5 +178,6 @@ def read_metrics(folder: Union[str, Path], torn_tail: bool = False) -> list[dict
         if isinstance(record, dict):
             records.append(record)
         elif not (torn_tail and number == len(lines)):
-            raise RunError([Problem("corrupt", "expected a JSON object per line", file=str(path), line=number)])
+            raise RunError([Problem("corrupt", expected("a JSON object per line", record), file=str(path),
+                                    line=number)])
     return records

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from specnn.errors import Problem, SpecError
+from specnn.errors import SpecError, spec_problem
 
 if TYPE_CHECKING:
     from specnn.spec.models import Spec
@@ -61,5 +61,4 @@ def _cuda(name: str, spec: Optional["Spec"]) -> torch.device:
 
 
 def _unavailable(spec: Optional["Spec"], message: str, hint: str) -> SpecError:
-    file, line, col = spec.locate(DEVICE_PATH) if spec is not None else (None, None, None)
-    return SpecError([Problem("device", message, DEVICE_PATH, file=file, line=line, col=col, hint=hint)])
+    return SpecError([spec_problem(spec, DEVICE_PATH, message, code="device", hint=hint)])

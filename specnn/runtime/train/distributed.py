@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 import torch
 
-from specnn.errors import Problem, SpecError
+from specnn.errors import SpecError, spec_problem
 
 BACKENDS = ("gloo", "nccl")
 BATCH_SIZE_PATH = ("train", "batch_size")
@@ -97,10 +97,10 @@ def per_rank_batch_size(spec: Any, world_size: int) -> int:
         return global_batch // world_size
     lower = global_batch - global_batch % world_size
     options = [size for size in (lower, lower + world_size) if size > 0]
-    raise SpecError([_located(
-        spec, BATCH_SIZE_PATH, "batch-size",
+    raise SpecError([spec_problem(
+        spec, BATCH_SIZE_PATH,
         f"batch_size {global_batch} is the global batch and does not divide evenly across {world_size} processes",
-        hint="use a multiple of the process count, e.g. " + " or ".join(str(s) for s in options),
+        code="batch-size", hint="use a multiple of the process count, e.g. " + " or ".join(str(s) for s in options),
     )])
 
 
@@ -118,11 +118,11 @@ def choose_backend(device: torch.device, requested: Optional[str] = None, spec: 
     if requested is None:
         return "nccl" if device.type == "cuda" else "gloo"
     if requested not in BACKENDS:
-        raise SpecError([_located(spec, BACKEND_PATH, "backend", f"unknown backend '{requested}'",
-                                  hint="use gloo (CPU or CUDA) or nccl (CUDA)")])
+        raise SpecError([spec_problem(spec, BACKEND_PATH, f"unknown backend '{requested}'", code="backend",
+                                      hint="use gloo (CPU or CUDA) or nccl (CUDA)")])
     if requested == "nccl" and device.type != "cuda":
-        raise SpecError([_located(spec, BACKEND_PATH, "backend", f"backend 'nccl' needs CUDA, but training runs on {device}",
-                                  hint="use backend: gloo, or train on a CUDA device")])
+        raise SpecError([spec_problem(spec, BACKEND_PATH, f"backend 'nccl' needs CUDA, but training runs on {device}",
+                                      code="backend", hint="use backend: gloo, or train on a CUDA device")])
     return requested
 
 
@@ -158,9 +158,6 @@ def rank_device(device: torch.device, env: LaunchEnv) -> torch.device:
     return torch.device("cuda", env.local_rank)
 
 
-def _located(spec: Any, path: tuple, code: str, message: str, hint: Optional[str] = None) -> Problem:
-    file, line, col = spec.locate(path) if spec is not None else (None, None, None)
-    return Problem(code, message, path, file=file, line=line, col=col, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------------

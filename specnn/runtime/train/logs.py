@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Optional
 
-from specnn.errors import RunError, SpecError
+from specnn.errors import RunError, SpecError, spec_problem
+from specnn.errors.texts import needs_extra
 from specnn.runtime.files import CONFUSION_FILE, CSV_FILE, METRICS_FILE, TENSORBOARD_DIR, read_metrics, write_atomic
 from specnn.runtime.files import write_json
 
@@ -136,10 +137,8 @@ def tensorboard_writer(folder: Path, spec: Any = None) -> Any:
 
 
 def _missing_tensorboard(spec: Any) -> SpecError:
-    path = ("train", "tensorboard")
-    file, line, col = spec.locate(path) if spec is not None else (None, None, None)
-    return SpecError.single("extra", "TensorBoard event files need the tensorboard package, which is not installed",
-                            path=path, file=file, line=line, col=col, hint="pip install 'specnn[tensorboard]'")
+    message, hint = needs_extra("TensorBoard logging", "tensorboard")
+    return SpecError([spec_problem(spec, ("train", "tensorboard"), message, code="missing-extra", hint=hint)])
 
 
 def _records_up_to(path: Path, epoch: int) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from specnn.runtime.train.logs import check_resumable_log, check_tensorboard
 from specnn.runtime.train.loop import fit, interrupted
 from specnn.runtime.train.session import Session
 from specnn.runtime.train.run_folder import note_folder, open_run_folder, remove_what_this_run_wrote
-from specnn.errors import Problem, SpecError
+from specnn.errors import SpecError, ToolError, spec_problem
 from specnn.runtime.files import (
     CHECKPOINT_DIR, LAST, META_FILE, TEST_FILE, WEIGHTS_FILE, save_state_dict, write_json, write_spec,
 )
@@ -207,9 +207,9 @@ def prepare_data(spec: Any, compiled: Any, device: torch.device, say: Echo = pri
 def single_output(spec: Any, compiled: Any) -> tuple[int, ...]:
     """The model's one output shape: training applies one loss to one output."""
     if len(compiled.outputs) != 1:
-        raise SpecError([_problem(spec, ("model", "outputs"), "training applies one loss to one output; this model "
-                                  f"has {len(compiled.outputs)} outputs ({', '.join(compiled.outputs)})",
-                                  hint="list one output node in model.outputs")])
+        raise SpecError([spec_problem(spec, ("model", "outputs"), "training applies one loss to one output; this model "
+                                      f"has {len(compiled.outputs)} outputs ({', '.join(compiled.outputs)})",
+                                      code="train", hint="list one output node in model.outputs")])
     return tuple(next(iter(compiled.outputs.values())))
 
 
@@ -225,11 +225,11 @@ def check_classes(compiled: Any, arrays: Any) -> None:
 def check_precision(spec: Any, device: torch.device) -> None:
     """fp16 needs CUDA's gradient scaler: on another device it is a spec problem at ``train.precision``."""
     if spec.train.precision == "fp16" and device.type != "cuda":
-        raise SpecError([_problem(spec, ("train", "precision"), f"fp16 mixed precision needs a CUDA device; this run "
-                                  f"is on {device.type}", code="precision", hint="use precision: bf16")])
+        raise SpecError([spec_problem(spec, ("train", "precision"), f"fp16 mixed precision needs a CUDA device; this "
+                                      f"run is on {device.type}", code="precision", hint="use precision: bf16")])
 
 
-def compile_failure(spec: Any, error: Exception) -> Optional[SpecError]:
+def compile_failure(spec: Any, error: Exception) -> Optional[ToolError]:
     """torch.compile failing on this machine (no C++ compiler, an unsupported op ...) as a located problem.
 
     It fails at the first forward pass, not at ``torch.compile``; its own message is a page of
@@ -242,8 +242,9 @@ def compile_failure(spec: Any, error: Exception) -> Optional[SpecError]:
     if not isinstance(error, TorchDynamoException):
         return None
     first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-    return SpecError([_problem(spec, ("train", "compile"), f"torch.compile failed on this machine: {first}",
-                               code="compile", hint="set train.compile: false, or fix what torch.compile reports")])
+    # valid input that torch could not compile here: a tool failure (exit 1), placed at train.compile
+    return ToolError([spec_problem(spec, ("train", "compile"), f"torch.compile failed on this machine: {first}",
+                                   code="compile", hint="set train.compile: false, or fix what torch.compile reports")])
 
 
 def make_optimizer(spec: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -269,7 +270,3 @@ def run_meta(spec: Any, compiled: Any, prepared: Prepared, device: torch.device)
         **({"class_weight": prepared.class_weight} if prepared.class_weight is not None else {}),
     }
 
-
-def _problem(spec: Any, path: tuple, message: str, code: str = "train", hint: Optional[str] = None) -> Problem:
-    file, line, col = spec.locate(path)
-    return Problem(code, message, path, file=file, line=line, col=col, hint=hint)
