@@ -123,6 +123,13 @@ def test_a_pickled_object_instead_of_a_state_dict_is_refused(run_copy):
     assert str(info.value) == f"{run_copy / 'weights.pt'}: expected a state_dict, got a list"
 
 
+def test_metadata_without_what_readers_need_is_corrupt(run_copy):
+    (run_copy / "meta.json").write_text('{"classes": null}', encoding="utf-8")
+    with pytest.raises(RunError) as info:
+        load_run(run_copy)
+    assert str(info.value) == f"{run_copy / 'meta.json'}: the run's metadata lacks task, samples"
+
+
 def test_missing_files_are_each_named(run_copy):
     (run_copy / "weights.pt").unlink()
     (run_copy / "meta.json").unlink()

@@ -174,8 +174,8 @@ def validation_split(run: Run, preprocessor: Preprocessor, part: str = "validati
     splits = load_splits(spec, run.compiled.inputs, _output_shape(run), fitted=preprocessor)
     _check_same_source(run, splits.classes, splits.preprocessor, preprocessor)
     chosen = splits.validation if part == "validation" else splits.test
-    expected = run.meta.get("samples", {}).get(part)
-    if expected is not None and len(chosen) != expected:
+    expected = run.meta["samples"][part]  # training records the size of each split it made
+    if len(chosen) != expected:
         raise _changed(spec, f"its {part} split has {len(chosen)} samples, the run's had {expected}")
     return chosen
 

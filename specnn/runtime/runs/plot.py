@@ -21,7 +21,6 @@ from specnn.errors.texts import needs_extra
 from specnn.runtime.runs.run import Run
 
 SPLITS = {"train_": "train", "val_": "validation"}
-LEARNING_RATE_KEYS = ("lr", "learning_rate")
 
 __all__ = ["PLOT_FILE", "PlotExtraMissing", "Panel", "read_metrics", "panels", "plot_run"]
 
@@ -56,7 +55,7 @@ def panels(records: list[dict[str, Any]]) -> list[Panel]:
         for key, value in record.items():
             if not _is_number(value):
                 continue
-            if key in LEARNING_RATE_KEYS:
+            if key == "lr":
                 rate.add("learning rate", epoch, value)
             for prefix, split in SPLITS.items():
                 if key.startswith(prefix):

@@ -365,7 +365,7 @@ def _forward(model: torch.nn.Module, inputs: list[torch.Tensor], batch_size: int
 
 def _interpret(run: Run, outputs: np.ndarray) -> Predictions:
     """Class names and probabilities (classification, binary) or values (regression)."""
-    task = run.meta.get("task", "regression")
+    task = run.meta["task"]
     if task == "classification":
         probabilities = torch.softmax(torch.from_numpy(outputs), dim=-1).numpy()
         classes = run.classes or [str(i) for i in range(outputs.shape[1])]

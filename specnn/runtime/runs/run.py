@@ -74,7 +74,7 @@ def load_run(path: Union[str, Path], checkpoint: Optional[str] = None) -> Run:
     else:
         meta = {**meta, "checkpoint": checkpoint, "checkpoint_epoch": _load_checkpoint_weights(model, folder, checkpoint)}
     model.eval()
-    return Run(folder, spec, compiled, model, meta.get("classes"), meta)
+    return Run(folder, spec, compiled, model, meta["classes"], meta)
 
 
 CHECKPOINT_CHOICES = ("best", "last")
@@ -153,6 +153,10 @@ def _state_mismatch(expected: dict, found: dict) -> str:
     return "; ".join(parts)
 
 
+# What readers of meta.json rely on; training has always written them.
+META_KEYS = ("task", "classes", "samples")
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -160,6 +164,9 @@ def _read_meta(path: Path) -> dict[str, Any]:
         raise RunError([run_problem(path, f"cannot read the run's metadata: {e}", "corrupt")]) from None
     if not isinstance(meta, dict):
         raise RunError([run_problem(path, expected("a JSON object", meta), "corrupt")])
+    missing = [key for key in META_KEYS if key not in meta]
+    if missing:
+        raise RunError([run_problem(path, f"the run's metadata lacks {', '.join(missing)}", "corrupt")])
     return meta
 
 
