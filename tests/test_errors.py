@@ -70,6 +70,8 @@ def test_locate_places_problems_found_before_the_file_was_known(spec):
         "tiny.yaml:6:1: data: empty",
     ]
     assert locate(None, found) == found
+    in_a_data_file = Problem("data", "row 3: missing value", file="iris.csv")
+    assert locate(spec, [in_a_data_file]) == [in_a_data_file]
 
 
 def test_exit_status_says_whose_fault_it_is():

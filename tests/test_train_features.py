@@ -60,6 +60,16 @@ def test_a_step_schedule_after_a_warmup_is_recorded_epoch_by_epoch(tmp_path):
     assert [r["lr"] for r in records(tmp_path / "run")] == pytest.approx([0.05, 0.1, 0.05, 0.025])
 
 
+def test_a_warmup_that_leaves_no_one_cycle_is_located_in_the_spec(tmp_path):
+    spec = make_spec(tmp_path, "scheduler: {OneCycleLR: {max_lr: 1.0}, warmup: {epochs: 4}}\n")
+    with pytest.raises(SpecError) as caught:
+        train(spec, tmp_path / "run", quiet=True)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line, problem.col, problem.path) == (
+        str(tmp_path / "spec.yaml"), 21, 42, ("train", "scheduler", "warmup"))
+    assert not (tmp_path / "run").exists()
+
+
 def test_clipping_by_norm_bounds_every_gradient_norm(tmp_path, monkeypatch):
     norms = []
     real_step = torch.optim.SGD.step

@@ -135,10 +135,13 @@ def spec_problem(where: Optional[Locator], path: Sequence[PathItem], message: st
 
 
 def locate(where: Optional[Locator], problems: Iterable[Problem]) -> list[Problem]:
-    """Problems found before a spec file was known to them (shapes, lints, data), placed in it."""
+    """Problems found before a spec file was known to them (shapes, lints, a scheduler), placed in it.
+
+    A problem that already names a file (a data file's row, a checkpoint) keeps it.
+    """
     if where is None:
         return list(problems)
-    return [p.at(*where.locate(p.path)) for p in problems]
+    return [p if p.file is not None else p.at(*where.locate(p.path)) for p in problems]
 
 
 @dataclass

@@ -89,7 +89,11 @@ class Session:
         if train.compile:
             self.forward = torch.compile(self.forward)
         batches = math.ceil(len(prepared.train) / train.batch_size)
-        self.scheduler = build_scheduler(train.scheduler, optimizer, math.ceil(batches / train.accumulate), train.epochs)
+        try:
+            self.scheduler = build_scheduler(train.scheduler, optimizer, math.ceil(batches / train.accumulate),
+                                             train.epochs)
+        except SpecError as error:  # the scheduler's checks know the spec path, not the file
+            raise SpecError(locate(spec, error.problems)) from None
         self.scaler = torch.amp.GradScaler(device.type) if train.precision == "fp16" else None
         self.parameters = [p for p in model.parameters() if p.requires_grad]  # what clipping bounds
         self.generator = torch.Generator().manual_seed(spec.seed)  # the shuffling order, independent of init
