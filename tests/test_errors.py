@@ -120,6 +120,8 @@ def test_the_extras_table_is_pyproject():
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
     declared = pyproject["project"]["optional-dependencies"]
     names = {extra: tuple(_name(req) for req in reqs) for extra, reqs in declared.items()}
+    assert set(EXTRAS) == set(declared) - {"dev", "onnxruntime"}  # onnxruntime: the onnx extra's earlier name
+    assert names["onnxruntime"] == names["onnx"]
     for extra, packages in EXTRAS.items():
         assert names[extra] == packages, extra
         assert set(packages) <= {_name(req) for req in declared["dev"]}, f"dev lacks {extra}"
