@@ -41,7 +41,7 @@ def split_indices(n: int, validation: float, test: float, seed: int,
         DataError: the shares leave no sample for training (located at ``data.validation_split``).
 
     >>> [part.tolist() for part in split_indices(6, 0.34, 0.0, seed=0)]
-    [[1, 2, 3, 5], [0, 4], []]
+    [[0, 1, 4, 5], [2, 3], []]
     """
     n_val, n_test = part_size(n, validation), part_size(n, test)
     if n - n_val - n_test < 1:
