@@ -94,9 +94,9 @@ def test_yaml_anchors_aliases_and_merge_keys():
         ("a: !custom 1\n", "f.yaml:1:4: unsupported tag '!custom'"),
         ("a: !!int x\n", "f.yaml:1:4: 'x' is not a valid !!int"),
         ("a: &x [*x]\n", "f.yaml:1:4: an alias refers to a node that contains it (recursive anchor)"),
-        ("a: [1, 2\n", "f.yaml:2:1: invalid YAML: expected ',' or ']', but got '<stream end>'"
+        ("a: [1, 2\n", "f.yaml:2:1: invalid YAML: did not find expected ',' or ']'"
                        " (while parsing a flow sequence at line 1)"),
-        ("a: b: c\n", "f.yaml:1:5: invalid YAML: mapping values are not allowed here"),
+        ("a: b: c\n", "f.yaml:1:5: invalid YAML: mapping values are not allowed in this context"),
     ],
 )
 def test_yaml_errors_are_one_located_problem(text, line):
@@ -146,7 +146,11 @@ def test_json_syntax_errors_are_one_located_problem(text, line):
 def test_absurd_nesting_is_a_problem_not_a_crash(fmt, text):
     with pytest.raises(SpecError) as raised:
         load_spec_text(text, file="deep", format=fmt)
-    assert str(raised.value) == f"deep: invalid {fmt.upper()}: nested too deeply"
+    # Located inside the deep part (libyaml, which scans ahead of the composer, may meet its own
+    # limit of 1000 levels first).
+    problem, = raised.value.problems
+    assert problem.message == "nested too deeply (more than 64 levels of lists and mappings)"
+    assert problem.line == 1 and problem.col >= 65
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,25 +277,26 @@ def test_type_and_value_messages(old, new, line):
 
 def test_a_document_that_is_not_a_mapping():
     assert errors_of(lambda: load_spec_text("- a\n- b\n", file="s.yaml")) == ["s.yaml:1:1: expected a mapping, got a list"]
-    assert errors_of(lambda: load_spec_text("# only a comment\n", file="s.yaml")) == ["s.yaml: the spec is empty"]
+    assert errors_of(lambda: load_spec_text("# only a comment\n", file="s.yaml")) == ["s.yaml:1:1: the spec is empty"]
 
 
 @pytest.mark.parametrize(
-    "name, setup, message",
+    "name, setup, message, where",
     [
-        ("missing.yaml", None, "no such file"),
-        ("folder.yaml", "mkdir", "is a folder, not a spec file"),
-        ("latin1.yaml", b"name: caf\xe9\n", "is not UTF-8 text (byte 9)"),
-        ("spec.toml", b"name = 'x'\n", "cannot tell the format of '{path}': name it .yaml, .yml or .json"),
+        ("missing.yaml", None, "no such file", {}),
+        ("folder.yaml", "mkdir", "is a folder, not a spec file", {}),
+        ("latin1.yaml", b"a: 1\nname: caf\xe9\n", "is not UTF-8 text (byte 0xe9)",
+         dict(line=2, col=10, hint="save it as UTF-8")),
+        ("spec.toml", b"name = 'x'\n", "cannot tell the format of '{path}': name it .yaml, .yml or .json", {}),
     ],
 )
-def test_unreadable_files_are_one_problem_naming_the_file(tmp_path, name, setup, message):
+def test_unreadable_files_are_one_problem_naming_the_file(tmp_path, name, setup, message, where):
     path = tmp_path / name
     if setup == "mkdir":
         path.mkdir()
     elif setup is not None:
         path.write_bytes(setup)
-    expected = [Problem("file", message.format(path=path), file=str(path))]
+    expected = [Problem("file", message.format(path=path), file=str(path), **where)]
     assert check_file(path) == expected
     with pytest.raises(SpecError) as raised:
         load_spec(path)

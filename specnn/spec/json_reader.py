@@ -6,12 +6,14 @@ recursive-descent parser. Strings are decoded by the standard library's own ``sc
 
 from __future__ import annotations
 
+import bisect
 import re
 from json.decoder import JSONDecodeError, scanstring
 from typing import Any
 
-from specnn.spec.document import Document
 from specnn.errors import Path, Problem, SpecError
+from specnn.spec.document import Document
+from specnn.spec.limits import MAX_DEPTH, MAX_INT_DIGITS, MAX_VALUES, NESTED_TOO_DEEPLY
 
 WHITESPACE = re.compile(r"[ \t\n\r]*")
 NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -19,19 +21,23 @@ LITERALS = {"true": True, "false": False, "null": None}
 
 
 class _Syntax(Exception):
-    def __init__(self, message: str, pos: int):
+    def __init__(self, message: str, pos: int, limit: bool = False):
         super().__init__(message)
-        self.message, self.pos = message, pos
+        self.message, self.pos, self.limit = message, pos, limit
 
 
 class _Parser:
     def __init__(self, text: str, document: Document):
         self.text, self.document = text, document
         self.pos = 0
+        self.depth = 0
+        self.count = 0
+        # Where each line starts: a value's line is a binary search, not a count from the top.
+        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
 
     def where(self, pos: int) -> tuple[int, int]:
-        line = self.text.count("\n", 0, pos) + 1
-        return line, pos - (self.text.rfind("\n", 0, pos) + 1) + 1
+        line = bisect.bisect_right(self.line_starts, pos)
+        return line, pos - self.line_starts[line - 1] + 1
 
     def skip(self) -> str:
         """Skip whitespace; the next character, or '' at the end."""
@@ -47,22 +53,42 @@ class _Parser:
     def value(self, path: Path) -> Any:
         char = self.skip()
         self.document.values[path] = self.where(self.pos)
-        if char == "{":
-            return self.obj(path)
-        if char == "[":
-            return self.array(path)
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise _Syntax(f"the spec holds more than {MAX_VALUES:,} values", self.pos, limit=True)
+        if char in "{[" and char:
+            return self.collection(char, path)
         if char == '"':
             return self.string()
         number = NUMBER.match(self.text, self.pos)
         if number:
-            self.pos = number.end()
-            return float(number.group()) if number.group(1) or number.group(2) else int(number.group())
+            return self.number(number)
         for word, literal in LITERALS.items():
             if self.text.startswith(word, self.pos):
                 self.pos += len(word)
                 return literal
         found = repr(char) if char else "the end of the file"
         raise _Syntax(f"expected a value, found {found}", self.pos)
+
+    def collection(self, char: str, path: Path) -> Any:
+        if self.depth >= MAX_DEPTH:
+            raise _Syntax(NESTED_TOO_DEEPLY, self.pos, limit=True)
+        self.depth += 1
+        try:
+            return self.obj(path) if char == "{" else self.array(path)
+        finally:
+            self.depth -= 1
+
+    def number(self, number: re.Match) -> Any:
+        text = number.group()
+        if number.group(1) or number.group(2):
+            self.pos = number.end()
+            return float(text)
+        if len(text.lstrip("-")) > MAX_INT_DIGITS:
+            raise _Syntax(f"an integer of {len(text):,} digits is too long to be a value (at most {MAX_INT_DIGITS})",
+                          self.pos, limit=True)
+        self.pos = number.end()
+        return int(text)
 
     def string(self) -> str:
         try:
@@ -127,10 +153,9 @@ def read_json(text: str, file: str | None = None) -> Document:
         document.data = parser.value(())
         if parser.skip():
             raise _Syntax("extra data after the document", parser.pos)
-    except RecursionError:
-        raise SpecError([Problem("syntax", "invalid JSON: nested too deeply", file=file)]) from None
     except _Syntax as error:
         line, col = parser.where(error.pos)
+        message = error.message if error.limit else f"invalid JSON: {error.message}"
         # Positions of a duplicate in a value that was being parsed stay valid; the data does not.
-        raise SpecError([Problem("syntax", f"invalid JSON: {error.message}", file=file, line=line, col=col)]) from None
+        raise SpecError([Problem("syntax", message, file=file, line=line, col=col)]) from None
     return document

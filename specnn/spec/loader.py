@@ -23,12 +23,15 @@ Nothing here imports torch: checking a spec is fast and works where torch is not
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Literal, Union
 
 from specnn.spec.document import Document
 from specnn.errors import Problem, SpecError
 from specnn.spec.json_reader import read_json
+from specnn.spec.limits import MAX_SPEC_BYTES, megabytes
 from specnn.spec.models import Spec
 from specnn.spec.validate import check_document
 from specnn.spec.yaml_reader import read_yaml
@@ -78,17 +81,62 @@ def read_document(path: Union[str, Path]) -> Document:
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
         raise SpecError.single("file", f"cannot tell the format of '{file}': name it .yaml, .yml or .json", file=file)
+    return parse(read_text(file), file, fmt)
+
+
+def read_text(file: str) -> str:
+    """A spec file's text, read within :data:`~specnn.spec.limits.MAX_SPEC_BYTES`.
+
+    Only a regular file is read, checked on the open descriptor before any byte is: a FIFO would
+    block forever and ``/dev/zero`` never ends. The FIFO is opened without blocking, so its check
+    is reached; at most the cap plus one byte is read, so a file growing meanwhile is caught too.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise SpecError.single("file", "no such file", file=file) from None
-    except IsADirectoryError:
-        raise SpecError.single("file", "is a folder, not a spec file", file=file) from None
-    except UnicodeDecodeError as error:
-        raise SpecError.single("file", f"is not UTF-8 text (byte {error.start})", file=file) from None
     except OSError as error:
         raise SpecError.single("file", f"cannot be read: {error.strerror or error}", file=file) from None
-    return parse(text, file, fmt)
+    try:
+        kind = os.fstat(fd).st_mode
+        if stat.S_ISDIR(kind):
+            raise SpecError.single("file", "is a folder, not a spec file", file=file)
+        if not stat.S_ISREG(kind):
+            raise SpecError.single("file", f"is not a regular file ({_file_kind(kind)}): a spec must be a file",
+                                   file=file)
+        data = _read_at_most(fd, MAX_SPEC_BYTES + 1)
+    except OSError as error:
+        raise SpecError.single("file", f"cannot be read: {error.strerror or error}", file=file) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SPEC_BYTES:
+        size = max(len(data), os.path.getsize(file))
+        raise SpecError.single("file", f"is {megabytes(size)}; a spec file may hold at most {megabytes(MAX_SPEC_BYTES)}",
+                               file=file, hint="a spec describes a model; data goes in its own files")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        col = len(data[data.rfind(b"\n", 0, error.start) + 1:error.start].decode("utf-8", "replace")) + 1
+        raise SpecError.single("file", f"is not UTF-8 text (byte 0x{data[error.start]:02x})", file=file,
+                               line=line, col=col, hint="save it as UTF-8") from None
+
+
+def _read_at_most(fd: int, size: int) -> bytes:
+    chunks, left = [], size
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket")]
+    return next((word for test, word in kinds if test(mode)), "not a plain file")
 
 
 def parse(text: str, file: str, format: Format) -> Document:
@@ -97,7 +145,8 @@ def parse(text: str, file: str, format: Format) -> Document:
         raise ValueError(f"format must be 'yaml' or 'json', got {format!r}")
     document = read_yaml(text, file) if format == "yaml" else read_json(text, file)
     if document.data is None:  # nothing, only comments, or a lone `null`
-        raise SpecError.single("file", "the spec is empty", file=file)
+        line, col = document.values.get((), (1, 1))
+        raise SpecError.single("file", "the spec is empty", file=file, line=line, col=col)
     return document
 
 

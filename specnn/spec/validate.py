@@ -10,6 +10,7 @@ too. :mod:`specnn.spec.messages` puts findings into words.
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import islice
 from typing import Any, Iterator, Optional
 
 from jsonschema import Draft202012Validator, ValidationError
@@ -19,6 +20,7 @@ from specnn.catalog.layers import LAYERS
 from specnn.spec.document import Document
 from specnn.errors import Path, Problem, spec_problem
 from specnn.errors.texts import did_you_mean
+from specnn.spec.limits import MAX_PROBLEMS
 from specnn.spec.messages import BOUND_SIGNS, SIZE_WORDS, Finding, render
 from specnn.spec.models import Spec
 from specnn.spec.schema import cached_schema
@@ -28,8 +30,12 @@ PYDANTIC_KINDS = {"missing": "missing-key", "choice": "choice", "input": "choice
 
 
 def check_document(document: Document) -> tuple[Optional[Spec], list[Problem]]:
-    """The Spec a document describes (None when it has errors) and every problem found, in file order."""
-    findings = list(schema_findings(document.data))
+    """The Spec a document describes (None when it has errors) and every problem found, in file order.
+
+    Past :data:`MAX_PROBLEMS` the search stops (a 100,000-item list of wrong values would otherwise
+    cost a minute to describe) and one last line says more were left out.
+    """
+    findings = list(islice(schema_findings(document.data), MAX_PROBLEMS + 1))
     spec = None
     if not findings:
         spec, findings = build_spec(document.data)
@@ -39,6 +45,9 @@ def check_document(document: Document) -> tuple[Optional[Spec], list[Problem]]:
     problems = sort_problems(problems)
     if any(p.severity == "error" for p in problems):
         spec = None
+    if len(problems) > MAX_PROBLEMS or len(findings) > MAX_PROBLEMS:
+        problems = problems[:MAX_PROBLEMS] + [Problem(
+            "too-many", f"more than {MAX_PROBLEMS} problems: the first {MAX_PROBLEMS} are shown", file=document.file)]
     return spec, problems
 
 

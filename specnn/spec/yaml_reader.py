@@ -16,12 +16,13 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from specnn.spec.document import Document
 from specnn.errors import Path, Problem, SpecError
+from specnn.spec.document import Document
+from specnn.spec.limits import MAX_DEPTH, MAX_INT_DIGITS, MAX_VALUES, NESTED_TOO_DEEPLY
+from specnn.spec.yaml_compose import PLAIN, STANDARD, AliasNode, ComposeError, Parser, compose
 
-STANDARD = "tag:yaml.org,2002:"
-# Tag given by our resolver to plain (unquoted, untagged) scalars: resolved below, YAML 1.2 core.
-PLAIN = "tag:specnn,2024:plain"
+_LIBYAML = Parser is not yaml.SafeLoader
+
 # Explicit tags a spec may use; anything else (`!!python/object`, `!custom`) is refused.
 SCALAR_TAGS = {STANDARD + kind for kind in ("str", "int", "float", "bool", "null")}
 
@@ -35,15 +36,6 @@ INF = re.compile(r"^[-+]?\.(inf|Inf|INF)$")
 NAN = re.compile(r"^\.(nan|NaN|NAN)$")
 
 
-class _Loader(yaml.SafeLoader):
-    """Composes nodes only; plain scalars keep their text for :func:`core_scalar`."""
-
-    def resolve(self, kind, value, implicit):  # noqa: D102 - PyYAML hook
-        if kind is ScalarNode and implicit[0]:
-            return PLAIN
-        return super().resolve(kind, value, implicit)
-
-
 def short_tag(tag: str) -> str:
     """``tag:yaml.org,2002:set`` as written in a file: ``!!set``."""
     return "!!" + tag[len(STANDARD):] if tag.startswith(STANDARD) else tag
@@ -54,11 +46,16 @@ def core_scalar(text: str) -> Any:
 
     >>> [core_scalar(t) for t in ["1e-3", "1E5", ".5", "-2e-4", "3", "0x1f", "True", "yes", "~", ""]]
     [0.001, 100000.0, 0.5, -0.0002, 3, 31, True, 'yes', None, None]
+
+    An integer of more than :data:`MAX_INT_DIGITS` digits stays text (:func:`too_long_integer`
+    says so), as Python itself refuses to read one of more than 4300.
     """
     if NULL.match(text):
         return None
     if BOOL.match(text):
         return text.lower() == "true"
+    if len(text) > MAX_INT_DIGITS and too_long_integer(text):
+        return text
     if INT.match(text):
         return int(text)
     if OCT.match(text):
@@ -72,6 +69,16 @@ def core_scalar(text: str) -> Any:
     if NAN.match(text):
         return math.nan
     return text
+
+
+def too_long_integer(text: str) -> bool:
+    """An integer literal with more digits than specnn reads.
+
+    >>> too_long_integer("1" * 101), too_long_integer("-0x" + "f" * 100), too_long_integer("1" * 100 + ".0")
+    (True, False, False)
+    """
+    digits = len(text.lstrip("+-").removeprefix("0x").removeprefix("0o"))
+    return digits > MAX_INT_DIGITS and bool(INT.match(text) or OCT.match(text) or HEX.match(text))
 
 
 def tagged_scalar(tag: str, text: str) -> Any:
@@ -89,17 +96,34 @@ def tagged_scalar(tag: str, text: str) -> Any:
 
 
 class _Builder:
-    """Builds plain values from a node tree, recording positions and duplicate keys."""
+    """Builds plain values from a node tree, recording positions and duplicate keys.
+
+    Aliases are expanded here, so this is where a few lines can become billions of values: every
+    value built and every merged entry counts against :data:`MAX_VALUES`, and lists and mappings
+    inside one another against :data:`MAX_DEPTH`, both refused at the outermost alias being
+    expanded (the one the author wrote in the document's own structure).
+    """
 
     def __init__(self, document: Document):
         self.document = document
         self.active: set[int] = set()  # nodes being built: an alias back into one is a cycle
+        self.aliases: list[AliasNode] = []  # aliases being expanded, outermost first
+        self.count = 0
+        self.depth = 0
 
     def build(self, node: Node, path: Path) -> Any:
+        if isinstance(node, AliasNode):
+            self.aliases.append(node)
+            try:
+                return self.build(node.target, path)
+            finally:
+                self.aliases.pop()
         self.document.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if id(node) in self.active:
             raise self.error(node, "an alias refers to a node that contains it (recursive anchor)")
+        self.spend(node)
         self.active.add(id(node))
+        self.depth += 1
         try:
             if isinstance(node, MappingNode):
                 return self.mapping(node, path)
@@ -109,9 +133,29 @@ class _Builder:
             return self.scalar(node)
         finally:
             self.active.discard(id(node))
+            self.depth -= 1
+
+    def spend(self, node: Node, values: int = 1) -> None:
+        """Count ``values`` more built values; SpecError past the limits."""
+        self.count += values
+        if self.count > MAX_VALUES:
+            raise self.limit(node, f"the spec holds more than {MAX_VALUES:,} values",
+                             f"expands to more than {MAX_VALUES:,} values")
+        if self.depth >= MAX_DEPTH:
+            raise self.limit(node, NESTED_TOO_DEEPLY, f"nests lists and mappings more than {MAX_DEPTH} levels deep")
+
+    def limit(self, node: Node, message: str, alias_message: str) -> SpecError:
+        if self.aliases:  # aliases did it: point at the one written in the document's own structure
+            alias = self.aliases[0]
+            return self.error(alias, f"the alias *{alias.anchor} {alias_message}",
+                              hint="write the values out, or use fewer aliases of aliases")
+        return self.error(node, message)
 
     def scalar(self, node: ScalarNode) -> Any:
         if node.tag == PLAIN:
+            if len(node.value) > MAX_INT_DIGITS and too_long_integer(node.value):
+                raise self.error(node, f"an integer of {len(node.value):,} digits is too long to be a value "
+                                 f"(at most {MAX_INT_DIGITS})")
             return core_scalar(node.value)
         if node.tag not in SCALAR_TAGS:
             raise self.error(node, f"unsupported tag '{short_tag(node.tag)}'")
@@ -123,7 +167,7 @@ class _Builder:
     def mapping(self, node: MappingNode, path: Path) -> dict:
         self.check_tag(node, "map")
         out: dict = {}
-        for key_node, value_node in self.entries(node):
+        for key_node, value_node in self.entries(node, 0):
             key = self.key(key_node)
             where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if key in out:
@@ -138,42 +182,68 @@ class _Builder:
 
     def key(self, node: Node) -> str:
         """A mapping key as text: JSON paths and the schema know only string keys (`1: x` is "1")."""
+        node = _target(node)
         if not isinstance(node, ScalarNode):
             raise self.error(node, "a mapping key must be a plain value, not a list or mapping")
         if node.tag == PLAIN:
             return node.value
         return str(self.scalar(node))
 
-    def entries(self, node: MappingNode) -> list[tuple[Node, Node]]:
+    def entries(self, node: MappingNode, depth: int) -> list[tuple[Node, Node]]:
         """The mapping's pairs with YAML merge keys (``<<: *defaults``) expanded; explicit keys win."""
+        if depth >= MAX_DEPTH:
+            raise self.limit(node, f"merge keys nest more than {MAX_DEPTH} levels deep",
+                             f"nests merge keys more than {MAX_DEPTH} levels deep")
         merged: list[tuple[Node, Node]] = []
         own: list[tuple[Node, Node]] = []
         for key_node, value_node in node.value:
             if isinstance(key_node, ScalarNode) and key_node.value == "<<" and key_node.tag in (PLAIN, STANDARD + "merge"):
-                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+                value = _target(value_node)
+                sources = value.value if isinstance(value, SequenceNode) else [value_node]
                 for source in sources:
-                    if not isinstance(source, MappingNode):
-                        raise self.error(source, "a merge key (<<) needs a mapping or a list of mappings")
-                    merged.extend(self.entries(source))
+                    merged.extend(self.merge_source(source, depth))
             else:
                 own.append((key_node, value_node))
+        self.spend(node, len(merged))
         own_keys = {k.value for k, _ in own if isinstance(k, ScalarNode)}
         return own + [(k, v) for k, v in merged if not (isinstance(k, ScalarNode) and k.value in own_keys)]
+
+    def merge_source(self, source: Node, depth: int) -> list[tuple[Node, Node]]:
+        alias = isinstance(source, AliasNode)
+        if alias:
+            self.aliases.append(source)
+        try:
+            target = _target(source)
+            if not isinstance(target, MappingNode):
+                raise self.error(source, "a merge key (<<) needs a mapping or a list of mappings")
+            return self.entries(target, depth + 1)
+        finally:
+            if alias:
+                self.aliases.pop()
 
     def check_tag(self, node: Node, kind: str) -> None:
         if node.tag != STANDARD + kind:
             raise self.error(node, f"unsupported tag '{short_tag(node.tag)}'")
 
-    def error(self, node: Node, message: str) -> SpecError:
-        line, col = node.start_mark.line + 1, node.start_mark.column + 1
-        return SpecError([Problem("syntax", message, file=self.document.file, line=line, col=col)])
+    def error(self, node: Node, message: str, hint: str | None = None) -> SpecError:
+        return SpecError([_problem(message, self.document.file, node.start_mark, hint)])
+
+
+def _target(node: Node) -> Node:
+    return node.target if isinstance(node, AliasNode) else node
+
+
+def _problem(message: str, file: str | None, mark, hint: str | None = None) -> Problem:
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+    return Problem("syntax", message, file=file, line=line, col=col, hint=hint)
 
 
 def read_yaml(text: str, file: str | None = None) -> Document:
     """Parse YAML text into a :class:`Document`.
 
     Raises:
-        SpecError: on a syntax error, an unsupported tag or a recursive alias (one problem).
+        SpecError: on a syntax error, an unsupported tag, a recursive alias, or past a reading
+            limit (:mod:`specnn.spec.limits`): one located problem.
 
     >>> doc = read_yaml("optimizer:\\n  Adam: {lr: 1e-3}\\n")
     >>> doc.data, doc.values[("optimizer", "Adam", "lr")], doc.keys[("optimizer", "Adam")]
@@ -181,16 +251,29 @@ def read_yaml(text: str, file: str | None = None) -> Document:
     """
     document = Document(None, file=file)
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = compose(text)
         if root is not None:
             document.data = _Builder(document).build(root, ())
+    except ComposeError as error:
+        raise SpecError([_problem(error.message, file, error.mark)]) from None
     except yaml.MarkedYAMLError as error:
         raise SpecError([syntax_problem(error, file)]) from None
-    except yaml.YAMLError as error:  # e.g. a control character: no mark
+    except yaml.reader.ReaderError as error:  # a control character or bad byte: no mark, a position
+        raise SpecError([reader_problem(error, text, file)]) from None
+    except yaml.YAMLError as error:
         raise SpecError([Problem("syntax", f"invalid YAML: {error}", file=file)]) from None
-    except RecursionError:  # composing and building both recurse
-        raise SpecError([Problem("syntax", "invalid YAML: nested too deeply", file=file)]) from None
     return document
+
+
+def reader_problem(error: yaml.reader.ReaderError, text: str, file: str | None) -> Problem:
+    """A character YAML does not allow, located (libyaml counts UTF-8 bytes, PyYAML characters)."""
+    before = text.encode("utf-8")[:error.position].decode("utf-8", "replace") if _LIBYAML else text[:error.position]
+    line = before.count("\n") + 1
+    col = len(before) - (before.rfind("\n") + 1) + 1
+    char = error.character
+    what = f"character {char!r}" if isinstance(char, str) else f"byte 0x{char:02x}" if isinstance(char, int) else "a character"
+    return Problem("syntax", f"invalid YAML: {what} is not allowed in YAML text", file=file, line=line, col=col,
+                   hint="remove it, or write it as an escape inside double quotes")
 
 
 def syntax_problem(error: yaml.MarkedYAMLError, file: str | None) -> Problem:
@@ -198,6 +281,8 @@ def syntax_problem(error: yaml.MarkedYAMLError, file: str | None) -> Problem:
     if error.context_mark and "simple key" in (error.context or ""):
         mark = error.context_mark  # the key missing its ':' is where the author must look
     what = error.problem or error.context or "syntax error"
+    if "nesting depth" in what:  # libyaml's own limit, met while it scans ahead of the composer
+        return _problem(NESTED_TOO_DEEPLY, file, mark)
     message = f"invalid YAML: {what}"
     if error.context and error.problem:
         message += f" ({error.context}"
