@@ -18,6 +18,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, PrivateAttr, model_vali
 from pydantic_core import PydanticCustomError
 
 from specnn.catalog.base import Args
+from specnn.catalog.limits import MAX_NUM_LAYERS
 
 Int1 = Union[PositiveInt, tuple[PositiveInt]]
 Int2 = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
@@ -312,7 +313,7 @@ class GRUArgs(Args):
 
     input_size: Optional[PositiveInt] = None
     hidden_size: PositiveInt
-    num_layers: PositiveInt = 1
+    num_layers: PositiveInt = Field(1, le=MAX_NUM_LAYERS)
     bias: bool = True
     batch_first: Literal[True] = Field(True, description="always true: inputs are [batch, seq, features]")
     dropout: float = Field(0.0, ge=0, le=1)
@@ -363,7 +364,7 @@ class TransformerEncoderLayerArgs(Args):
 class TransformerEncoderArgs(TransformerEncoderLayerArgs):
     """A stack of ``num_layers`` identical encoder layers, described by the layer's arguments."""
 
-    num_layers: PositiveInt
+    num_layers: PositiveInt = Field(le=MAX_NUM_LAYERS)
 
 
 # --- graph operations -------------------------------------------------------------------------

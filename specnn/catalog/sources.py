@@ -13,6 +13,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 from pydantic_core import PydanticCustomError
 
 from specnn.catalog.base import Args
+from specnn.catalog.limits import MAX_DIMS
 from specnn.catalog.transforms import Transform
 
 
@@ -40,7 +41,7 @@ class NpzArgs(Args):
 class SyntheticInput(Args):
     """One model input of a synthetic data set."""
 
-    shape: list[PositiveInt] = Field(min_length=1, description="per-sample shape")
+    shape: list[PositiveInt] = Field(min_length=1, max_length=MAX_DIMS, description="per-sample shape")
     vocab: Optional[PositiveInt] = Field(
         None, ge=2, description="token ids in [0, vocab) (int64, for Embedding) instead of real values"
     )
@@ -49,7 +50,7 @@ class SyntheticInput(Args):
 class SyntheticArgs(Args):
     task: Literal["classification", "regression"] = "classification"
     samples: PositiveInt = 1000
-    shape: list[PositiveInt] = Field([20], min_length=1, description="per-sample feature shape")
+    shape: list[PositiveInt] = Field([20], min_length=1, max_length=MAX_DIMS, description="per-sample feature shape")
     classes: PositiveInt = Field(2, ge=2, description="classification only")
     outputs: PositiveInt = Field(1, description="regression only: targets per sample")
     noise: NonNegativeFloat = 0.1

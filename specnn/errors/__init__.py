@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Iterable, Literal, Optional, Protocol, Sequence, Union
 
-from specnn.errors.texts import did_you_mean
+from specnn.errors.texts import did_you_mean, shortened
 
 PathItem = Union[str, int]
 Path = tuple[PathItem, ...]
@@ -50,8 +50,22 @@ def format_path(path: Sequence[PathItem]) -> str:
         if isinstance(item, int):
             out += f"[{item}]"
         else:
-            out += f".{item}" if out else str(item)
+            out += f".{shortened(item)}" if out else shortened(str(item))
     return out or "<root>"
+
+
+def one_line(text: str) -> str:
+    """``text`` with newlines and other control characters escaped, as Python writes them.
+
+    A problem is one line: a user value holding a newline must not split it in two, nor a terminal
+    escape sequence repaint the screen.
+
+    >>> print(one_line("name: got 'a\\nb\\x1b[2J'"))
+    name: got 'a\\nb\\x1b[2J'
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)
@@ -88,7 +102,7 @@ class Problem:
         if self.hint:
             text += f" ({self.hint})"
         parts.append(text)
-        return ": ".join(parts)
+        return one_line(": ".join(parts))
 
     def at(self, file: Optional[str], line: Optional[int], col: Optional[int]) -> "Problem":
         return replace(self, file=file, line=line, col=col)

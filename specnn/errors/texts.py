@@ -102,7 +102,7 @@ def describe(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return f"string '{value}'"
+        return f"string '{shortened(value)}'"
     if isinstance(value, int):
         return f"integer {value}"
     if isinstance(value, float):
@@ -117,6 +117,19 @@ def describe(value: Any) -> str:
     return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
 
 
+# A user value longer than this is shortened in messages (a 5 MB name stays one readable line).
+SHOWN_CHARS = 80
+
+
+def shortened(text: str) -> str:
+    """``text``, or its start and its length when it is too long to show.
+
+    >>> shortened("x" * 100)
+    'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (100 characters)'
+    """
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS - 4]}... ({len(text):,} characters)"
+
+
 def plain(value: Any) -> str:
     """A value inside a sentence: strings quoted, numbers as written.
 
@@ -124,7 +137,7 @@ def plain(value: Any) -> str:
     ["'relu'", '3', '0.5', 'null']
     """
     if isinstance(value, str):
-        return f"'{value}'"
+        return f"'{shortened(value)}'"
     return describe(value).split(" ", 1)[-1] if isinstance(value, (int, float)) else describe(value)
 
 

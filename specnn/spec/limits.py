@@ -4,7 +4,7 @@ A spec is a few hundred values written by a person; these limits sit orders of m
 real one and far below what would exhaust a machine, so bad or hostile input (an alias bomb, a
 FIFO, a 50 MB file, ``repeat: 1000000000000``) is refused with a located error in well under a
 second instead of hanging or growing until memory runs out. The README's "Reliability" section
-lists them; a test keeps that table equal to this module.
+lists them with the caps on declared sizes (:mod:`specnn.catalog.limits`).
 """
 
 from __future__ import annotations
@@ -27,16 +27,6 @@ MAX_INT_DIGITS = 100
 
 # Problems reported for one file: past this many, the rest are summed up in one line.
 MAX_PROBLEMS = 200
-
-# `repeat:` on a block use, and `num_layers` of a recurrent or transformer layer.
-MAX_REPEAT = 1_000
-MAX_NUM_LAYERS = 1_000
-
-# Layers in the model once every block use is expanded (repeats multiply through nested blocks).
-MAX_EXPANDED_LAYERS = 10_000
-
-# A user value longer than this is shortened in messages.
-MAX_SHOWN_CHARS = 80
 
 
 def megabytes(size: int) -> str:

@@ -92,7 +92,7 @@ def render(finding: Finding) -> tuple[str, Optional[str]]:
     c = finding.ctx
     kind = finding.kind
     if kind == "unknown-key":
-        return f"unknown {c['what']} '{c['key']}'", suggest(c["key"], c["choices"]) or _known_keys(c)
+        return f"unknown {c['what']} {plain(c['key'])}", suggest(c["key"], c["choices"]) or _known_keys(c)
     if kind == "misplaced-argument":
         inline = f"{c['key']}: {json.dumps(c['value'])}"
         return (

@@ -36,6 +36,7 @@ from pydantic_core import PydanticCustomError
 from specnn.catalog.base import Args
 from specnn.catalog.exporters import EXPORTERS
 from specnn.catalog.layers import LAYERS
+from specnn.catalog.limits import MAX_DIMS, MAX_LAYER_NODES, MAX_REPEAT
 from specnn.catalog.lints import LINTS
 from specnn.catalog.losses import LOSSES
 from specnn.catalog.metrics import METRICS
@@ -138,7 +139,8 @@ def _node_fields(param_value: Any) -> dict[str, Any]:
         ),
         block=(Optional[str], Field(None, pattern=IDENTIFIER, description="use the block of this name (model.blocks)")),
         params=(Optional[dict[str, param_value]], Field(None, description="the block's parameter values")),
-        repeat=(Optional[PositiveInt], Field(None, description="use the block this many times in a row")),
+        repeat=(Optional[Annotated[int, Field(ge=1, le=MAX_REPEAT, strict=True)]],
+                Field(None, description="use the block this many times in a row")),
     )
 
 
@@ -201,24 +203,24 @@ class BlockDef(Strict):
     params: dict[str, Any] = Field(
         default_factory=dict, description="parameter names with their defaults; a default of null means required"
     )
-    layers: list[BlockNode] = Field(min_length=1)  # type: ignore[valid-type]
+    layers: list[BlockNode] = Field(min_length=1, max_length=MAX_LAYER_NODES)  # type: ignore[valid-type]
 
 
 class TensorInput(Strict):
-    shape: list[PositiveInt] = Field(min_length=1, description="per-sample shape, no batch dimension")
+    shape: list[PositiveInt] = Field(min_length=1, max_length=MAX_DIMS, description="per-sample shape, no batch dimension")
     dtype: Literal["float32", "float64", "int64"] = "float32"
 
 
 class ModelSpec(Strict):
     class_name: Optional[str] = Field(None, pattern=IDENTIFIER, description="default: from the spec's name")
     input: Optional[list[PositiveInt]] = Field(
-        None, min_length=1, description="per-sample input shape (no batch dimension), e.g. [4] or [1, 28, 28]"
+        None, min_length=1, max_length=MAX_DIMS, description="per-sample input shape (no batch dimension), e.g. [4] or [1, 28, 28]"
     )
     inputs: Optional[dict[str, TensorInput]] = Field(None, description="several named inputs")
     blocks: dict[str, BlockDef] = Field(
         default_factory=dict, description="reusable blocks by class name, used by nodes with 'block: Name'"
     )
-    layers: list[Node] = Field(min_length=1)  # type: ignore[valid-type]
+    layers: list[Node] = Field(min_length=1, max_length=MAX_LAYER_NODES)  # type: ignore[valid-type]
     outputs: Optional[list[str]] = Field(None, description="output node names; default: the last node")
 
     @model_validator(mode="after")

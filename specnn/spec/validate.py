@@ -24,6 +24,7 @@ from specnn.spec.limits import MAX_PROBLEMS
 from specnn.spec.messages import BOUND_SIGNS, SIZE_WORDS, Finding, render
 from specnn.spec.models import Spec
 from specnn.spec.schema import cached_schema
+from specnn.spec.size_rules import size_problems
 from specnn.spec.train_rules import train_problems
 
 PYDANTIC_KINDS = {"missing": "missing-key", "choice": "choice", "input": "choice"}
@@ -41,7 +42,7 @@ def check_document(document: Document) -> tuple[Optional[Spec], list[Problem]]:
         spec, findings = build_spec(document.data)
     problems = document.problems + [to_problem(f, document) for f in drop_redundant(findings)]
     if spec is not None:
-        problems += [p.at(*document.locate(p.path)) for p in train_problems(spec)]
+        problems += [p.at(*document.locate(p.path)) for p in train_problems(spec) + size_problems(spec)]
     problems = sort_problems(problems)
     if any(p.severity == "error" for p in problems):
         spec = None
