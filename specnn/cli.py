@@ -225,6 +225,26 @@ def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int
 
 
 @cli.command()
+@click.argument("source", type=click.Path(exists=True, path_type=str), metavar="SPEC_OR_RUN")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="folder for the project (created)")
+@click.option("--overwrite", is_flag=True, help="replace the project files already in the folder")
+@reports_problems
+def eject(source: str, out_dir: str, overwrite: bool) -> None:
+    """Write SPEC_OR_RUN as a plain PyTorch project: model.py, data.py, train.py, predict.py.
+
+    `python train.py` there trains to the same weights as `specnn train` (bit for bit on the
+    CPU) and imports no specnn. From a run folder, its weights are copied for predict.py.
+    """
+    from specnn.runtime.runs.eject import eject as eject_project
+
+    project = eject_project(source, out_dir, overwrite=overwrite)
+    for path in project.files:
+        click.echo(f"wrote {path}")
+    click.echo(f"train with: cd {project.path} && python train.py")
+
+
+@cli.command()
 @click.argument("run_dir", type=RUN_DIR)
 @click.option("--format", "fmt", required=True, type=click.Choice(list(EXPORTERS)), help="export format")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="file to write (default: in the run)")
