@@ -48,12 +48,13 @@ CONFUSION_FILE = "confusion_matrix"  # .json (train and val) and .csv
 CHECKPOINT_DIR = "checkpoints"
 LAST, BEST = "last.pt", "best.pt"
 TENSORBOARD_DIR = "tensorboard"
+MANIFEST_FILE = "manifest.json"  # what made the run (runtime/train/manifest.py)
 
 # What load_run needs; and every file and folder a training run (or `plot`/`export` into it) writes.
 REQUIRED_FILES = (SPEC_FILE, WEIGHTS_FILE, META_FILE)
 RUN_FILES = (
     SPEC_FILE, MODEL_FILE, METRICS_FILE, CSV_FILE, WEIGHTS_FILE, META_FILE, PREPROCESS_FILE, TEST_FILE, PLOT_FILE,
-    f"{CONFUSION_FILE}.json", f"{CONFUSION_FILE}.csv", *(d.filename for d in EXPORTERS.values()),
+    f"{CONFUSION_FILE}.json", f"{CONFUSION_FILE}.csv", MANIFEST_FILE, *(d.filename for d in EXPORTERS.values()),
     # `specnn export RUN --checkpoint best|last` writes model-best.onnx, model-last.pt ...
     *(f"{stem}-{which}.{suffix}" for stem, suffix in (d.filename.split(".", 1) for d in EXPORTERS.values())
       for which in ("best", "last")),

@@ -367,6 +367,9 @@ class TrainSpec(Strict):
     accumulate: PositiveInt = Field(1, description="batches whose gradients add up before each optimizer step")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="bf16 autocast; fp16 needs CUDA")
     compile: bool = Field(False, description="torch.compile the model for training")
+    deterministic: bool = Field(
+        False, description="deterministic algorithms only (torch.use_deterministic_algorithms; CUBLAS workspace on CUDA)"
+    )
     early_stopping: Optional[EarlyStopping] = None
     checkpoint: CheckpointSpec = CheckpointSpec()
     tensorboard: bool = Field(False, description="write TensorBoard event files (needs the tensorboard extra)")

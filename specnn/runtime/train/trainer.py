@@ -22,9 +22,11 @@ from specnn.runtime.train.best_weights import restore_best_weights
 from specnn.runtime.train.losses import class_weights, make_loss
 from specnn.runtime.data.tensors import Tensors
 from specnn.runtime.train.checkpoint import read_checkpoint
+from specnn.runtime.train.determinism import apply_determinism
 from specnn.runtime.train.distributed import per_rank_batch_size
 from specnn.runtime.train.logs import check_resumable_log, check_tensorboard
 from specnn.runtime.train.loop import fit, interrupted
+from specnn.runtime.train.manifest import recording
 from specnn.runtime.train.session import Session
 from specnn.runtime.train.run_folder import note_folder, open_run_folder, remove_what_this_run_wrote
 from specnn.errors import SpecError, ToolError, spec_problem
@@ -100,7 +102,9 @@ def train_run(spec: Any, out: Union[str, Path, None], dist: Any, *, say: Echo,
             write_model_py(compiled, folder)
         if spec.train.compile and session.epoch < spec.train.epochs:  # silent for tens of seconds
             say("train.compile: torch.compile compiles the model during the first steps (often 10-60 s) ...")
-        fit(session, prepared, loss_fn, folder, dist, say, progress and dist.is_main)
+        with recording(spec, compiled, folder, dist.device, resumed=session.resumed, epoch=session.epoch,
+                       main=dist.is_main):  # manifest.json: what made this run, and how the session ended
+            fit(session, prepared, loss_fn, folder, dist, say, progress and dist.is_main)
     except KeyboardInterrupt:
         _take_back(written)
         raise
@@ -123,6 +127,7 @@ def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
     from specnn.compiler import build_model, compile_spec
 
     per_rank_batch_size(spec, dist.world_size)  # an indivisible global batch fails before any work
+    apply_determinism(spec.train.deterministic, dist.device)
     seed_everything(spec.seed)
     compiled = compile_spec(spec)
     for warning in compiled.warnings:
