@@ -332,6 +332,39 @@ def evaluate(run_dir: str, data_file: str | None, as_json: bool, output: str | N
         click.echo(f"wrote {write_evaluation(result, output)}", err=True)
 
 
+@cli.command(name="runs")
+@click.argument("directory", default="runs", type=click.Path(file_okay=False, path_type=str))
+@reports_problems
+def runs_command(directory: str) -> None:
+    """List the runs in DIRECTORY (default runs/): started, spec hash, epochs, best value, status."""
+    from specnn.runtime.runs.compare import find_runs, format_runs
+
+    click.echo(format_runs(find_runs(directory)))
+
+
+@cli.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.option("--json", "as_json", is_flag=True, help="print a JSON document instead of text")
+@reports_problems
+def show(run_dir: str, as_json: bool) -> None:
+    """What made RUN_DIR (its manifest: spec and data hashes, versions, device, command) and its final values."""
+    from specnn.runtime.runs.compare import format_show, show_json, summarize_run
+
+    run = summarize_run(run_dir)
+    click.echo(json.dumps(show_json(run), indent=2) if as_json else format_show(run))
+
+
+@cli.command()
+@click.argument("run_a", type=RUN_DIR)
+@click.argument("run_b", type=RUN_DIR)
+@reports_problems
+def diff(run_a: str, run_b: str) -> None:
+    """What differs between two runs: resolved spec, data files, versions, device, final values."""
+    from specnn.runtime.runs.compare import diff_runs
+
+    click.echo(diff_runs(run_a, run_b), nl=False)
+
+
 def main() -> None:
     cli(prog_name="specnn")
 

@@ -425,6 +425,9 @@ def test_a_run_resumes_on_another_number_of_processes(two_process_runs, small_ir
     _run([sys.executable, "-m", "specnn", "train", str(small_iris), "--resume", "run", "-q", *nproc(then)], tmp_path)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, 61))
+    # manifest.json, written by rank 0 alone: one session per attempt, each finished
+    sessions = json.loads((tmp_path / "run" / "manifest.json").read_text())["sessions"]
+    assert [(s["from_epoch"], s["status"]) for s in sessions] == [(0, "finished"), (3, "finished")]
     resumed, uninterrupted = _weights(tmp_path / "run" / "weights.pt"), _weights(two_process_runs["nproc"] / "weights.pt")
     assert list(resumed) == list(uninterrupted)
     for key in resumed:

@@ -126,8 +126,15 @@ def test_every_example_ejects_to_the_same_weights(example, tmp_path):
     assert_clean(project)
 
 
+@pytest.fixture
+def restore_determinism():
+    """train.deterministic switches torch process-wide: switch it back for the other tests."""
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
 @pytest.mark.parametrize("name", ["features_a", "features_b", "features_c", "features_d"])
-def test_every_train_feature_ejects_to_the_same_weights(name, tmp_path):
+def test_every_train_feature_ejects_to_the_same_weights(name, tmp_path, restore_determinism):
     spec_file = spec_copy(FEATURES / f"{name}.yaml", tmp_path)
     run, project = train_both(spec_file, tmp_path)
     assert_same_training(run, project)
@@ -135,8 +142,11 @@ def test_every_train_feature_ejects_to_the_same_weights(name, tmp_path):
     if name == "features_a":  # early stopping stopped both at the same epoch
         assert len(records(run / "metrics.jsonl")) < yaml.safe_load(spec_file.read_text())["train"]["epochs"]
         assert json.loads((project / "confusion_matrix.json").read_text())["classes"] == ["maybe", "no", "yes"]
-        assert json.loads((project / "preprocess.json").read_text()) ["scale"] == \
+        assert json.loads((project / "preprocess.json").read_text())["scale"] == \
             json.loads((run / "preprocess.json").read_text())["scale"]
+    if name == "features_c":
+        assert "torch.use_deterministic_algorithms(True)" in (project / "train.py").read_text()
+        assert json.loads((run / "manifest.json").read_text())["deterministic"]["use_deterministic_algorithms"]
 
 
 def test_ejected_files_hold_only_the_features_the_spec_uses(tmp_path):
