@@ -16,6 +16,7 @@ import yaml
 import specnn
 from specnn.cli import cli
 from specnn.errors import RunError
+from specnn.runtime.train.loop import TrainingInterrupted
 from specnn.runtime.train.manifest import recording
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +104,7 @@ def test_ctrl_c_records_an_interrupted_session_and_other_ranks_write_nothing(tmp
     with pytest.raises(KeyboardInterrupt), recording(spec, compiled, tmp_path, torch.device("cpu"),
                                                      resumed=False, epoch=0):
         assert manifest(tmp_path)["status"] == "running"
-        raise KeyboardInterrupt
+        raise TrainingInterrupted("interrupted: saved last.pt (epoch 1); resume with: ...")
     assert manifest(tmp_path)["sessions"][-1]["status"] == "interrupted"
     (tmp_path / "rank1").mkdir()
     with recording(spec, compiled, tmp_path / "rank1", torch.device("cpu"), resumed=False, epoch=0, main=False):

@@ -120,7 +120,7 @@ def test_overwrite_removes_the_old_runs_exports_checkpoints_and_curves(cli_runne
     result = cli_runner.invoke(cli, ["train", str(_iris(tmp_path, epochs=3)), "--out", str(out), "--overwrite", "-q"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoints", "meta.json", "metrics.csv", "metrics.jsonl", "model.py", "notes.txt", "preprocess.json",
+        "checkpoints", "manifest.json", "meta.json", "metrics.csv", "metrics.jsonl", "model.py", "notes.txt", "preprocess.json",
         "spec.yaml", "weights.pt"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     assert (out / "notes.txt").read_text() == "mine"

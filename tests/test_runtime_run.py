@@ -44,7 +44,7 @@ def some_inputs() -> torch.Tensor:
 
 def test_run_directory_holds_the_resolved_spec_model_metrics_weights_and_meta(trained):
     folder = trained.path
-    assert sorted(p.name for p in folder.iterdir()) == ["checkpoints", "meta.json", "metrics.csv", "metrics.jsonl", "model.py",
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoints", "manifest.json", "meta.json", "metrics.csv", "metrics.jsonl", "model.py",
                                                           "preprocess.json", "spec.yaml", "weights.pt"]
     resolved = load_spec(folder / "spec.yaml")
     assert resolved.model.layers[0].args.in_features == 4  # inferred, now written out

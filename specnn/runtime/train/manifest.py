@@ -27,6 +27,7 @@ import torch
 
 from specnn.runtime.files import MANIFEST_FILE, write_json
 from specnn.runtime.train.determinism import determinism_settings
+from specnn.runtime.train.loop import TrainingInterrupted
 from specnn.spec.train_rules import checkpoint_monitor, monitor_mode
 
 FORMAT = 1
@@ -51,16 +52,29 @@ def recording(spec: Any, compiled: Any, folder: Path, device: torch.device, *, r
     if not main:
         yield
         return
+    before = read_manifest(folder) if resumed else None
     manifest = start_session(folder, spec, compiled, device, resumed=resumed, epoch=epoch)
     status = "failed"
     try:
         yield
         status = "finished"
-    except KeyboardInterrupt:
+    except TrainingInterrupted:
         status = "interrupted"
         raise
+    except KeyboardInterrupt:
+        # Ctrl-C before the first epoch: "nothing was saved", so the run stays as it was
+        # (a new run's files are taken back by the trainer).
+        if before is not None:
+            manifest = before
+            status = before.get("status", "finished")
+        else:
+            status = "interrupted"
+        raise
     finally:
-        end_session(folder, manifest, status)
+        if manifest is before:
+            _write(folder, before)
+        else:
+            end_session(folder, manifest, status)
 
 
 def start_session(folder: Path, spec: Any, compiled: Any, device: torch.device, *, resumed: bool,
