@@ -73,3 +73,11 @@ def literal(value: Any) -> str:
 def call_arguments(args: dict[str, Any]) -> str:
     """``a=1, b='x'`` for keyword arguments."""
     return ", ".join(f"{name}={literal(value)}" for name, value in args.items())
+
+
+def wrapped_call(target: str, callee: str, arguments: str, width: int = 92) -> str:
+    """``target callee(arguments)``, the arguments on a continuation line when it would be long."""
+    line = f"{target}{callee}({arguments})"
+    if len(line) <= width:
+        return line
+    return f"{target}{callee}(\n    {arguments},\n)"

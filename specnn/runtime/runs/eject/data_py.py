@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from specnn.catalog.losses import LOSSES
-from specnn.runtime.runs.eject.code import block, literal, module
+from specnn.runtime.runs.eject.code import block, indent, literal, module
 from specnn.runtime.runs.eject.sources import SOURCES, Source
 
 NUMPY_DTYPES = {"float32": "np.float32", "float64": "np.float64", "int64": "np.int64"}
@@ -112,11 +112,11 @@ def _load(spec: Any, compiled: Any, data: DataPlan) -> str:
     else:
         lines += ["x_train, y_train = x, y  # no validation split"]
     returned = []
-    if data.preprocessing and not data.categorical:
-        lines.append("preprocessing = {}")
     if data.scale != "none":
-        mask = ", scaled_features(preprocessing)" if data.categorical else ""
-        lines.append(f'preprocessing["scale"] = fit_scaling(x_train{mask})  # on the training rows only')
+        if data.categorical:
+            lines.append('preprocessing["scale"] = fit_scaling(x_train, scaled_features(preprocessing))')
+        else:
+            lines.append('preprocessing = {"scale": fit_scaling(x_train)}  # on the training rows only')
         lines.append('x_train = scale(x_train, preprocessing["scale"])')
         if data.validation:
             lines.append('x_val = scale(x_val, preprocessing["scale"])')
@@ -129,11 +129,12 @@ def _load(spec: Any, compiled: Any, data: DataPlan) -> str:
     if data.preprocessing:
         returned.append("preprocessing")
     lines.append("return " + ", ".join(returned))
-    what = "the training and validation splits" if data.validation else "the training data"
-    extra = " and the fitted preprocessing" if data.preprocessing else ""
-    doc = f'"""{what[0].upper() + what[1:]} as (inputs, targets) on `device`, the class names{extra}."""'
-    body = "\n".join("    " + line.replace("\n", "\n    ") for line in [doc, *lines])
-    return "def load(device):\n" + body
+    what = "The training and validation splits" if data.validation else "The training data"
+    doc = f'"""{what} as (inputs, targets) on `device`, and the class names.'
+    if data.preprocessing:
+        doc += "\n\nAlso the preprocessing fitted on the training rows, which predict.py applies.\n"
+    doc += '"""'
+    return "def load(device):\n" + indent("\n".join([doc, *lines]))
 
 
 def _fit_scaling(data: DataPlan) -> str:
@@ -148,10 +149,11 @@ def _fit_scaling(data: DataPlan) -> str:
             ''', what=what, method=data.scale, low=low, high=high)
     return block('''
         def fit_scaling(x, scaled):
-            """Each numeric feature's $what over the training rows; encoded categories pass through."""
+            """Each numeric column's $what over the training rows."""
             flat = x.reshape(len(x), -1).astype(np.float64)
-            return {"method": "$method", "$low": np.where(scaled, flat.$low(axis=0), 0.0).tolist(),
-                    "$high": np.where(scaled, flat.$high(axis=0), 1.0).tolist()}
+            low = np.where(scaled, flat.$low(axis=0), 0.0)
+            high = np.where(scaled, flat.$high(axis=0), 1.0)
+            return {"method": "$method", "$low": low.tolist(), "$high": high.tolist()}
 
 
         def scaled_features(preprocessing):
@@ -162,7 +164,8 @@ def _fit_scaling(data: DataPlan) -> str:
                 if encoding is None:
                     scaled.append(True)
                 else:
-                    scaled += [False] * (len(encoding["categories"]) if encoding["encoding"] == "onehot" else 1)
+                    width = len(encoding["categories"]) if encoding["encoding"] == "onehot" else 1
+                    scaled += [False] * width
             return np.array(scaled)
         ''', what=what, method=data.scale, low=low, high=high)
 
@@ -213,8 +216,7 @@ def _read_inputs(spec: Any, compiled: Any, data: DataPlan) -> str:
     if data.scale != "none":
         lines.append('x = scale(x, preprocessing["scale"])')
     lines.append("return x")
-    body = "\n".join("    " + line.replace("\n", "\n    ") for line in [doc, *lines])
-    return f"def read_inputs({args}):\n" + body
+    return f"def read_inputs({args}):\n" + indent("\n".join([doc, *lines]))
 
 
 def _npz_names(spec: Any, data: DataPlan) -> dict[str, str]:

@@ -57,20 +57,24 @@ def _classification(spec: Any, chosen: list, task: str, classes: int) -> str:
     if needs_present:
         lines.append("present = (true + found) > 0  # macro averages skip classes in neither")
     per_class = {"precision": "divide(tp, found)", "recall": "divide(tp, true)", "f1": "divide(2 * tp, true + found)"}
+    for name in dict.fromkeys(n for n, a in chosen if n in per_class and a.average != "micro"):
+        lines.append(f"{name} = {per_class[name]}  # per class")
+    for k in sorted({args.k for name, args in chosen if name == "top_k_accuracy"}):
+        lines.append(f"top{k} = (output.topk({k}, dim=1).indices == y[:, None]).any(dim=1)")
     for name, args in chosen:
         key = f'f"{{prefix}}_{metric_key(name, args)}"'
         if name == "accuracy":
             value = "(predicted == y).sum().item() / len(y)"
         elif name == "top_k_accuracy":
-            value = f"(output.topk({args.k}, dim=1).indices == y[:, None]).any(dim=1).sum().item() / len(y)"
+            value = f"top{args.k}.sum().item() / len(y)"
         elif name == "confusion_matrix":
             continue
         elif args.average == "micro":
-            value = "tp.sum().item() / len(y)  # micro averages equal accuracy for single labels"
+            value = "tp.sum().item() / len(y)  # equals accuracy for single labels"
         elif args.average == "weighted":
-            value = f"divide(({per_class[name]} * true).sum(), true.sum()).item()"
+            value = f"divide(({name} * true).sum(), true.sum()).item()"
         else:
-            value = f"{per_class[name]}[present].mean().item() if present.any() else 0.0"
+            value = f"{name}[present].mean().item() if present.any() else 0.0"
         value, _, comment = value.partition("  # ")
         values.append(f"    {key}: {value}," + (f"  # {comment}" if comment else ""))
     body = "\n".join("    " + line for line in lines)
@@ -84,7 +88,8 @@ def _classification(spec: Any, chosen: list, task: str, classes: int) -> str:
         text += "\n\n\n" + block('''
             def divide(numerator, denominator):
                 """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
-                return torch.where(denominator > 0, numerator / denominator.clamp(min=1), torch.zeros_like(numerator))
+                quotient = numerator / denominator.clamp(min=1)
+                return torch.where(denominator > 0, quotient, torch.zeros_like(numerator))
             ''')
     return text
 

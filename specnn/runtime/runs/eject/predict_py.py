@@ -36,11 +36,12 @@ def predict_py(spec: Any, compiled: Any, data: DataPlan) -> str:
     else:
         answer = block('''
             values = output.reshape(len(output), -1).tolist()
-            print(",".join(f"prediction_{i}" for i in range(len(values[0]))) if len(values[0]) > 1 else "prediction")
+            width = len(values[0])
+            print(",".join(f"prediction_{i}" for i in range(width)) if width > 1 else "prediction")
             for row in values:
                 print(",".join(repr(v) for v in row))
             ''')
-    source = "CSV file with the training's feature columns" if data.source.reads_csv else ".npz file"
+    source = "CSV file (the training's feature columns)" if data.source.reads_csv else ".npz file"
     main = block('''
         def main(path):
             model = $cls()
@@ -59,11 +60,10 @@ def predict_py(spec: Any, compiled: Any, data: DataPlan) -> str:
         ''')
     imports = ["import json", "import sys", "from pathlib import Path", "import torch", "import data",
                f"from model import {compiled.class_name}"]
-    if task != "regression" or data.preprocessing:
-        pass
-    else:
+    if task == "regression" and not data.preprocessing:
         imports.remove("import json")
-    docstring = (f"Predict with the trained {compiled.class_name}: `python predict.py INPUT` reads a {source}\n"
-                 "and prints one prediction per sample (class names for a classifier). It needs weights.pt\n"
-                 "(and meta.json, preprocess.json) from train.py or from the ejected run.\n")
+    docstring = (f"Predict with the trained {compiled.class_name}.\n\n"
+                 f"`python predict.py INPUT` reads a {source}\n"
+                 "and prints one prediction per sample (class names for a classifier). It needs\n"
+                 "weights.pt (and meta.json, preprocess.json) from train.py or from the ejected run.\n")
     return module(docstring, imports, "HERE = Path(__file__).resolve().parent", main, entry)

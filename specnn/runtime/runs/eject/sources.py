@@ -100,8 +100,9 @@ def read_source():
     columns = {name: [row[header.index(name)] for row in rows] for name in $columns}
     # Every category in the file, sorted: the input width does not depend on the split.
     categories = {name: sorted(set(columns[name])) for name in CATEGORICAL}
-    preprocessing = {"columns": list(columns), "categorical": {
-        name: {"encoding": CATEGORICAL[name], "categories": found} for name, found in categories.items()}}
+    preprocessing = {"columns": list(columns), "categorical": {}}
+    for name, found in categories.items():
+        preprocessing["categorical"][name] = {"encoding": CATEGORICAL[name], "categories": found}
     targets, classes = encode_labels([row[header.index(TARGET)] for row in rows])
     return encode(columns, categories), targets, classes, preprocessing
 '''
@@ -166,7 +167,8 @@ def sklearn_source(args: Any, spec: Any, out_dir: Path) -> Source:
         def read_source():
             bunch = datasets.load_$name()  # bundled with scikit-learn: read offline
             features = $features
-            return features.astype(np.float32), bunch.target.astype(np.int64), [str(n) for n in bunch.target_names]
+            classes = [str(name) for name in bunch.target_names]
+            return features.astype(np.float32), bunch.target.astype(np.int64), classes
         ''', name=args.name, features=features)
     return Source(["from sklearn import datasets"], [], [body], f"scikit-learn's {args.name} data set")
 
@@ -182,7 +184,7 @@ def synthetic_source(args: Any, spec: Any, out_dir: Path) -> Source:
     calls = {name: _synthetic_call(i, classify) for name, i in inputs.items()}
     if classify:
         if several:
-            made = "features = {" + ", ".join(f"{literal(n)}: {c}" for n, c in calls.items()) + "}"
+            made = "features = {\n" + "".join(f"        {literal(n)}: {c},\n" for n, c in calls.items()) + "    }"
         else:
             made = f"features = {calls[None]}"
         body = block('''
@@ -194,7 +196,7 @@ def synthetic_source(args: Any, spec: Any, out_dir: Path) -> Source:
             ''', seed=seed, made=made)
     else:
         if several:
-            made = "made = {" + ", ".join(f"{literal(n)}: {c}" for n, c in calls.items()) + "}"
+            made = "made = {\n" + "".join(f"        {literal(n)}: {c},\n" for n, c in calls.items()) + "    }"
             setup = (made + "\n    features = {name: x for name, (x, _) in made.items()}"
                      "\n    signal = sum(part for _, part in made.values()) / math.sqrt(len(made))")
         else:
@@ -261,7 +263,8 @@ _SYNTHETIC: dict[tuple[str, bool], str] = {
             size = math.prod(shape)
             token_values = rng.standard_normal((vocab, OUTPUTS))
             ids = rng.integers(0, vocab, size=(SAMPLES, *shape))
-            return ids.astype(np.int64), token_values[ids.reshape(SAMPLES, size)].mean(axis=1) * math.sqrt(size)
+            signal = token_values[ids.reshape(SAMPLES, size)].mean(axis=1) * math.sqrt(size)
+            return ids.astype(np.int64), signal
         ''',
 }
 

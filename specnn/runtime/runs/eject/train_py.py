@@ -10,11 +10,12 @@ ejected (DDP launching, TensorBoard, resuming) is said in the docstring.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from specnn.catalog.losses import LOSSES
 from specnn.catalog.schedulers import SCHEDULERS
-from specnn.runtime.runs.eject.code import Name, block, call_arguments, indent, literal, module
+from specnn.runtime.runs.eject.code import Name, block, call_arguments, indent, literal, module, wrapped_call
 from specnn.runtime.runs.eject.data_py import DataPlan
 from specnn.runtime.runs.eject.metrics_py import chosen_metrics, metrics_py, wants_confusion_file
 from specnn.spec.train_rules import checkpoint_monitor, monitor_mode
@@ -41,8 +42,6 @@ def train_py(spec: Any, compiled: Any, data: DataPlan, origin: str, version: str
     constants = [f"SEED = {spec.seed}", f"EPOCHS = {train.epochs}", f"BATCH_SIZE = {train.batch_size}"]
     if train.accumulate > 1:
         constants.append(f"ACCUMULATE = {train.accumulate}  # batches whose gradients add up to one step")
-    if train.scheduler is not None and train.scheduler.warmup is not None and train.scheduler.warmup.steps:
-        constants.append(f"WARMUP_STEPS = {train.scheduler.warmup.steps}")
     if train.early_stopping is not None:
         constants.append(f"PATIENCE = {train.early_stopping.patience}  # epochs without improvement before stopping")
     constants.append(f"CHECKPOINT_EVERY = {train.checkpoint.every}  # epochs between checkpoints/last.pt")
@@ -63,9 +62,10 @@ def train_py(spec: Any, compiled: Any, data: DataPlan, origin: str, version: str
 
 def _docstring(spec: Any, origin: str, version: str) -> str:
     train = spec.train
-    lines = [f"Train {spec.name}: ejected from {origin} by specnn {version}.", "",
-             "`python train.py` writes weights.pt, metrics.jsonl and checkpoints/ next to this file. On the",
-             f"CPU its weights equal those of `specnn train {origin}` bit for bit (same seed, same torch)."]
+    lines = [f"Train {spec.name} as `specnn train` does.", "",
+             f"Ejected from {Path(origin).name} by specnn {version} (README.md says more).", "",
+             "`python train.py` writes weights.pt, metrics.jsonl and checkpoints/ next to this file.",
+             "On the CPU its weights equal those of `specnn train` bit for bit (same seed, same torch)."]
     missing = []
     if train.tensorboard:
         missing.append("TensorBoard event files (train.tensorboard): metrics.jsonl holds the same values.")
@@ -205,10 +205,11 @@ def _epoch(spec: Any, compiled: Any, data: DataPlan, steps: "SchedulerPlan", tra
               'record["seconds"] = round(time.perf_counter() - started, 4)',
               'log.write(json.dumps(record) + "\\n")',
               "log.flush()",
-              'values = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds"))',
-              'print(f"epoch {epoch:>3}/{EPOCHS}  {values}")']
+              'summary = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")',
+              'print(f"epoch {epoch:>3}/{EPOCHS}  {summary}")']
     if wants_confusion_file(spec):
-        lines.append('(HERE / "confusion_matrix.json").write_text(json.dumps({"classes": classes, **confusion_matrices}))')
+        lines.append('matrices = {"classes": classes, **confusion_matrices}')
+        lines.append('(HERE / "confusion_matrix.json").write_text(json.dumps(matrices))')
     lines += [""] + _checkpoint_and_stop(spec, trackers)
     return "\n".join(lines)
 
@@ -275,10 +276,11 @@ def _train_loss(spec: Any, has_metrics: bool) -> list[str]:
     if _reduction(spec) == "sum":
         total = "total = torch.stack(losses).sum().item()  # summed losses: already per-batch totals"
     else:
-        total = "total = (torch.stack(losses) * torch.tensor(sizes, dtype=torch.float32, device=device)).sum().item()"
-    lines = [total,
+        total = ("weights = torch.tensor(sizes, dtype=torch.float32, device=device)  # batch means to sums\n"
+                 "total = (torch.stack(losses) * weights).sum().item()")
+    lines = [*total.split("\n"),
              "if not math.isfinite(total):",
-             '    raise SystemExit(f"the training loss is not finite at epoch {epoch}: lower the learning rate")',
+             '    raise SystemExit(f"the training loss is not finite at epoch {epoch}")',
              'record["train_loss"] = total / n']
     if has_metrics:
         lines.append('record.update(metrics(outputs, targets, "train"))')
@@ -289,17 +291,23 @@ def _checkpoint_and_stop(spec: Any, trackers: list[Tracker]) -> list[str]:
     stopping = spec.train.early_stopping
     lines = ["# checkpoint and stop?: best.pt when the monitored value improves, last.pt every few epochs"]
     best = trackers[0]
-    lines += _improves(best, "improved")
+    lines += [f'value = record["{best.monitor}"]'] + _improves(best, "improved", "value")
     if best.variable == "best" and stopping is not None and len(trackers) == 1:
         lines += ["stale = 0 if improved else stale + 1"]
     if len(trackers) > 1:
-        lines += _improves(trackers[1], "watched_improved")
+        watched = "value"
+        if trackers[1].monitor != best.monitor:
+            watched = "watched_value"
+            lines.append(f'watched_value = record["{trackers[1].monitor}"]')
+        lines += _improves(trackers[1], "watched_improved", watched)
         lines += ["stale = 0 if watched_improved else stale + 1"]
     due = "epoch % CHECKPOINT_EVERY == 0 or epoch == EPOCHS"
     if stopping is not None:
         lines.append("stop = stale >= PATIENCE")
         due += " or stop"
-    lines += ['checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}',
+    lines += ['checkpoint = {',
+              '    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,',
+              '}',
               f"if {due}:",
               '    torch.save(checkpoint, HERE / "checkpoints" / "last.pt")',
               "if improved:",
@@ -311,8 +319,8 @@ def _checkpoint_and_stop(spec: Any, trackers: list[Tracker]) -> list[str]:
     return lines
 
 
-def _improves(tracker: Tracker, flag: str) -> list[str]:
-    value, best = f'record["{tracker.monitor}"]', tracker.variable
+def _improves(tracker: Tracker, flag: str, value: str) -> list[str]:
+    best = tracker.variable
     if tracker.mode == "min":
         better = f"{value} < {best}" + (f" - {tracker.min_delta!r}" if tracker.min_delta else "")
     else:
@@ -398,9 +406,10 @@ def _scheduler_plan(spec: Any) -> SchedulerPlan:
     per_epoch = kind == "OneCycleLR" or (warmup is not None and (warmup.epochs or derived_cosine))
     if per_epoch:
         accumulate = " / ACCUMULATE" if train.accumulate > 1 else ""
-        setup.append(f"steps_per_epoch = math.ceil(math.ceil(len(y_train) / BATCH_SIZE){accumulate})  # optimizer steps")
+        setup.append(f"steps_per_epoch = math.ceil(math.ceil(len(y_train) / BATCH_SIZE){accumulate})")
     if warmup is not None:
-        setup.append(f"warmup_steps = {warmup.epochs} * steps_per_epoch" if warmup.epochs else "warmup_steps = WARMUP_STEPS")
+        setup.append(f"warmup_steps = {warmup.epochs} * steps_per_epoch" if warmup.epochs
+                     else f"warmup_steps = {warmup.steps}  # optimizer steps of linear warmup")
     after = " - warmup_steps" if warmup is not None else ""
     if kind == "CosineAnnealingLR" and choice.args.T_max is None:
         if warmup is not None:
@@ -410,17 +419,19 @@ def _scheduler_plan(spec: Any) -> SchedulerPlan:
             args = {"T_max": Name("EPOCHS"), **args}
     if kind == "OneCycleLR":
         args = {**args, "total_steps": Name(f"EPOCHS * steps_per_epoch{after}")}
-    setup.append(f"scheduler = torch.optim.lr_scheduler.{kind}(optimizer, {call_arguments(args)})")
+    setup.append(wrapped_call("scheduler = ", f"torch.optim.lr_scheduler.{kind}", f"optimizer, {call_arguments(args)}"))
     if warmup is not None:
-        setup.append("# a linear warmup after every optimizer step; made after the scheduler, which sets the lr it ramps to")
-        setup.append(f"warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor={warmup.start_factor!r}, "
-                     "end_factor=1.0, total_iters=warmup_steps)")
+        setup.append("# made after the scheduler: it ramps up to the lr the scheduler starts from")
+        start = "1 / 3" if warmup.start_factor == 1 / 3 else repr(warmup.start_factor)  # LinearLR's default
+        setup.append(wrapped_call("warmup = ", "torch.optim.lr_scheduler.LinearLR",
+                                  f"optimizer, start_factor={start}, end_factor=1.0, total_iters=warmup_steps"))
     after_step: list[str] = []
     if warmup is not None:
         after_step += ["step += 1",
                        "if step <= warmup_steps:",
                        "    warmup.step()",
-                       "    if step == warmup_steps:  # end on the spec's lr exactly, not on a rounding of it",
+                       "    # the warmup ends on the spec's lr exactly, not on a rounding of it",
+                       "    if step == warmup_steps:",
                        "        for group, base in zip(optimizer.param_groups, warmup.base_lrs):",
                        '            group["lr"] = base']
         if interval == "batch":
