@@ -90,7 +90,8 @@ def _main(spec: Any, compiled: Any, data: DataPlan, steps: "SchedulerPlan") -> s
         lines += _deterministic()
     lines += [_device(train.device), "", f"model = {compiled.class_name}().to(device)"]
     lines.append(_load_call(data))
-    lines += _loss(spec)
+    (output_shape,) = compiled.outputs.values()
+    lines += _loss(spec, output_shape[-1] if output_shape else 1)
     lines.append(f"optimizer = torch.optim.{spec.optimizer.kind}(model.parameters()"
                  + "".join(f", {a}" for a in [call_arguments(spec.optimizer.args.changed())] if a) + ")")
     if train.compile:
@@ -146,12 +147,22 @@ def _load_call(data: DataPlan) -> str:
     return ", ".join(parts) + " = data.load(device)"
 
 
-def _loss(spec: Any) -> list[str]:
-    args = spec.loss.args.changed()
+def _loss(spec: Any, classes: int) -> list[str]:
+    entry = LOSSES[spec.loss.kind]
+    args = {k: v for k, v in spec.loss.args.changed().items() if k not in entry.spec_only}
     lines = []
+    class_weight = getattr(spec.loss.args, "class_weight", None)
+    if class_weight == "balanced":
+        lines += ["# class_weight: balanced: n / (classes * count) per class, counted on the training split",
+                  f"counts = torch.bincount(y_train.reshape(-1).long().cpu(), minlength={classes})[:{classes}]",
+                  f"weight = (counts.sum() / ({classes} * counts.double())).tolist()"]
+        args["weight"] = Name("weight")
+    elif class_weight is not None:
+        args["weight"] = [float(w) for w in class_weight]
     for key in ("weight", "pos_weight"):
         if args.get(key) is not None:
-            lines.append(f"{key} = torch.tensor({literal(args[key])}, dtype=torch.float32, device=device)")
+            value = args[key] if isinstance(args[key], Name) else literal(args[key])
+            lines.append(f"{key} = torch.tensor({value}, dtype=torch.float32, device=device)")
             args[key] = Name(key)
     lines.append(f"loss_fn = nn.{spec.loss.kind}({call_arguments(args)})")
     return lines
