@@ -180,3 +180,15 @@ def test_cli_ejects_a_run_whose_project_trains_and_predicts_standalone(tmp_path,
     assert predicted == ["prediction", *[str(label) for label in ours.labels]]
     again = cli_runner.invoke(cli, ["eject", str(run), "-o", str(project)])
     assert again.exit_code == 2 and "already holds an ejected project" in again.output
+
+
+def test_data_features_eject_cannot_write_are_located_errors(tmp_path, cli_runner):
+    document = yaml.safe_load(spec_copy(EXAMPLES / "iris.yaml", tmp_path).read_text())
+    document["data"].update(test_split=0.1, stratify=True)
+    spec_file = tmp_path / "split.yaml"
+    spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = cli_runner.invoke(cli, ["eject", str(spec_file), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "data.test_split: specnn eject cannot write a test split yet" in result.output
+    assert "data.stratify: specnn eject cannot write a stratified split yet" in result.output
+    assert not (tmp_path / "out").exists()

@@ -114,8 +114,7 @@ def describe(spec: Any, compiled: Any, device: torch.device) -> dict[str, Any]:
             "sha256": file_sha256(Path(spec.file)) if spec.file and Path(spec.file).is_file() else None,
             "resolved_sha256": resolved_sha256(compiled.resolved_spec()),
         },
-        "data": [{"path": str(path), "sha256": file_sha256(path), "bytes": path.stat().st_size}
-                 for path in data_files(spec) if path.is_file()],
+        "data": [data_entry(path) for path in data_files(spec) if path.exists()],
         "seed": spec.seed,
         "epochs": spec.train.epochs,
         "monitor": {"name": monitor, "mode": monitor_mode(monitor, spec.train.checkpoint.mode)},
@@ -148,6 +147,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def data_entry(path: Path) -> dict[str, Any]:
+    """A data file's hash and size; for a folder (images), one hash over every file's path and hash."""
+    if path.is_file():
+        return {"path": str(path), "sha256": file_sha256(path), "bytes": path.stat().st_size}
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode("utf-8"))
+    return {"path": str(path), "sha256": digest.hexdigest(), "bytes": sum(f.stat().st_size for f in files),
+            "files": len(files)}
+
+
 def resolved_sha256(resolved: dict[str, Any]) -> str:
     """The resolved spec's hash: canonical JSON (sorted keys), so key order and comments do not count."""
     text = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
@@ -155,7 +166,7 @@ def resolved_sha256(resolved: dict[str, Any]) -> str:
 
 
 def data_files(spec: Any) -> list[Path]:
-    """The files the spec's data source reads (csv, npz); none for synthetic or bundled sets."""
+    """The file (csv, parquet, npz) or folder (images) the spec's data source reads; none for generated sets."""
     path = getattr(spec.data.args, "path", None)
     return [(spec.base_dir / Path(path).expanduser()).resolve()] if path else []
 
@@ -165,11 +176,18 @@ OPTIONAL = (
     ("scikit-learn", lambda spec: spec.data.kind == "sklearn"),
     ("tensorboard", lambda spec: spec.train.tensorboard),
     ("tqdm", lambda spec: True),  # the progress bar, when installed
-    ("onnx", lambda spec: "onnx" in spec.export),
-    ("onnxscript", lambda spec: "onnx" in spec.export),
-    ("onnxruntime", lambda spec: "onnx" in spec.export),
-    ("safetensors", lambda spec: "safetensors" in spec.export),
+    ("onnx", lambda spec: "onnx" in export_formats(spec)),
+    ("onnxscript", lambda spec: "onnx" in export_formats(spec)),
+    ("onnxruntime", lambda spec: "onnx" in export_formats(spec)),
+    ("safetensors", lambda spec: "safetensors" in export_formats(spec)),
+    ("pyarrow", lambda spec: spec.data.kind == "parquet"),
+    ("Pillow", lambda spec: spec.data.kind == "images"),
 )
+
+
+def export_formats(spec: Any) -> set[str]:
+    """The export formats a spec asks for (``onnx`` may come with its own tolerance: ``{onnx: {...}}``)."""
+    return {e if isinstance(e, str) else next(iter(e.model_fields_set or {"onnx"})) for e in spec.export}
 
 
 def versions(spec: Any) -> dict[str, str]:

@@ -58,5 +58,6 @@ def readme(spec: Any, compiled: Any, data: DataPlan, origin: str, version: str, 
     if spec.train.tensorboard:
         lines.append("- TensorBoard event files (`train.tensorboard`): `metrics.jsonl` holds the same values.")
     if spec.export:
-        lines.append("- Exports (" + ", ".join(spec.export) + "): `specnn export` does them from a run folder.")
+        formats = ", ".join(e if isinstance(e, str) else "onnx" for e in spec.export)
+        lines.append(f"- Exports ({formats}): `specnn export` does them from a run folder.")
     return "\n".join(lines) + "\n"
