@@ -18,6 +18,8 @@ from specnn.catalog.schedulers import SCHEDULERS
 from specnn.runtime.runs.eject.code import Name, block, call_arguments, indent, literal, module, wrapped_call
 from specnn.runtime.runs.eject.data_py import DataPlan
 from specnn.runtime.runs.eject.metrics_py import chosen_metrics, metrics_py, wants_confusion_file
+from specnn.runtime.train.best_weights import restores_best
+from specnn.runtime.train.threads import SMALL_MODEL
 from specnn.spec.train_rules import checkpoint_monitor, monitor_mode
 
 
@@ -37,7 +39,8 @@ def train_py(spec: Any, compiled: Any, data: DataPlan, origin: str, version: str
     imports = ["import json", "import math", "import random", "import time", "from pathlib import Path",
                "import numpy as np", "import torch", "from torch import nn", "import data",
                f"from model import {compiled.class_name}"]
-    if getattr(train, "deterministic", False):
+    threads = _threads(train.threads, compiled.parameter_count())
+    if train.deterministic or any("os.environ" in line for line in threads):
         imports.append("import os")
     constants = [f"SEED = {spec.seed}", f"EPOCHS = {train.epochs}", f"BATCH_SIZE = {train.batch_size}"]
     if train.accumulate > 1:
@@ -86,9 +89,10 @@ def _main(spec: Any, compiled: Any, data: DataPlan, steps: "SchedulerPlan") -> s
         "np.random.seed(SEED % 2**32)",
         "torch.manual_seed(SEED)  # the initial weights and dropout draw from here",
     ]
-    if getattr(train, "deterministic", False):
+    if train.deterministic:
         lines += _deterministic()
-    lines += [_device(train.device), "", f"model = {compiled.class_name}().to(device)"]
+    lines += [_device(train.device), *_threads(train.threads, compiled.parameter_count()),
+              "", f"model = {compiled.class_name}().to(device)"]
     lines.append(_load_call(data))
     (output_shape,) = compiled.outputs.values()
     lines += _loss(spec, output_shape[-1] if output_shape else 1)
@@ -126,6 +130,16 @@ def _deterministic() -> list[str]:
         "torch.backends.cudnn.deterministic = True",
         "torch.backends.cudnn.benchmark = False",
     ]
+
+
+def _threads(setting: Any, parameters: int) -> list[str]:
+    """``train.threads`` as runtime/train/threads.py chooses it (float sums can depend on the count)."""
+    if setting != "auto":
+        return [f"torch.set_num_threads({int(setting)})  # train.threads"]
+    if parameters >= SMALL_MODEL:
+        return []
+    return ['if device.type == "cpu" and not os.environ.get("OMP_NUM_THREADS"):',
+            "    torch.set_num_threads(1)  # a model this small trains fastest on one thread"]
 
 
 def _device(name: str) -> str:
@@ -342,7 +356,14 @@ def _improves(tracker: Tracker, flag: str, value: str) -> list[str]:
 
 
 def _final_files(spec: Any, data: DataPlan) -> list[str]:
-    lines = ["# the final weights (not best.pt's) and what predict.py needs besides them",
+    lines = []
+    if restores_best(spec):
+        lines += ["# early_stopping.restore_best_weights: keep the best epoch's weights, not the last epoch's",
+                  'best_checkpoint = HERE / "checkpoints" / "best.pt"',
+                  "if best_checkpoint.is_file():",
+                  '    model.load_state_dict(torch.load(best_checkpoint)["model"])']
+    kept = "the kept weights" if restores_best(spec) else "the final weights (not best.pt's)"
+    lines += [f"# {kept} and what predict.py needs besides them",
              'torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, HERE / "weights.pt")',
              '(HERE / "meta.json").write_text(json.dumps({"classes": classes}, indent=2) + "\\n")']
     if data.preprocessing:
