@@ -158,18 +158,6 @@ def test_state_dict_continues_a_half_done_epoch(wanted):
     assert resumed.compute() == whole.compute()
 
 
-def test_a_checkpoint_with_the_earlier_confusion_layout_loads_into_hit_counts():
-    # Before hit counts, every classification metric kept C*C cells plus one bin of skipped targets.
-    counts = torch.zeros(CLASSES * CLASSES + 1, dtype=torch.int64)
-    counts[[0, 6, 7]] = torch.tensor([3, 2, 1])  # 3 right in class 0, 2 right in class 1, 1 wrong; and
-    counts[-1] = 4  # 4 skipped targets
-    metrics = MetricSet([("accuracy", None)], task="classification", num_classes=CLASSES)
-    metrics.load_state_dict({"counts": counts, "top_k_hits": torch.zeros(0, dtype=torch.int64), "samples": 0,
-                             "regression": None})
-    metrics.update(torch.eye(CLASSES)[:2], torch.tensor([0, 4]))  # one more right, one more wrong
-    assert metrics.compute() == {"accuracy": 6 / 8}
-
-
 def test_per_position_outputs_are_flattened():
     generator = torch.Generator().manual_seed(3)
     outputs = torch.randn(4, CLASSES, 6, generator=generator)  # (N, C, L), as CrossEntropyLoss takes them

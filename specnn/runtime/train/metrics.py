@@ -85,15 +85,9 @@ class MetricSet:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue accumulating from :meth:`state_dict`."""
         move = lambda t: None if t is None else t.to(self.device)  # noqa: E731
-        counts, samples = move(state["counts"]), state["samples"]
-        c = self.num_classes
-        if self.task != "regression" and not self.confusion and counts.numel() == c * c + 1:
-            # A checkpoint from before hit counts: every metric then kept the confusion matrix.
-            matrix = counts[: c * c].reshape(c, c)
-            counts, samples = torch.stack([matrix.diagonal().sum(), counts[-1]]), int(counts.sum())
-        self._set_counts(counts)
+        self._set_counts(move(state["counts"]))
         self._top_k_hits = move(state["top_k_hits"])
-        self._samples, self._regression = samples, move(state["regression"])
+        self._samples, self._regression = state["samples"], move(state["regression"])
 
     def all_reduce(self, dist: Any) -> None:
         """Sum the accumulators over the ranks of ``dist`` (``distributed.Distributed``), in place.
