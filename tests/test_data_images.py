@@ -111,9 +111,13 @@ def test_augmentation_is_a_function_of_seed_and_sample_so_batches_and_workers_ag
     batch = augment(images, 11, np.arange(4))
     alone = torch.cat([augment(images[i:i + 1], 11, np.array([i])) for i in range(4)])
     assert torch.equal(batch, alone)
+    in_a_worker = np.concatenate([augment(images[i:i + 1].numpy(), 11, np.array([i])) for i in range(4)])
+    assert torch.equal(batch, torch.from_numpy(in_a_worker))
     assert not torch.equal(batch, augment(images, 12, np.arange(4)))  # another epoch, other crops
     assert (batch == -1).any()  # the padding is the normalized black
     assert uniforms(3, np.arange(1000), 1).mean() == pytest.approx(0.5, abs=0.05)
+    many = uniforms(2**62 + 5, np.arange(70_000, 70_003), 4)  # numpy's path; one image takes plain ints
+    assert all((many[i] == uniforms(2**62 + 5, np.array([70_000 + i]), 4)[0]).all() for i in range(3))
 
 
 def test_image_folder_problems_are_located(tmp_path):

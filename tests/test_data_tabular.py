@@ -262,3 +262,20 @@ def test_validate_data_runs_the_data_checks_without_training(tmp_path):
     result = runner.invoke(cli, ["validate", "--data", str(spec)])
     assert (result.exit_code, result.output.strip()) == (0, f"{spec}: ok")
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_parts_hold_the_split_rows_in_file_order(tmp_path):
+    from specnn.compiler import compile_spec
+    from specnn.runtime.data.prepare import load_splits
+
+    rows = ["i,a,b,y"] + [f"{i},{i % 7},{(i * 3) % 11},{i % 2}" for i in range(200_000)]
+    (tmp_path / "rows.csv").write_text("\n".join(rows) + "\n")
+    spec = write_spec(tmp_path, path="rows.csv", target="y", loss="CrossEntropyLoss", outputs=2,
+                      extra="  test_split: 0.1\n")
+    spec = load_spec(spec)
+    splits = load_splits(spec, compile_spec(spec).inputs, (2,))
+    train_at, val_at, test_at = split_indices(200_000, 0.2, 0.1, 1)
+    for part, at in ((splits.train, train_at), (splits.validation, val_at), (splits.test, test_at)):
+        (x,) = part.features.values()
+        np.testing.assert_array_equal(x[:, 0], at.astype(np.float32))
+        np.testing.assert_array_equal(part.targets, at % 2)

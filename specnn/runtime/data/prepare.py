@@ -76,6 +76,9 @@ def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[
     settings = spec.data.preprocess
     if SOURCES[spec.data.kind].images:
         return _images(spec, inputs, output_shape, check_classes, fitted)
+    if spec.data.loader.in_memory is False:
+        raise _spec_error(spec, ("data", "loader", "in_memory"), f"streaming reads image folders; {spec.data.kind} "
+                          "data is held in memory", hint="remove in_memory: false")
     if is_table_source(spec):
         arrays, preprocessor, parts, notes = _table(spec, fitted, preview_rows)
     else:
@@ -89,8 +92,8 @@ def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[
     arrays.features = tensors.match_inputs(spec, inputs, arrays.features)
     arrays.targets = targets_for_loss(spec, arrays.targets, output_shape)
     classes = arrays.classes
-    train, validation, test = (_take(arrays, at) if len(at) or i == 0 else None for i, at in enumerate(parts))
-    del arrays  # the parts are copies: the whole set goes before anything else is allocated
+    train, validation, test = _split_in_place(arrays, parts)
+    del arrays
     if fitted is None:
         fit_on_training_split(spec, preprocessor, train, validation, test)
         _scale_targets(spec, preprocessor, train, validation, test)
@@ -105,7 +108,7 @@ def _apply_fitted(fitted: Preprocessor, *parts: Optional[Arrays]) -> None:
             continue
         if fitted.scale != "none" and len(part.features) == 1:
             (name, array), = part.features.items()
-            part.features = {name: fitted.transform(array)}
+            part.features = {name: fitted.transform(array, in_place=True)}
         if fitted.target_scale is not None:
             part.targets = fitted.target_scale.apply(part.targets)
 
@@ -133,6 +136,32 @@ def _split(spec: "Spec", targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
         return split_indices(len(targets), data.validation_split, data.test_split, spec.seed, labels)
     except DataError as error:
         raise DataError(locate(spec, error.problems)) from None
+
+
+def _split_in_place(arrays: Arrays, parts: tuple) -> tuple[Arrays, Optional[Arrays], Optional[Arrays]]:
+    """The three parts; the held-out ones copied out, the training rows moved to the front in place.
+
+    The training part is then a view of the loaded arrays, so splitting costs the held-out share
+    of memory rather than a second copy of the data.
+    """
+    train_at, *held = parts
+    held_out = [_take(arrays, at) if len(at) else None for at in held]
+    features = arrays.features
+    for array in (features.values() if isinstance(features, Mapping) else [features]):
+        _move_to_front(array, train_at)
+    n = len(train_at)
+    kept = {k: a[:n] for k, a in features.items()} if isinstance(features, Mapping) else features[:n]
+    return Arrays(kept, arrays.targets[train_at], arrays.classes), *held_out
+
+
+def _move_to_front(array: np.ndarray, at: np.ndarray, chunk: int = 1 << 16) -> None:
+    """``array[:len(at)] = array[at]`` in place for sorted ``at``: each row moves forward (at[i] >= i),
+    so a chunk never overwrites a row a later chunk still reads."""
+    if len(at) == len(array) or (len(at) and at[-1] == len(at) - 1):
+        return  # already in front
+    for start in range(0, len(at), chunk):
+        stop = min(start + chunk, len(at))
+        array[start:stop] = array[at[start:stop]]
 
 
 def _take(arrays: Arrays, at: np.ndarray) -> Arrays:

@@ -177,6 +177,8 @@ class Preprocessor:
         """
         apply_fills(table, self.fills)
         columns = self.columns or table.columns
+        if not self.categorical and list(columns) == table.columns and table.features() is not None:
+            return table.features()  # the reader's own matrix: no copy
         widths = [len(self.categorical[c].categories) if c in self.categorical and
                   self.categorical[c].kind == "onehot" else 1 for c in columns]
         out = np.empty((len(table), sum(widths)), np.float32)
@@ -208,11 +210,12 @@ class Preprocessor:
             self.stats = {"min": low.tolist(), "max": high.tolist()}
         return self
 
-    def transform(self, features: np.ndarray) -> np.ndarray:
+    def transform(self, features: np.ndarray, in_place: bool = False) -> np.ndarray:
         """Scale features (N, ...) with the fitted statistics; same shape, float32 (unchanged for ``none``).
 
         A feature that did not vary in the training split (zero std or max == min) is only
-        shifted, never divided by zero.
+        shifted, never divided by zero. ``in_place`` writes into ``features`` (float32, contiguous)
+        instead of a new array.
         """
         if self.scale == "standard":
             shift, spread = np.array(self.stats["mean"]), np.array(self.stats["std"])
@@ -223,7 +226,8 @@ class Preprocessor:
             return features
         spread = np.where(spread > 0, spread, 1.0)
         flat = features.reshape(len(features), -1)
-        out = np.empty(flat.shape, np.float32)
+        own = in_place and features.dtype == np.float32 and features.flags.c_contiguous
+        out = flat if own else np.empty(flat.shape, np.float32)
         for i in range(0, len(flat), _CHUNK):
             out[i:i + _CHUNK] = (flat[i:i + _CHUNK].astype(np.float64) - shift) / spread
         return out.reshape(features.shape)
@@ -363,8 +367,8 @@ def fit_on_training_split(spec: "Spec", preprocessor: Preprocessor, train: Array
     if preprocessor.scale == "none":
         return
     for part in (train, *others):
-        if part is not None:
-            scaled = preprocessor.transform(_only_input(spec, preprocessor, part.features)[1])
+        if part is not None:  # the splits are this run's own arrays: scaled where they are
+            scaled = preprocessor.transform(_only_input(spec, preprocessor, part.features)[1], in_place=True)
             part.features = {name: scaled} if name is not None else scaled
 
 

@@ -93,9 +93,11 @@ def table_arrays(table: Table, target: str) -> Arrays:
     if missing.any():
         notes.append(f"{table.file}: dropped {int(missing.sum())} row(s) with no target value")
         table = table.take(~missing)
-    features = np.empty((len(table), len(table.columns)), np.float32)
-    for j, name in enumerate(table.columns):
-        features[:, j] = table.values.pop(name)  # each column released once copied
+    features = table.features()
+    if features is None:
+        features = np.empty((len(table), len(table.columns)), np.float32)
+        for j, name in enumerate(table.columns):
+            features[:, j] = table.values.pop(name)  # each column released once copied
     targets, classes = labels_from_column(table.target)
     return Arrays(features, targets, classes, notes)
 

@@ -35,6 +35,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __init__(self, files: ImageFiles, settings: ImageSettings, augment: Optional[Augment] = None) -> None:
         self.files, self.targets = files.files, torch.as_tensor(files.targets)
+        self.labels = files.targets.tolist()  # plain ints: collating them is cheaper than 0-d tensors
         self.settings, self.augment = settings, augment
 
     def __len__(self) -> int:
@@ -43,10 +44,10 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, item: Any) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = item if isinstance(item, tuple) else (item, None)
         s = self.settings
-        x = torch.from_numpy(normalize(decode(self.files[index], s.size, s.channels, s.resize)[None], s.mean, s.std))
+        x = normalize(decode(self.files[index], s.size, s.channels, s.resize)[None], s.mean, s.std)
         if self.augment is not None and seed is not None:
             x = self.augment(x, seed, np.array([index]))
-        return x[0], self.targets[index]
+        return torch.from_numpy(x[0]), self.labels[index]
 
 
 class _Order(torch.utils.data.Sampler):

@@ -46,6 +46,8 @@ class Table:
             object array of stripped text (None: missing).
         row_of: a data row's index -> its number as a user finds it (CSV: the spreadsheet row,
             header = row 1, blank lines counted; computed by a re-scan, only when asked).
+        matrix: when the fast reader read the numeric columns, they are this (N, numeric
+            columns) float32 array's columns (``values`` holds views of it).
     """
 
     file: Path
@@ -53,6 +55,7 @@ class Table:
     values: dict[str, np.ndarray]
     target: Optional[np.ndarray] = None
     row_of: Callable[[int], int] = field(default=lambda i: i + 1, repr=False)
+    matrix: Optional[np.ndarray] = field(default=None, repr=False)  # the numeric columns, row-major, in order
 
     def __len__(self) -> int:
         if self.values:
@@ -66,9 +69,22 @@ class Table:
     def take(self, keep: np.ndarray) -> "Table":
         """The rows where ``keep`` (a mask) holds; row numbers still name the file's rows."""
         at = np.flatnonzero(keep)
-        values = {name: array[at] for name, array in self.values.items()}
+        matrix = self.matrix[at] if self.matrix is not None else None
+        numeric = self.numeric_columns()
+        values = {name: (matrix[:, numeric.index(name)] if matrix is not None and name in numeric else array[at])
+                  for name, array in self.values.items()}
         target = self.target[at] if self.target is not None else None
-        return Table(self.file, self.columns, values, target, lambda i: self.row_of(int(at[i])))
+        return Table(self.file, self.columns, values, target, lambda i: self.row_of(int(at[i])), matrix)
+
+    def numeric_columns(self) -> list[str]:
+        """The numeric columns in order (those of ``matrix``)."""
+        return [c for c in self.columns if self.values[c].dtype != object]
+
+    def features(self) -> Optional[np.ndarray]:
+        """The (N, columns) feature matrix without a copy, when every column is a number read fast."""
+        if self.matrix is not None and self.matrix.shape[1] == len(self.columns):
+            return self.matrix
+        return None
 
 
 def is_parquet(path: Path) -> bool:
@@ -176,53 +192,91 @@ def _read_csv_arrow(pa: Any, path: Path, header: list[str], delimiter: str, want
     types = {n: pa.float32() for n in want.names if n not in want.categorical}
     types.update({n: pa.string() for n in want.categorical})
     try:
-        arrow = pacsv.read_csv(
+        # Batch by batch into columns allocated once: pyarrow's whole-table read would hold the
+        # parsed file and the table at once (about 6x the float32 data at its peak).
+        reader = pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=1 << 21),
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
             convert_options=pacsv.ConvertOptions(
                 include_columns=want.all, column_types=types, null_values=list(MISSING),
                 strings_can_be_null=True, quoted_strings_can_be_null=True),
-            memory_pool=pa.system_memory_pool(),  # freed buffers go back to the OS at once
         )
+        filler = _Filler(want, _line_count(path))
+        for batch in reader:
+            if not filler.add(pa, path, batch, None):
+                return None  # a missing or infinite value where none may be: the per-cell reader says where
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None  # a bad cell, a short row, quoted line breaks ...: the per-cell reader says which
     except OSError as e:
         raise data_error(path, f"cannot read the file as CSV: {e}", code="file") from None
-    table = _from_arrow(pa, path, arrow, want, row_of=None)
-    if table is None or not len(table):
+    if not filler.rows:
         return None
-    table.row_of = _spreadsheet_rows(path, delimiter)
-    return table
+    return filler.table(path, _spreadsheet_rows(path, delimiter))
 
 
-def _from_arrow(pa: Any, path: Path, arrow: Any, want: _Wanted, row_of: Optional[Callable]) -> Optional[Table]:
-    """Arrow columns as numpy, each released once converted; None when a cell needs locating (CSV)."""
-    chunks = {name: arrow.column(name) for name in want.all}
-    del arrow
-    values: dict[str, np.ndarray] = {}
-    target = None
-    for name in want.all:
-        column = chunks.pop(name)
-        if name == want.target:
-            target = _target_values(pa, column)
-            if name not in want.names:
-                continue
-        if name in want.categorical:
-            values[name] = _text(pa, column)
-            bad = values[name] == None  # noqa: E711 (elementwise)
-        else:
-            values[name] = _float32(pa, path, name, column)
-            bad = ~np.isfinite(values[name])
-            if name in want.allow_missing:
-                bad &= ~np.isnan(values[name])
-        del column
-        if bad.any():
-            if row_of is None:
-                return None
-            i = int(np.argmax(bad))
-            raise _bad_cell(path, f"row {row_of(i)}, column '{name}'", values[name][i], name in want.categorical)
-    return Table(path, list(want.names), values, target, row_of or (lambda i: i + 1))
+def _line_count(path: Path) -> int:
+    """An upper bound on a CSV's data rows: its line breaks, plus a last line without one."""
+    count = 1
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            count += chunk.count(b"\n")
+    return count
+
+
+class _Filler:
+    """Record batches written into numpy columns allocated once (pages past the last row stay unused)."""
+
+    def __init__(self, want: _Wanted, capacity: int) -> None:
+        self.want, self.rows = want, 0
+        numeric = [n for n in want.names if n not in want.categorical]
+        # Row-major, as the model reads it: a batch fills only its own rows' pages, and a table of
+        # numbers becomes the feature matrix without another copy.
+        self.matrix = np.empty((capacity, len(numeric)), np.float32)
+        self.numbers = {n: self.matrix[:, j] for j, n in enumerate(numeric)}
+        self.parts: dict[str, list[np.ndarray]] = {n: [] for n in want.all if n not in self.numbers or n == want.target}
+
+    def add(self, pa: Any, path: Path, batch: Any, row_of: Optional[Callable[[int], int]]) -> bool:
+        """Append a batch; False (CSV) or a located DataError (``row_of`` given) at a refused cell."""
+        want, start, k = self.want, self.rows, batch.num_rows
+        for name in want.all:
+            column = batch.column(name)
+            if name == want.target:
+                self.parts[name].append(_target_values(pa, column))
+                if name not in want.names:
+                    continue
+            if name in want.categorical:
+                values = _text(pa, column)
+                self.parts[name].append(values)
+                bad = values == None  # noqa: E711 (elementwise)
+                if name in want.allow_missing:
+                    continue
+            else:
+                values = self.numbers[name][start:start + k]
+                values[:] = _float32(pa, path, name, column)
+                bad = ~np.isfinite(values)
+                if name in want.allow_missing:
+                    bad &= ~np.isnan(values)
+            if bad.any():
+                if row_of is None:
+                    return False
+                i = int(np.argmax(bad))
+                raise _bad_cell(path, f"row {row_of(start + i)}, column '{name}'", values[i], name in want.categorical)
+        self.rows += k
+        return True
+
+    def table(self, path: Path, row_of: Callable[[int], int]) -> Table:
+        values = {}
+        for name in self.want.names:
+            values[name] = self.numbers[name][:self.rows] if name in self.numbers else _joined(self.parts[name])
+        target = _joined(self.parts[self.want.target]) if self.want.target else None
+        return Table(path, list(self.want.names), values, target, row_of, self.matrix[:self.rows])
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    if any(p.dtype == object for p in parts):
+        parts = [p.astype(object) for p in parts]
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
 def _float32(pa: Any, path: Path, name: str, column: Any) -> np.ndarray:
@@ -232,9 +286,7 @@ def _float32(pa: Any, path: Path, name: str, column: Any) -> np.ndarray:
             or pa.types.is_null(column.type)):
         raise data_error(path, f"column '{name}' holds {column.type} values, not numbers", code="type",
                          hint=CATEGORICAL_HINT)
-    column = pc.cast(column, pa.float32())
-    # Nulls become NaN; one chunk converts without a copy.
-    return column.to_numpy() if column.num_chunks != 1 or column.null_count else column.chunk(0).to_numpy()
+    return pc.cast(column, pa.float32()).to_numpy(zero_copy_only=False)  # nulls become NaN
 
 
 def _text(pa: Any, column: Any) -> np.ndarray:
@@ -358,16 +410,17 @@ def _read_parquet(path: Path, want: _Wanted, limit: Optional[int] = None) -> Tab
     import pyarrow.parquet as pq
 
     try:
-        if limit is None:
-            arrow = pq.read_table(path, columns=want.all)
-        else:
-            first = next(pq.ParquetFile(path).iter_batches(batch_size=limit, columns=want.all), None)
-            arrow = pa.Table.from_batches([first]) if first is not None else pq.read_table(path, columns=want.all)
+        parquet = pq.ParquetFile(path)
+        rows = parquet.metadata.num_rows if limit is None else min(limit, parquet.metadata.num_rows)
+        filler = _Filler(want, rows)
+        for batch in parquet.iter_batches(batch_size=min(1 << 16, max(rows, 1)), columns=want.all):
+            batch = batch.slice(0, rows - filler.rows)
+            filler.add(pa, path, batch, lambda i: i + 1)
+            if filler.rows >= rows:
+                break
     except (pa.ArrowException, OSError) as e:
         raise data_error(path, f"cannot read the file as Parquet: {e}", code="file") from None
-    table = _from_arrow(pa, path, arrow, want, row_of=lambda i: i + 1)
-    assert table is not None
-    return table
+    return filler.table(path, lambda i: i + 1)
 
 
 # ---------------------------------------------------------------------------------------------
