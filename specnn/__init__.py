@@ -10,6 +10,7 @@ The public API::
     specnn.evaluate(run)                            # loss and metrics on the validation split
     specnn.export(run, "onnx")                      # checked against onnxruntime
     specnn.predict(run, "new.csv").to_csv()         # the run's preprocessing, then the model
+    result = specnn.sweep("examples/digits_sweep.yaml")  # an Optuna study; result.best_spec trains alone
 
 Every name is imported on first use, so ``import specnn`` and checking a spec stay free of torch;
 type checkers and editors read the real definitions from the ``TYPE_CHECKING`` block below.
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from specnn.runtime.runs.plot import plot_run
     from specnn.runtime.runs.predict import Predictions, predict
     from specnn.runtime.runs.run import Run, load_run
+    from specnn.runtime.sweep import SweepResult, sweep
     from specnn.launch import train
     from specnn.spec.loader import check_file, load_spec, load_spec_text
     from specnn.spec.models import Spec
@@ -60,6 +62,8 @@ _API = {
     "export": "specnn.runtime.runs.export",
     "ExportReport": "specnn.runtime.runs.export",
     "plot_run": "specnn.runtime.runs.plot",
+    "sweep": "specnn.runtime.sweep",
+    "SweepResult": "specnn.runtime.sweep",
 }
 
 __all__ = [
@@ -73,6 +77,7 @@ __all__ = [
     "RunError",
     "Spec",
     "SpecError",
+    "SweepResult",
     "ToolError",
     "build_model",
     "check_file",
@@ -85,6 +90,7 @@ __all__ = [
     "load_spec_text",
     "plot_run",
     "predict",
+    "sweep",
     "train",
 ]
 

@@ -224,6 +224,44 @@ def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int
         click.echo(f"run saved to {run.path}")
 
 
+@cli.command(name="sweep")
+@click.argument("sweep_file", type=SPEC_FILE)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="sweep folder (default sweeps/<name>)")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="local processes running trials at once, on one study")
+@click.option("--storage", metavar="URL", help="the study's storage: sqlite:///..., postgresql://..., or a journal "
+              "file on a shared file system (default: SWEEP_FOLDER/study.db)")
+@click.option("--trials", type=click.IntRange(min=1), help="trials in the whole study (default: sweep.trials)")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="start no trial after this long (default: sweep.timeout)")
+@reports_problems
+def sweep_command(sweep_file: str, out_dir: str | None, jobs: int, storage: str | None, trials: int | None,
+                  timeout: float | None) -> None:
+    """Search SWEEP_FILE's sweep: section with Optuna; each trial is a run under the sweep folder.
+
+    SWEEP_FILE is a spec with a sweep: section, or a sweep file (spec: FILE and sweep:).
+    Running the same command again continues the study (after Ctrl-C or a crash); the same
+    command with one --storage on several machines shares it. Writes trials.csv, best.yaml
+    (the best trial's spec, trains on its own) and Optuna's plots into the sweep folder.
+    """
+    from specnn.runtime.sweep import SweepFailed, format_table, sweep
+
+    try:
+        result = sweep(sweep_file, out_dir, jobs=jobs, storage=storage, trials=trials, timeout=timeout,
+                       echo=click.echo)
+    except KeyboardInterrupt as stop:
+        click.echo(getattr(stop, "message", "interrupted"), err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except SweepFailed as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(format_table(result))
+    if result.best is not None:
+        click.echo(f"best: trial {result.best.number}, {result.metric} {result.best.value:.6g}; "
+                   f"its spec: {result.best_spec}")
+    for line in [f"trials table: {result.table}", *(f"plot: {p}" for p in result.plots), *result.notes]:
+        click.echo(line)
+
+
 @cli.command()
 @click.argument("source", type=click.Path(exists=True, path_type=str), metavar="SPEC_OR_RUN")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),

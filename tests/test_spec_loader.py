@@ -237,7 +237,7 @@ def test_a_layer_with_no_arguments_refuses_one():
          "s.yaml:6:14: model.layers[1].Tanh.dim: unknown argument 'dim' (it takes no arguments)"),
         ("name: tiny", "name: tiny\nepochs: 3",
          "s.yaml:2:1: epochs: unknown key 'epochs' (known keys: specnn, name, seed, model, data, loss, "
-         "optimizer, train, export, lint)"),
+         "optimizer, train, export, lint, sweep)"),
     ],
 )
 def test_an_unknown_key_too_far_from_any_lists_what_is_accepted(old, new, line):

@@ -29,6 +29,7 @@ EXTRAS = {
     "progress": ("tqdm",),
     "parquet": ("pyarrow",),
     "images": ("Pillow",),
+    "sweep": ("optuna", "matplotlib", "scikit-learn"),
 }
 
 

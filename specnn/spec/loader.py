@@ -150,6 +150,14 @@ def parse(text: str, file: str, format: Format) -> Document:
     return document
 
 
+def load_spec_document(document: Document) -> Spec:
+    """Like :func:`load_spec`, for a document already read (a sweep's trial: its values set in place).
+
+    Problems are located with the document's positions, so a trial's spec points into the file it came from.
+    """
+    return _checked(document)
+
+
 def _checked(document: Document) -> Spec:
     spec, problems = check_document(document)
     errors = [p for p in problems if p.severity == "error"]

@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 from specnn.errors import Path
 from specnn.errors.texts import expected, one_of, plain, suggest
 from specnn.spec.models import IDENTIFIER, PARAM_REF, RUN_NAME
+from specnn.spec.sweep_models import DURATION
 from specnn.spec.yaml_reader import core_scalar
 
 # Problem.code of each kind of finding.
@@ -63,6 +64,7 @@ PATTERN_WORDS = {
     RUN_NAME: "a run name (letters, digits, '.', '_' and '-', starting with a letter or digit)",
     r"^(auto|cpu|mps|cuda(:[0-9]+)?)$": "auto, cpu, mps, cuda or cuda:N",
     r"^(train|val)_[A-Za-z0-9_]+$": "an epoch value such as val_loss or train_accuracy",
+    DURATION: "seconds, or a duration such as '90s', '30m' or '2h'",
 }
 
 

@@ -43,6 +43,7 @@ from specnn.catalog.metrics import METRICS
 from specnn.catalog.optimizers import OPTIMIZERS
 from specnn.catalog.schedulers import SCHEDULERS, Warmup
 from specnn.catalog.sources import SOURCES
+from specnn.spec.sweep_models import SweepSpec
 
 FORMAT_VERSION = 1
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -419,6 +420,9 @@ class Spec(Strict):
         default_factory=list, description="formats written after training: state_dict, safetensors, onnx, "
                                           "or {onnx: {rtol, atol}} to set the onnxruntime parity tolerance")
     lint: LintSpec = LintSpec()
+    sweep: Optional[SweepSpec] = Field(
+        None, description="a hyperparameter sweep over this spec (specnn sweep); specnn train ignores it"
+    )
 
     # Where the spec came from: set by the loader, used for relative data paths and for
     # locating compile-time problems (shape mismatches, lints) in the file.

@@ -25,6 +25,7 @@ from specnn.spec.messages import BOUND_SIGNS, SIZE_WORDS, Finding, render
 from specnn.spec.models import Spec
 from specnn.spec.schema import cached_schema
 from specnn.spec.size_rules import size_problems
+from specnn.spec.sweep_rules import sweep_problems
 from specnn.spec.train_rules import train_problems
 
 PYDANTIC_KINDS = {"missing": "missing-key", "choice": "choice", "input": "choice"}
@@ -43,6 +44,8 @@ def check_document(document: Document) -> tuple[Optional[Spec], list[Problem]]:
     problems = document.problems + [to_problem(f, document) for f in drop_redundant(findings)]
     if spec is not None:
         problems += [p.at(*document.locate(p.path)) for p in train_problems(spec) + size_problems(spec)]
+    if spec is not None and spec.sweep is not None and not has_errors(problems):
+        problems += sweep_problems(spec.sweep, ("sweep",), document, document.data, spec, data_problems)
     problems = sort_problems(problems)
     if any(p.severity == "error" for p in problems):
         spec = None
@@ -50,6 +53,15 @@ def check_document(document: Document) -> tuple[Optional[Spec], list[Problem]]:
         problems = problems[:MAX_PROBLEMS] + [Problem(
             "too-many", f"more than {MAX_PROBLEMS} problems: the first {MAX_PROBLEMS} are shown", file=document.file)]
     return spec, problems
+
+
+def data_problems(data: Any) -> list[Problem]:
+    """Every problem of a spec given as plain data, unlocated (a sweep checks its values with this)."""
+    return check_document(Document(data))[1]
+
+
+def has_errors(problems: list[Problem]) -> bool:
+    return any(p.severity == "error" for p in problems)
 
 
 def to_problem(finding: Finding, document: Document) -> Problem:
@@ -66,8 +78,9 @@ def sort_problems(problems: list[Problem]) -> list[Problem]:
 # The JSON Schema pass
 
 
-def schema_findings(data: Any) -> Iterator[Finding]:
-    validator = Draft202012Validator(cached_schema())
+def schema_findings(data: Any, schema: Optional[dict] = None) -> Iterator[Finding]:
+    """Findings of the JSON Schema pass: the spec format's, or another ``schema`` (a sweep file's)."""
+    validator = Draft202012Validator(schema or cached_schema())
     for error in validator.iter_errors(data):
         yield from translate(error)
 
