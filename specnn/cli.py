@@ -234,9 +234,10 @@ def train_or_launch(spec_file: str, out_dir: str | None, quiet: bool, nproc: int
 @click.option("--trials", type=click.IntRange(min=1), help="trials in the whole study (default: sweep.trials)")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="start no trial after this long (default: sweep.timeout)")
+@click.option("--no-plots", is_flag=True, help="skip the history and importance plots (they take a few seconds)")
 @reports_problems
 def sweep_command(sweep_file: str, out_dir: str | None, jobs: int, storage: str | None, trials: int | None,
-                  timeout: float | None) -> None:
+                  timeout: float | None, no_plots: bool) -> None:
     """Search SWEEP_FILE's sweep: section with Optuna; each trial is a run under the sweep folder.
 
     SWEEP_FILE is a spec with a sweep: section, or a sweep file (spec: FILE and sweep:).
@@ -248,7 +249,7 @@ def sweep_command(sweep_file: str, out_dir: str | None, jobs: int, storage: str 
 
     try:
         result = sweep(sweep_file, out_dir, jobs=jobs, storage=storage, trials=trials, timeout=timeout,
-                       echo=click.echo)
+                       plots=not no_plots, echo=click.echo)
     except KeyboardInterrupt as stop:
         click.echo(getattr(stop, "message", "interrupted"), err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -21,7 +21,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, StrictInt, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, StrictInt, model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 # The run-name pattern of spec/models.py (kept equal: spec/messages.py words it once, by its text);
@@ -107,15 +109,32 @@ class Distribution(_Strict):
         return None
 
     def probes(self) -> list[Any]:
-        """Values that stand for the whole range when checking it against the spec: its ends, or every choice."""
+        """Values that stand for the whole range when checking it against the spec: every choice, or
+        the ends of a range and, for floats, a middle value (an integer argument takes no 1.5)."""
         if self.kind == "choice":
             return list(self.choice or [])
         low, high = self.bounds
-        return [int(low), int(high)] if self.kind == "int" else [low, high]
+        if self.kind == "int":
+            return [int(low), int(high)]
+        if self.step is not None:
+            return [low, high]
+        middle = (low * high) ** 0.5 if self.kind == "loguniform" else (low + high) / 2
+        return [low, middle, high]
 
 
 def _field(kind: str) -> str:
     return "integer" if kind == "int" else kind
+
+
+class MedianPruner(_Strict):
+    """Stop a trial whose metric is worse than the median of earlier trials' at the same epoch."""
+
+    startup_trials: NonNegativeInt = Field(5, description="trials that finish before any is pruned")
+    warmup_epochs: NonNegativeInt = Field(2, description="epochs every trial trains before it may be pruned")
+
+
+class PrunerChoice(_Strict):
+    median: MedianPruner = Field(default_factory=MedianPruner)
 
 
 class SweepSpec(_Strict):
@@ -140,10 +159,16 @@ class SweepSpec(_Strict):
         "'30m', '2h'"
     )
     sampler: Literal[SAMPLERS] = Field("tpe", description="tpe (Optuna's default), random, or grid")  # type: ignore[valid-type]
-    pruner: Literal[PRUNERS] = Field(  # type: ignore[valid-type]
+    pruner: Union[Literal[PRUNERS], PrunerChoice] = Field(  # type: ignore[valid-type]
         "median", description="median: stop a trial whose metric is worse than the median of earlier trials "
-        "at the same epoch; none"
+        "at the same epoch (after 5 trials and 2 epochs; {median: {startup_trials, warmup_epochs}} to change); none"
     )
+
+    def median_pruner(self) -> Optional[MedianPruner]:
+        """The median pruner's settings, or None for ``pruner: none``."""
+        if self.pruner == "none":
+            return None
+        return self.pruner.median if isinstance(self.pruner, PrunerChoice) else MedianPruner()
     seed: Optional[int] = Field(None, description="the sampler's seed; default: the spec's seed")
     space: dict[str, Distribution] = Field(
         min_length=1, description="spec path (optimizer.Adam.lr, model.layers[0].Linear.out_features, "

@@ -138,7 +138,10 @@ def _entry_problems(key: str, distribution: Any, sweep: SweepSpec, spec_data: di
             if problem.code == "unknown-key":  # whatever the value: the path is wrong
                 yield problem.code, f"{where}{problem.message}", problem.hint
             else:
-                yield problem.code, f"{_value_words(value)} does not fit here: {where}{problem.message}", problem.hint
+                hint = problem.hint
+                if distribution.kind in ("uniform", "loguniform") and problem.message.startswith("expected an integer"):
+                    hint = "draw integers with int: [low, high]"
+                yield problem.code, f"{_value_words(value)} does not fit here: {where}{problem.message}", hint
 
 
 def _value_words(value: Any) -> str:

@@ -54,7 +54,7 @@ class SweepResult:
     notes: list[str] = field(default_factory=list)
 
 
-def collect(study: Any, plan: Plan) -> SweepResult:
+def collect(study: Any, plan: Plan, plots: bool = True) -> SweepResult:
     """Rows for every trial, the best one, the CSV, the best spec and the plots (what can be drawn)."""
     rows = [_row(t) for t in study.get_trials(deepcopy=False)]
     result = SweepResult(plan.folder, plan.name, plan.metric, plan.direction, rows)
@@ -64,8 +64,8 @@ def collect(study: Any, plan: Plan) -> SweepResult:
         pick = max if plan.direction == "maximize" else min
         result.best = pick(complete, key=lambda r: (r.value, -r.number))  # ties: the earlier trial
         result.best_spec = write_best_spec(plan, result.best)
-    plots, notes = write_plots(study, plan.folder, plan.metric, len(complete))
-    result.plots, result.notes = plots, notes
+    if plots:
+        result.plots, result.notes = write_plots(study, plan.folder, plan.metric, len(complete))
     return result
 
 
@@ -151,6 +151,9 @@ def write_plots(study: Any, folder: Path, metric: str, complete: int) -> tuple[l
             continue
         try:
             axes = draw(study, target_name=metric)
+        except ImportError as error:  # Optuna's importance evaluator needs scikit-learn
+            notes.append(f"no {name}: it needs {error.name or 'a package that is missing'}: pip install \"specnn[sweep]\"")
+            continue
         except (ValueError, RuntimeError) as error:  # e.g. importances of a parameter that never varied
             notes.append(f"no {name}: {error}")
             continue

@@ -40,7 +40,7 @@ class SweepFailed(RuntimeError):
 
 def sweep(source: Union[str, Path], out: Union[str, Path, None] = None, *, jobs: int = 1,
           storage: Optional[str] = None, trials: Optional[int] = None, timeout: Optional[float] = None,
-          echo: Echo = print) -> SweepResult:
+          plots: bool = True, echo: Echo = print) -> SweepResult:
     """Run (or continue) the hyperparameter sweep a file declares; write its results.
 
     Args:
@@ -55,6 +55,7 @@ def sweep(source: Union[str, Path], out: Union[str, Path, None] = None, *, jobs:
         trials: the study's total trial count (default ``sweep.trials``); finished, pruned and
             failed trials count, interrupted ones do not. Run again with more to extend a study.
         timeout: seconds this call starts trials for (default ``sweep.timeout``).
+        plots: draw Optuna's optimization history and parameter importances (a few seconds).
         echo: where the one line per trial goes.
 
     Returns:
@@ -80,7 +81,7 @@ def sweep(source: Union[str, Path], out: Union[str, Path, None] = None, *, jobs:
         raise SweepInterrupted(f"interrupted: the study keeps its finished trials; run the same command to continue "
                                f"(specnn sweep {source})") from None
     optuna = studies.require_optuna()
-    return collect(optuna.load_study(study_name=plan.name, storage=store), plan)
+    return collect(optuna.load_study(study_name=plan.name, storage=store), plan, plots)
 
 
 def make_plan(source: Union[str, Path], out: Union[str, Path, None], trials: Optional[int],

@@ -102,10 +102,12 @@ def make_sampler(settings: SweepSpec, seed: Optional[int]) -> Any:
 
 def make_pruner(settings: SweepSpec) -> Any:
     optuna = require_optuna()
-    if settings.pruner == "none":
+    median = settings.median_pruner()
+    if median is None:
         return optuna.pruners.NopPruner()
-    # Five finished trials before any is pruned, and never before its second epoch.
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    # Optuna prunes from step n_warmup_steps on; epochs count from 1, so warmup_epochs: 2 keeps
+    # epochs 1 and 2 of every trial.
+    return optuna.pruners.MedianPruner(n_startup_trials=median.startup_trials, n_warmup_steps=median.warmup_epochs + 1)
 
 
 def grid_space(settings: SweepSpec) -> dict[str, list[Any]]:
