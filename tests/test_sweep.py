@@ -284,8 +284,8 @@ sweep:
 
 
 def test_interrupting_a_sweep_and_running_it_again_continues_it(tmp_path):
-    path = iris_sweep(tmp_path, "sweep:\n  trials: 3\n  space:\n    optimizer.Adam.lr: {loguniform: [1.0e-3, 1.0e-1]}\n")
-    path.write_text(path.read_text().replace("epochs: 12", "epochs: 300"))  # a second or two: Ctrl-C lands in a trial
+    path = iris_sweep(tmp_path, "sweep:\n  trials: 2\n  space:\n    optimizer.Adam.lr: {loguniform: [1.0e-3, 1.0e-1]}\n")
+    path.write_text(path.read_text().replace("epochs: 12", "epochs: 100"))  # long enough for Ctrl-C to land in a trial
     out = tmp_path / "s"
     process = subprocess.Popen([sys.executable, "-m", "specnn", "sweep", str(path), "--no-plots", "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -302,27 +302,25 @@ def test_interrupting_a_sweep_and_running_it_again_continues_it(tmp_path):
     again = run_cli("sweep", str(path), "--no-plots", "--out", str(out), timeout=120)
     assert again.returncode == 0, again.stderr
     trials = trials_of(out, "iris-small")
-    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE"), (3, "COMPLETE")]
-    assert "1      INTERRUPTED" in again.stdout  # it does not count towards the 3 trials
+    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE")]
+    assert "1      INTERRUPTED" in again.stdout  # it does not count towards the 2 trials
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("storage", ["journal", "sqlite"])
-def test_two_processes_on_one_storage_share_a_study(tmp_path, storage):
-    path = iris_sweep(tmp_path, "sweep:\n  trials: 6\n  space:\n    optimizer.Adam.lr: {loguniform: [1.0e-3, 1.0e-1]}\n"
+def test_two_processes_on_one_journal_file_share_a_study(tmp_path):
+    path = iris_sweep(tmp_path, "sweep:\n  trials: 4\n  space:\n    optimizer.Adam.lr: {loguniform: [1.0e-3, 1.0e-1]}\n"
                       "    train.batch_size: {choice: [8, 16, 32]}\n")
-    url = str(tmp_path / "study.log") if storage == "journal" else f"sqlite:///{tmp_path / 'study.db'}"
+    url = str(tmp_path / "study.log")  # Optuna's journal file: what a shared file system holds
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     processes = [subprocess.Popen([sys.executable, "-m", "specnn", "sweep", str(path), "--no-plots", "--storage", url,
                                    "--out", str(tmp_path / f"machine{i}")], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
     outputs = [p.communicate(timeout=240) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
-    store = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url)) \
-        if storage == "journal" else url
+    store = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
     trials = optuna.load_study(study_name="iris-small", storage=store).get_trials()
     numbers = [t.number for t in trials]
-    assert sorted(numbers) == list(range(len(numbers))) and 6 <= len(numbers) <= 7  # a process may finish one more
+    assert sorted(numbers) == list(range(len(numbers))) and 4 <= len(numbers) <= 5  # a process may finish one more
     drawn = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(drawn)) == len(drawn)  # no two trials drew the same values
     ran = [sorted(p.name for p in (tmp_path / f"machine{i}" / "trials").iterdir()) for i in range(2)]
@@ -330,7 +328,7 @@ def test_two_processes_on_one_storage_share_a_study(tmp_path, storage):
 
 
 @pytest.mark.slow
-def test_jobs_run_trials_in_parallel_local_processes(tmp_path):
+def test_jobs_run_trials_in_parallel_local_processes_on_the_sqlite_study(tmp_path):
     path = iris_sweep(tmp_path, "sweep:\n  trials: 4\n  space:\n    optimizer.Adam.lr: {loguniform: [1.0e-3, 1.0e-1]}\n")
     result = run_cli("sweep", str(path), "--no-plots", "--out", str(tmp_path / "s"), "--jobs", "2", timeout=240)
     assert result.returncode == 0, result.stderr
