@@ -1,6 +1,6 @@
 """The import direction: every module imports only from its own layer or the layers below it.
 
-    cli (and the package's facade) > launch > runtime/runs > runtime/train > runtime/data
+    cli (and the package's facade) > launch > runtime/sweep > runtime/runs > runtime/train > runtime/data
     > runtime/files > compiler > spec > catalog > errors
 
 Read from the source with ``ast``: module-level imports and the imports inside functions alike
@@ -22,6 +22,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "specnn"
 LAYERS = (
     ("specnn", "specnn.__main__", "specnn.cli"),
     ("specnn.launch",),
+    ("specnn.runtime.sweep",),
     ("specnn.runtime.runs",),
     ("specnn.runtime.train",),
     ("specnn.runtime.data",),

@@ -343,5 +343,5 @@ def test_without_optuna_the_command_says_how_to_install_it(tmp_path, cli_runner,
     monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError
     result = cli_runner.invoke(cli, ["sweep", str(path), "--out", str(tmp_path / "s")])
     assert result.exit_code == 2
-    assert result.output == 'sweeps need Optuna, which is not installed: pip install "specnn[sweep]"\n'
+    assert result.output == 'a sweep needs optuna, which is not installed (pip install "specnn[sweep]")\n'
     assert not (tmp_path / "s").exists()

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
-from specnn.runtime.runs.run import write_atomic
+from specnn.runtime.files import write_atomic
 from specnn.runtime.sweep import study as studies
 from specnn.runtime.sweep.trials import INTERRUPTED, PROBLEMS, RUN, Plan, format_value
 

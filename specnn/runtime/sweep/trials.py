@@ -1,7 +1,8 @@
 """Running trials: each one a spec with drawn values, checked, then trained into its own run folder.
 
 A trial's spec is the tuned spec's document with the drawn values set in place, checked as any
-spec is (its problems point into the spec file). One that does not check or compile is a FAILED
+spec is (its problems point into the spec file), and trained as ``specnn train`` would, without
+the exports. One that does not check or compile is a FAILED
 trial holding its problems; a trial whose metric trails the median of earlier ones at the same
 epoch is pruned (training stops after that epoch); Ctrl-C marks the running trial interrupted.
 """
@@ -67,8 +68,6 @@ class Plan:
 
 def objective(plan: Plan) -> Callable[[Any], float]:
     """Optuna's objective: draw the values, check the spec, train, score the last epoch."""
-    from specnn.runtime.train.trainer import train
-
     settings = plan.source.settings
     grid = settings.sampler == "grid"
 
@@ -92,7 +91,7 @@ def objective(plan: Plan) -> Callable[[Any], float]:
             return pruned
 
         try:
-            train(plan.trial_spec(values), out=folder, quiet=True, overwrite=True, on_epoch=on_epoch)
+            train_trial(plan.trial_spec(values), folder, on_epoch)
         except SpecError as error:  # DataError and RunError too: the spec, its data, a NaN loss
             return _fail(trial, [p.format() for p in error.problems if p.severity == "error"])
         except KeyboardInterrupt:
@@ -107,6 +106,21 @@ def objective(plan: Plan) -> Callable[[Any], float]:
         return scores[-1]
 
     return run_trial
+
+
+def train_trial(spec: Spec, folder: Path, on_epoch: Callable[[int, dict], bool]) -> None:
+    """Train one trial's spec into its run folder, in this process, quietly.
+
+    The spec's exports are left out: a trial is a candidate, and any trial exports later with
+    ``specnn export``; the best trial's spec file keeps them.
+    """
+    from specnn.runtime.train.device import resolve_device
+    from specnn.runtime.train.distributed import distributed_session
+    from specnn.runtime.train.trainer import train_run
+
+    with distributed_session(resolve_device(spec.train.device, spec), None, spec) as dist:
+        train_run(spec, folder, dist, say=lambda line: None, resume=False, progress=False, overwrite=True,
+                  on_epoch=on_epoch)
 
 
 def _fail(trial: Any, problems: list[str]) -> float:
