@@ -87,6 +87,21 @@ def load_and_compile(spec_path: str):
     return spec, compiled
 
 
+def validate_one(path: str):
+    """Check a spec, or a sweep file with the spec it names: ``(spec, compiled)``; SpecError on any error."""
+    from specnn.spec.loader import read_document
+    from specnn.spec.sweep_file import is_sweep_file, load_sweep_source
+
+    if not is_sweep_file(read_document(path).data):
+        return load_and_compile(path)
+    from specnn.compiler import compile_spec
+
+    spec = load_sweep_source(path).spec
+    compiled = compile_spec(spec)
+    echo_problems(compiled.warnings)
+    return spec, compiled
+
+
 SPEC_FILE = click.Path(exists=True, dir_okay=False, path_type=str)
 RUN_DIR = click.Path(exists=True, file_okay=False, path_type=str)
 
@@ -103,11 +118,11 @@ def cli() -> None:
               help="also read each spec's data (a table's first rows) and run every data-stage check of train")
 @reports_problems
 def validate(files: tuple[str, ...], with_data: bool) -> None:
-    """Check spec FILES: schema, shapes and lints (and with --data, the data); every problem is reported."""
+    """Check spec FILES and sweep files: schema, shapes, lints (--data: the data); every problem is reported."""
     failed = 0
     for path in files:
         try:
-            spec, compiled = load_and_compile(path)
+            spec, compiled = validate_one(path)
             if with_data:
                 from specnn.runtime.data.check import check_data
 

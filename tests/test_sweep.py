@@ -165,6 +165,9 @@ def test_a_sweep_file_names_its_spec_and_its_problems_are_located_in_it(tmp_path
         "(did you mean 'val_loss'?)",
     ]
     assert not (tmp_path / "s").exists()
+    assert cli_runner.invoke(cli, ["validate", str(sweep_file)]).output == result.output  # validate checks it too
+    sweep_file.write_text(sweep_file.read_text().replace("val_los", "val_loss"))
+    assert cli_runner.invoke(cli, ["validate", str(sweep_file)]).output == f"{sweep_file}: ok\n"
 
 
 def test_a_spec_without_a_sweep_section_is_refused(tmp_path, cli_runner):
@@ -294,7 +297,7 @@ def test_interrupting_a_sweep_and_running_it_again_continues_it(tmp_path):
     while not list(out.glob("trials/0001/metrics.jsonl")) and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)  # Ctrl-C during trial 1
-    stdout, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert stderr.endswith("interrupted: the study keeps its finished trials; run the same command to continue "
                            f"(specnn sweep {path})\n")
