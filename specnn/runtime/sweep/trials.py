@@ -79,6 +79,7 @@ def objective(plan: Plan) -> Callable[[Any], float]:
         trial.set_user_attr(RUN, str(folder))
         scores: list[float] = []
         pruned = False
+        epochs = 0
 
         def on_epoch(epoch: int, record: dict) -> bool:
             nonlocal pruned
@@ -87,11 +88,13 @@ def objective(plan: Plan) -> Callable[[Any], float]:
                 return False
             scores.append(float(value))
             trial.report(float(value), epoch)
-            pruned = trial.should_prune()
+            pruned = epoch < epochs and trial.should_prune()  # a trial that trained every epoch is complete
             return pruned
 
         try:
-            train_trial(plan.trial_spec(values), folder, on_epoch)
+            spec = plan.trial_spec(values)
+            epochs = spec.train.epochs
+            train_trial(spec, folder, on_epoch)
         except SpecError as error:  # DataError and RunError too: the spec, its data, a NaN loss
             return _fail(trial, [p.format() for p in error.problems if p.severity == "error"])
         except KeyboardInterrupt:
