@@ -65,8 +65,10 @@ def open_storage(url: Optional[str], folder: Path) -> Any:
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     except Exception as error:  # a missing database driver, an unreachable server, a bad URL
         first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise SpecError.single("storage", f"cannot open the study storage '{url}': {first}",
-                               hint="give an SQLAlchemy URL (sqlite:///..., postgresql://...) or a journal file path") from None
+        hint = ("install the database's driver: psycopg2-binary for postgresql://, PyMySQL for mysql+pymysql://"
+                if "import" in first.lower() else
+                "give an SQLAlchemy URL (sqlite:///..., postgresql://...) or a journal file path")
+        raise SpecError.single("storage", f"cannot open the study storage '{url}': {first}", hint=hint) from None
 
 
 def fingerprint(settings: SweepSpec, metric: str, direction: str) -> str:
