@@ -41,7 +41,8 @@ NPROC = "--nproc"
 
 def train(spec: Union[Spec, str, Path], out: Union[str, Path, None] = None, *, quiet: bool = False, echo: Echo = print,
           resume: Union[bool, str, Path] = False, progress: bool = True, backend: Optional[str] = None,
-          overwrite: bool = False, threads: Optional[int] = None) -> Run:
+          overwrite: bool = False, threads: Optional[int] = None,
+          on_epoch: Optional[Callable[[int, dict], bool]] = None) -> Run:
     """Train a spec's model and write its run folder.
 
     A run never overwrites another by accident: when ``runs/<name>`` holds a run, the next free
@@ -65,6 +66,9 @@ def train(spec: Union[Spec, str, Path], out: Union[str, Path, None] = None, *, q
             removed before this run writes.
         threads: CPU threads for torch while training; default ``train.threads``
             (``runtime/train/threads.py``); torch's previous count is restored afterwards.
+        on_epoch: called after each epoch is logged with ``(epoch, record)`` (the values
+            ``metrics.jsonl`` gets); returning True stops training there, as early stopping does
+            (a sweep prunes a trial so). One process only: under torchrun it is not called.
 
     Under torchrun every rank calls this: each trains on its shard of every epoch with a
     ``batch_size / world_size`` batch, and rank 0 alone prints and writes the run folder. After a
@@ -107,7 +111,7 @@ def train(spec: Union[Spec, str, Path], out: Union[str, Path, None] = None, *, q
         say: Echo = (lambda line: None) if quiet or not dist.is_main else echo
         with cpu_threads(threads or spec.train.threads, device, compiled.parameter_count()):
             trained = train_run(spec, out, dist, say=say, resume=resume, progress=progress and not quiet,
-                                overwrite=overwrite)
+                                overwrite=overwrite, on_epoch=on_epoch)
         run = Run(trained.folder, spec, trained.compiled, trained.model, trained.classes, trained.meta)
         try:
             if dist.is_main:

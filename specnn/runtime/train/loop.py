@@ -37,10 +37,11 @@ from specnn.runtime.train.shards import shard_batches, shard_length
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 Echo = Callable[[str], Any]
+OnEpoch = Callable[[int, dict], bool]  # (epoch, its record) -> stop now?
 
 
 def fit(session: Any, prepared: Any, loss_fn: torch.nn.Module, folder: Path, dist: Any, say: Echo,
-        show_progress: bool = False) -> None:
+        show_progress: bool = False, on_epoch: Optional[OnEpoch] = None) -> None:
     """Train ``session`` from its next epoch to ``train.epochs`` (or an early stop).
 
     Args:
@@ -51,6 +52,8 @@ def fit(session: Any, prepared: Any, loss_fn: torch.nn.Module, folder: Path, dis
         dist: this rank's place in the job (``distributed.Distributed``).
         say: prints a line (a no-op when quiet and on ranks other than 0).
         show_progress: draw a progress bar per epoch.
+        on_epoch: called with ``(epoch, record)`` once the epoch is logged; True stops training
+            there, as early stopping does (a sweep pruning a trial).
 
     Raises:
         RunError: a NaN or infinite training loss (``last.pt`` keeps the last good epoch).
@@ -146,7 +149,8 @@ def fit(session: Any, prepared: Any, loss_fn: torch.nn.Module, folder: Path, dis
                 stopper = s.trackers.get("early_stopping")
                 stop = stopper is not None and not stopper.update(record) and \
                     stopper.stale >= settings.early_stopping.patience
-                due = epoch % settings.checkpoint.every == 0 or epoch == epochs or stop
+                asked = on_epoch is not None and on_epoch(epoch, record)  # the caller stops here (a pruned trial)
+                due = epoch % settings.checkpoint.every == 0 or epoch == epochs or stop or asked
                 names = [name for name, wanted in ((LAST, due), (BEST, improved)) if wanted]
                 if dist.is_main:
                     if names:
@@ -156,6 +160,8 @@ def fit(session: Any, prepared: Any, loss_fn: torch.nn.Module, folder: Path, dis
                 if stop:
                     say(f"early stopping: {stopper.monitor} has not improved for "
                         f"{settings.early_stopping.patience} epochs")
+                    break
+                if asked:
                     break
                 if interrupt.requested:
                     if dist.is_main:

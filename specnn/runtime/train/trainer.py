@@ -25,7 +25,7 @@ from specnn.runtime.train.checkpoint import read_checkpoint
 from specnn.runtime.train.determinism import apply_determinism
 from specnn.runtime.train.distributed import per_rank_batch_size
 from specnn.runtime.train.logs import check_resumable_log, check_tensorboard
-from specnn.runtime.train.loop import fit, interrupted
+from specnn.runtime.train.loop import OnEpoch, fit, interrupted
 from specnn.runtime.train.manifest import recording
 from specnn.runtime.train.session import Session
 from specnn.runtime.train.run_folder import note_folder, open_run_folder, remove_what_this_run_wrote
@@ -71,7 +71,8 @@ class Trained:
 
 
 def train_run(spec: Any, out: Union[str, Path, None], dist: Any, *, say: Echo,
-              resume: Union[bool, str, Path], progress: bool, overwrite: bool = False) -> Trained:
+              resume: Union[bool, str, Path], progress: bool, overwrite: bool = False,
+              on_epoch: Optional[OnEpoch] = None) -> Trained:
     """Train ``spec`` on one rank of ``dist`` (``distributed.Distributed``; one rank outside torchrun).
 
     ``say`` prints a line (a no-op when quiet and on ranks other than 0); the other arguments
@@ -104,7 +105,8 @@ def train_run(spec: Any, out: Union[str, Path, None], dist: Any, *, say: Echo,
             say("train.compile: torch.compile compiles the model during the first steps (often 10-60 s) ...")
         with recording(spec, compiled, folder, dist.device, resumed=session.resumed, epoch=session.epoch,
                        main=dist.is_main):  # manifest.json: what made this run, and how the session ended
-            fit(session, prepared, loss_fn, folder, dist, say, progress and dist.is_main)
+            fit(session, prepared, loss_fn, folder, dist, say, progress and dist.is_main,
+                on_epoch if dist.world_size == 1 else None)
     except KeyboardInterrupt:
         _take_back(written)
         raise
