@@ -117,11 +117,16 @@ def train_trial(spec: Spec, folder: Path, on_epoch: Callable[[int, dict], bool])
     The spec's exports are left out: a trial is a candidate, and any trial exports later with
     ``specnn export``; the best trial's spec file keeps them.
     """
+    from specnn.compiler import compile_spec
     from specnn.runtime.train.device import resolve_device
     from specnn.runtime.train.distributed import distributed_session
+    from specnn.runtime.train.threads import cpu_threads
     from specnn.runtime.train.trainer import train_run
 
-    with distributed_session(resolve_device(spec.train.device, spec), None, spec) as dist:
+    device = resolve_device(spec.train.device, spec)
+    # the thread count specnn train would use: best.yaml, trained again, repeats the trial exactly
+    with distributed_session(device, None, spec) as dist, \
+            cpu_threads(spec.train.threads, device, compile_spec(spec).parameter_count()):
         train_run(spec, folder, dist, say=lambda line: None, resume=False, progress=False, overwrite=True,
                   on_epoch=on_epoch)
 
