@@ -20,6 +20,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from specnn.catalog.base import Unpack
 from specnn.catalog.layers import LAYERS, LayerDef, ShapeMismatch
 
 BATCH = 2
@@ -189,11 +190,14 @@ def build(layer: LayerDef, args) -> nn.Module:
 
 
 def forward(layer: LayerDef, module: nn.Module | None, args, tensors: list[torch.Tensor]) -> torch.Tensor:
-    """Evaluate the forward expression the compiler would write: the ``call`` hook, or ``m(x0)``."""
+    """Run the forward code the compiler would write: the ``call`` hook, or ``m(x0)``."""
     names = [f"x{i}" for i in range(len(tensors))]
-    expression = layer.call("m", names, args) if layer.call is not None else "m(x0)"
+    result = layer.call("m", names, args) if layer.call is not None else "m(x0)"
     scope = {"torch": torch, "m": module, **dict(zip(names, tensors))}
-    return eval(expression, scope)  # noqa: S307 - our own hook's output
+    if isinstance(result, Unpack):  # out, _ = m(x0); then out[:, -1] (or h_n[-1] ...)
+        exec(f"{result.target.format(out='out', state='h_n')} = {result.call}", scope)  # noqa: S102
+        return eval((result.then or "{out}").format(out="out", state="h_n"), scope)  # noqa: S307
+    return eval(result, scope)  # noqa: S307 - our own hook's output
 
 
 def random_batch(layer: LayerDef, args, shape: list[int]) -> torch.Tensor:
@@ -269,18 +273,19 @@ def test_hidden_output_is_the_last_layers_final_state_of_both_directions():
 
 
 @pytest.mark.parametrize(
-    "layer, args, output, expression",
+    "layer, args, output, unpacked",
     [
-        ("LSTM", {"hidden_size": 4}, "last", "self.lstm(x)[0][:, -1]"),
-        ("LSTM", {"hidden_size": 4}, "hidden", "self.lstm(x)[1][0][-1]"),
-        ("LSTM", {"hidden_size": 4, "bidirectional": True}, "hidden", "torch.cat(tuple(self.lstm(x)[1][0][-2:]), dim=-1)"),
-        ("GRU", {"hidden_size": 4}, "hidden", "self.lstm(x)[1][-1]"),
-        ("RNN", {"hidden_size": 4}, "sequence", "self.lstm(x)[0]"),
+        ("LSTM", {"hidden_size": 4}, "last", Unpack("self.lstm(x)", "{out}, _", "{out}[:, -1]")),
+        ("LSTM", {"hidden_size": 4}, "hidden", Unpack("self.lstm(x)", "_, ({state}, _)", "{state}[-1]")),
+        ("LSTM", {"hidden_size": 4, "bidirectional": True}, "hidden",
+         Unpack("self.lstm(x)", "_, ({state}, _)", "torch.cat([{state}[-2], {state}[-1]], dim=-1)")),
+        ("GRU", {"hidden_size": 4}, "hidden", Unpack("self.lstm(x)", "_, {state}", "{state}[-1]")),
+        ("RNN", {"hidden_size": 4}, "sequence", Unpack("self.lstm(x)", "{out}, _")),
     ],
 )
-def test_recurrent_call_expressions(layer, args, output, expression):
+def test_recurrent_call_unpacks_as_people_write_it(layer, args, output, unpacked):
     a = LAYERS[layer].args.model_validate({**args, "output": output})
-    assert LAYERS[layer].call("self.lstm", ["x"], a) == expression
+    assert LAYERS[layer].call("self.lstm", ["x"], a) == unpacked
 
 
 def test_operation_call_expressions_count_the_batch():
@@ -305,7 +310,8 @@ def test_operation_call_expressions_count_the_batch():
     assert resolved("matmul", [[4], [2, 4, 3]]) == "torch.matmul(a[:, None].unsqueeze(-2), b).squeeze(-2)"
     assert call("Reshape", {"shape": [4, -1]}, ["h"]) == "h.reshape(h.shape[0], 4, -1)"
     assert call("Permute", {"dims": [1, 0]}, ["h"]) == "h.permute(0, 2, 1)"
-    assert LAYERS["MultiheadAttention"].call("self.attn", ["x"], None) == "self.attn(x, x, x, need_weights=False)[0]"
+    assert LAYERS["MultiheadAttention"].call("self.attn", ["x"], None) == Unpack(
+        "self.attn(x, x, x, need_weights=False)", "{out}, _")
 
 
 def test_transformer_encoder_constructor_expression():

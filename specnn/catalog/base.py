@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict
+
+
+@dataclass(frozen=True)
+class Unpack:
+    """What a ``call`` hook returns for a module whose result is a tuple: how a person unpacks it.
+
+    ``out, _ = self.lstm1(x)`` then ``out[:, -1]``, rather than ``self.lstm1(x)[0][:, -1]``.
+
+    Attributes:
+        call: the call expression, e.g. ``self.lstm1(x)``.
+        target: the assignment target; ``{out}`` stands for the node's variable, ``{state}`` for
+            a fresh name the code generator picks (``h_n``), ``_`` for what is thrown away.
+        then: the expression giving the node's output from them, e.g. ``{out}[:, -1]``; None
+            when the target's ``{out}`` already is the output.
+    """
+
+    call: str
+    target: str
+    then: Optional[str] = None
 
 
 class Args(BaseModel):

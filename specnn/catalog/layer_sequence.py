@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from specnn.catalog.base import Args
+from specnn.catalog.base import Args, Unpack
 from specnn.catalog.layer_rules import Shape, ShapeMismatch, check_given, expect_rank
 
 SEQUENCE = "[sequence, features]"
@@ -48,16 +48,16 @@ def recurrent_call(lstm: bool):
     ``[num_layers * D, batch, hidden]`` with the last layer's two directions last.
     """
 
-    def call(attr: str, inputs: Sequence[str], a: Args) -> str:
+    def call(attr: str, inputs: Sequence[str], a: Args) -> Unpack:
         result = f"{attr}({inputs[0]})"
         if a.output == "sequence":
-            return f"{result}[0]"
+            return Unpack(result, "{out}, _")
         if a.output == "last":
-            return f"{result}[0][:, -1]"
-        final = f"{result}[1][0]" if lstm else f"{result}[1]"
+            return Unpack(result, "{out}, _", "{out}[:, -1]")
+        target = "_, ({state}, _)" if lstm else "_, {state}"
         if a.bidirectional:
-            return f"torch.cat(tuple({final}[-2:]), dim=-1)"
-        return f"{final}[-1]"
+            return Unpack(result, target, "torch.cat([{state}[-2], {state}[-1]], dim=-1)")
+        return Unpack(result, target, "{state}[-1]")
 
     return call
 
@@ -81,9 +81,9 @@ def attention(a: Args, x: Shape) -> tuple[Shape, Args]:
     return x, a
 
 
-def attention_call(attr: str, inputs: Sequence[str], a: Args) -> str:
+def attention_call(attr: str, inputs: Sequence[str], a: Args) -> Unpack:
     x = inputs[0]
-    return f"{attr}({x}, {x}, {x}, need_weights=False)[0]"
+    return Unpack(f"{attr}({x}, {x}, {x}, need_weights=False)", "{out}, _")
 
 
 def encoder(name: str):

@@ -13,13 +13,13 @@ Adding a layer: write its ``Args`` model (``layer_args.py``) and shape rule (``l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, Optional, Sequence
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
 from specnn.catalog import layer_args as A
 from specnn.catalog import layer_ops as ops
 from specnn.catalog import layer_params as P
 from specnn.catalog import layer_sequence as seq
-from specnn.catalog.base import Args
+from specnn.catalog.base import Args, Unpack
 from specnn.catalog.layer_rules import (  # noqa: F401  (re-exported: the compiler's vocabulary)
     Shape,
     ShapeMismatch,
@@ -62,7 +62,8 @@ class LayerDef:
         role: what lints need to know about it (``activation``, ``linear``, ``output`` ...).
         positional: arguments written positionally in generated code, as people write them.
         call: how generated ``forward`` calls it: (attribute expression such as ``self.fc1``,
-            input variable names, resolved args) -> Python expression. None: ``attr(x)``.
+            input variable names, resolved args) -> Python expression, or an :class:`Unpack`
+            for a module returning a tuple. None: ``attr(x)``.
         spec_only: spec arguments that are not constructor arguments (e.g. which RNN output to take).
         is_module: False for graph operations (add, concat, ...): no attribute, only an expression.
         arity: number of inputs; None for "two or more".
@@ -82,7 +83,7 @@ class LayerDef:
     rule: Callable[..., tuple[Shape, Args]]
     role: Role
     positional: tuple[str, ...] = ()
-    call: Optional[Callable[[str, Sequence[str], Args], str]] = None
+    call: Optional[Callable[[str, Sequence[str], Args], Union[str, Unpack]]] = None
     spec_only: tuple[str, ...] = ()
     is_module: bool = True
     arity: Optional[int] = 1

@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 from specnn.compiler.blocks import reference
 from specnn.compiler.emit import INDENT, Symbol, forward_body, init_body, literal, shape_text
 from specnn.compiler.names import is_parameter_name
+from specnn.compiler.wrap import docstring
 from specnn.compiler.ir import BlockInstance, Graph, Node, TensorType
 
 @dataclass
@@ -190,7 +191,7 @@ def _class_source(plan: ClassPlan, body: Graph, signature: _Signature, uses: dic
     for name, values in (*signature.params.items(), *signature.extras.items()):
         annotation = _annotation(values)
         parameters.append(f"{name}: {annotation}" if annotation else name)
-    lines = [f"class {plan.name}(nn.Module):", f'{INDENT}"""{_docstring(plan, body)}"""', ""]
+    lines = [f"class {plan.name}(nn.Module):", *docstring(_docstring(plan, body), INDENT), ""]
     lines += [text for _, text in init_body(body, uses, parameters)]
     lines.append("")
     lines += [text for _, text in forward_body(body)]

@@ -51,8 +51,11 @@ def build_problem(compiled: CompiledModel, error: BaseException) -> Problem:
     """Locate a failure inside the generated ``__init__`` at the spec node whose line raised it."""
     filename = source_filename(compiled)
     lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == filename]
-    by_line = {line: name for name, line in compiled.init_lines.items()}
-    node = next((n for n in compiled.graph.nodes if lines and n.name == by_line.get(lines[-1])), None)
+    # The outermost frame is the model's __init__ (inner ones: a block class's); a statement may
+    # span several lines, so the node is the last one starting at or before the failing line.
+    starts = [(line, name) for name, line in compiled.init_lines.items() if lines and line <= lines[0]]
+    name = max(starts)[1] if starts else None
+    node = next((n for n in compiled.graph.nodes if n.name == name), None)
     path = node.path if node is not None else ("model",)
     what = f"{node.kind} '{node.name}'" if node is not None else "the model"
     reason = (str(error).strip().splitlines() or [type(error).__name__])[0]

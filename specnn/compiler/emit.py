@@ -9,11 +9,13 @@ differ from torch's default (the catalogue's defaults are torch's: a test checks
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
-from specnn.catalog.base import Args
+from specnn.catalog.base import Args, Unpack
 from specnn.catalog.layers import LayerDef
 from specnn.compiler.ir import Graph, Node, Shape
+from specnn.compiler.names import Namespace
+from specnn.compiler.wrap import wrap_line
 
 INDENT = "    "
 
@@ -44,14 +46,12 @@ def init_body(
         parameters: ``__init__``'s parameters after ``self``, as written (``channels: int``).
     """
     expressions = expressions or {}
-    body: list[tuple[Optional[str], str]] = [
-        (None, f"{INDENT}def __init__({', '.join(['self', *parameters])}):"),
-        (None, f"{INDENT * 2}super().__init__()"),
-    ]
+    body = _lines(None, f"{INDENT}def __init__({', '.join(['self', *parameters])}):")
+    body += _lines(None, f"{INDENT * 2}super().__init__()")
     for node in graph.nodes:
         if node.layer.is_module:
             expression = expressions.get(node.name) or constructor(node.layer, node.args)
-            body.append((node.name, f"{INDENT * 2}self.{node.name} = {expression}"))
+            body += _lines(node.name, f"{INDENT * 2}self.{node.name} = {expression}")
     return body
 
 
@@ -134,7 +134,11 @@ def literal(value: Any) -> str:
 
 
 def forward_body(graph: Graph) -> list[tuple[Optional[str], str]]:
-    """``forward``: one line per node, with its output shape as a comment when it is known."""
+    """``forward``: one statement per node, with its output shape as a comment when it is known.
+
+    A module returning a tuple (an LSTM, attention) is unpacked as people write it:
+    ``x, _ = self.lstm1(x)`` then ``x = x[:, -1]``.
+    """
     chain = graph.is_chain()
     variable = {name: name for name in graph.inputs}
     if chain:
@@ -142,18 +146,41 @@ def forward_body(graph: Graph) -> list[tuple[Optional[str], str]]:
         variable.update({node.name: only for node in graph.nodes})
     else:
         variable.update({node.name: node.name for node in graph.nodes})
-    body: list[tuple[Optional[str], str]] = [(None, f"{INDENT}def forward(self, {', '.join(graph.inputs)}):")]
+    namespace = Namespace()  # for temporaries such as `h_n`: never a node's or an input's name
+    for name in variable:
+        namespace.reserve(name)
+    body = _lines(None, f"{INDENT}def forward(self, {', '.join(graph.inputs)}):")
     for node in graph.nodes:
-        expression = call_expression(node, [variable[name] for name in node.inputs])
+        result = call_expression(node, [variable[name] for name in node.inputs])
         # A block's body may be used on several shapes: then no single comment is true.
         comment = f"  # {shape_text(node.shape, node.dtype or 'float32')}" if node.shape is not None else ""
-        body.append((node.name, f"{INDENT * 2}{variable[node.name]} = {expression}{comment}"))
+        out = variable[node.name]
+        if isinstance(result, Unpack):
+            body += _unpacked(node.name, out, result, comment, namespace)
+        else:
+            body += _lines(node.name, f"{INDENT * 2}{out} = {result}{comment}")
     returned = ", ".join(variable[name] for name in graph.outputs)
-    body.append((None, f"{INDENT * 2}return {returned}"))
-    return body
+    return body + _lines(None, f"{INDENT * 2}return {returned}")
 
 
-def call_expression(node: Node, input_names: Sequence[str]) -> str:
+def _unpacked(name: str, out: str, result: Unpack, comment: str, namespace: Namespace) -> list[tuple[Optional[str], str]]:
+    state = namespace.fresh("h_n") if "{state}" in result.target else ""
+
+    def fill(text: str) -> str:
+        return text.replace("{out}", out).replace("{state}", state)
+
+    if result.then is None:
+        return _lines(name, f"{INDENT * 2}{fill(result.target)} = {result.call}{comment}")
+    return [*_lines(name, f"{INDENT * 2}{fill(result.target)} = {result.call}"),
+            *_lines(None, f"{INDENT * 2}{out} = {fill(result.then)}{comment}")]
+
+
+def _lines(name: Optional[str], statement: str) -> list[tuple[Optional[str], str]]:
+    """A statement's physical lines (wrapped under 100 characters); the first one names the node."""
+    return [(name if i == 0 else None, line) for i, line in enumerate(wrap_line(statement))]
+
+
+def call_expression(node: Node, input_names: Sequence[str]) -> Union[str, Unpack]:
     """How ``forward`` applies a node: the layer's ``call`` hook, else ``self.attr(x, ...)``.
 
     A graph operation (``is_module`` False) without a hook is written as ``torch.<kind>(...)``.

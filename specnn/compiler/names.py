@@ -17,8 +17,9 @@ from typing import Optional
 from specnn.catalog.layers import LAYERS
 
 # What generated code refers to by name: a node, input, parameter or class called one of these
-# would shadow it (the `torch` and `nn` imports, `self`, `super().__init__()`, `forward`).
-RESERVED = frozenset({"self", "torch", "nn", "super", "forward"})
+# would shadow it (the `torch` and `nn` imports, `self`, `super().__init__()`, `forward`, and `_`
+# for what `out, _ = self.lstm1(x)` throws away).
+RESERVED = frozenset({"self", "torch", "nn", "super", "forward", "_"})
 
 # nn.Module's attributes: its methods and the attributes its __init__ sets. Written out so that
 # naming never imports torch; tests/test_compiler_names.py checks it against the installed torch.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Optional
 
 from specnn.compiler.codegen import GeneratedSource, generate
@@ -114,11 +114,12 @@ def _shape_of(graph: Graph, name: str) -> Shape:
 
 
 def _origin(file: Optional[str]) -> Optional[str]:
-    """The spec file as a reader would name it: relative to the working directory when inside it."""
-    if not file:
-        return None
-    relative = os.path.relpath(os.path.abspath(file))
-    return relative if not relative.startswith("..") else file
+    """The spec file as generated code names it: its file name alone.
+
+    Whatever the working directory, or whether the path was given relative or absolute, one
+    spec compiles to the same bytes on every machine: no directory ever appears in model.py.
+    """
+    return PurePath(file).name if file else None
 
 
 def _version() -> str:
