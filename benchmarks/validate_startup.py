@@ -7,9 +7,11 @@ schema check's own imports, below which no validator written in Python can start
 2x of it. ``import torch`` is timed too, for scale: validate never imports it (tested in
 ``tests/test_validate_without_torch.py``).
 
-The three commands take turns (the order rotates each repeat), and each is timed in wall-clock
-seconds. Printed: the median of each, and the median of the per-repeat ratios validate / bare
-(neighbours in time share the machine's noise, so a paired ratio is steadier).
+The three commands take turns (the order rotates each repeat), and each is timed twice: wall-clock
+seconds, and the process's CPU seconds (user + system, from ``getrusage``: on a shared machine
+other processes then do not count). Printed: the median of each, and the median of the
+per-repeat ratios validate / bare (neighbours in time share the machine's noise, so a paired
+ratio is steadier).
 
 Run: ``python benchmarks/validate_startup.py [--repeat 11]``.
 Not a test: timings depend on the machine; nothing here asserts a time.
@@ -18,6 +20,7 @@ Not a test: timings depend on the machine; nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,10 +39,14 @@ def commands() -> dict[str, list[str]]:
     }
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run of ``command``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -49,21 +56,24 @@ def main() -> None:
     runs = commands()
     for command in runs.values():  # warm the file cache: the first start reads every .pyc from disk
         timed(command)
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    ratios = []
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    ratios: list[tuple[float, float]] = []
     names = list(runs)
     for repeat in range(options.repeat):
         order = names[repeat % len(names):] + names[: repeat % len(names)]
         this = {name: timed(runs[name]) for name in order}
         for name, seconds in this.items():
             times[name].append(seconds)
-        ratios.append(this["validate"] / this["bare"])
+        ratios.append((this["validate"][0] / this["bare"][0], this["validate"][1] / this["bare"][1]))
     count = len(runs["validate"]) - 4
-    print(f"python {sys.version.split()[0]}, {options.repeat} interleaved repeats, wall clock, median")
-    print(f"  bare       python -c 'import pydantic, jsonschema, yaml'  {statistics.median(times['bare']):6.3f} s")
-    print(f"  validate   specnn validate examples/*.yaml ({count} specs)   {statistics.median(times['validate']):6.3f} s")
-    print(f"  torch      python -c 'import torch'                      {statistics.median(times['torch']):6.3f} s")
-    print(f"  ratio validate / bare: {statistics.median(ratios):.2f}x (target: within 2x)")
+    labels = {"bare": "python -c 'import pydantic, jsonschema, yaml'",
+              "validate": f"specnn validate examples/*.yaml ({count} specs)", "torch": "python -c 'import torch'"}
+    print(f"python {sys.version.split()[0]}, {options.repeat} interleaved repeats, median seconds: wall, CPU")
+    for name, label in labels.items():
+        wall, cpu = (statistics.median(t[i] for t in times[name]) for i in (0, 1))
+        print(f"  {name:9} {label:48} {wall:6.3f}  {cpu:6.3f}")
+    wall, cpu = (statistics.median(r[i] for r in ratios) for i in (0, 1))
+    print(f"  ratio validate / bare: {wall:.2f}x wall, {cpu:.2f}x CPU (target: within 2x)")
 
 
 if __name__ == "__main__":
