@@ -17,7 +17,7 @@ from specnn.compiler.blocks import at_use_site
 from specnn.compiler.ir import Graph, Node, TensorType
 from specnn.errors import Problem
 
-# The dtypes a tensor may have between layers; codegen maps them to torch dtypes.
+# The dtypes a tensor may have between layers (torch's names for them).
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
 FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
 
