@@ -279,3 +279,38 @@ def test_the_parts_hold_the_split_rows_in_file_order(tmp_path):
         (x,) = part.features.values()
         np.testing.assert_array_equal(x[:, 0], at.astype(np.float32))
         np.testing.assert_array_equal(part.targets, at % 2)
+
+
+def test_explicit_validation_and_test_files_are_read_like_the_training_file(tmp_path):
+    write_houses(tmp_path)
+    rows = (tmp_path / "houses.csv").read_text().splitlines()
+    (tmp_path / "train.csv").write_text("\n".join(rows[:201]) + "\n")
+    (tmp_path / "val.csv").write_text("\n".join([rows[0], *rows[201:261]]) + "\n")
+    (tmp_path / "test.csv").write_text("\n".join([rows[0], *rows[261:]]) + "\n")
+    spec = write_spec(tmp_path, path="train.csv", epochs=2,
+                      extra="  validation_path: val.csv\n  test_path: test.csv\n  preprocess: {scale: standard}\n")
+    run = train(load_spec(spec), tmp_path / "run", quiet=True)
+    assert run.meta["samples"] == {"train": 200, "validation": 60, "test": 40}
+    assert json.loads((run.path / "test.json").read_text())["samples"] == 40
+    assert evaluate(run.path)["samples"] == 60
+    (tmp_path / "val.csv").write_text("rooms,area,age,price\n1,2,3,abc\n")
+    with pytest.raises(DataError) as info:
+        train(load_spec(spec), tmp_path / "run2", quiet=True)
+    assert str(info.value).startswith(f"{tmp_path / 'val.csv'}: row 2, column 'price': 'abc' is not a number")
+
+
+def test_a_file_the_process_may_not_read_is_a_clean_error_even_as_root(tmp_path, monkeypatch):
+    write_houses(tmp_path)
+    spec = write_spec(tmp_path)
+    real_stat = Path.stat
+
+    def refused(self, *args, **kwargs):
+        if self.name == "houses.csv":
+            raise PermissionError(13, "Permission denied")
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", refused)
+    result = CliRunner().invoke(cli, ["train", str(spec), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"{tmp_path / 'houses.csv'}: cannot read the file: Permission denied"
+    assert not (tmp_path / "run").exists()

@@ -124,9 +124,14 @@ def write_spec(compiled: Any, spec: Any, folder: Path) -> Path:
     import yaml
 
     resolved = compiled.resolved_spec()
-    data_args = resolved.get("data", {}).get(spec.data.kind)
+    data = resolved.get("data", {})
+    data_args = data.get(spec.data.kind)
+    absolute = lambda given: str((spec.base_dir / Path(given).expanduser()).resolve())  # noqa: E731
     if isinstance(data_args, dict) and "path" in data_args:
-        data_args["path"] = str((spec.base_dir / Path(data_args["path"]).expanduser()).resolve())
+        data_args["path"] = absolute(data_args["path"])
+    for key in ("validation_path", "test_path"):  # the explicit part files of a table source
+        if data.get(key):
+            data[key] = absolute(data[key])
     header = f"# Resolved spec of run '{spec.name}' (written by specnn): inferred arguments filled in.\n"
     return write_atomic(folder / SPEC_FILE, header + yaml.safe_dump(resolved, sort_keys=False))
 

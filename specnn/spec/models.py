@@ -294,6 +294,10 @@ DataSpec = choice_model(
     test_split=(float, Field(0.0, ge=0, lt=1, description="fraction held out for a test set, evaluated once after "
                              "training (test.json in the run)")),
     stratify=(bool, Field(False, description="classification: split so each class keeps its share in every part")),
+    validation_path=(Optional[str], Field(None, description="table sources: a file with the same columns as the "
+                                          "validation part, instead of validation_split")),
+    test_path=(Optional[str], Field(None, description="table sources: a file with the same columns as the test part, "
+                                    "instead of test_split")),
     loader=(LoaderSpec, Field(default_factory=LoaderSpec, description="in memory or streamed, and worker processes")),
     preprocess=(PreprocessSpec, Field(default_factory=PreprocessSpec, description="scaling and categorical encoding")),
 )

@@ -83,6 +83,10 @@ def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[
         arrays, preprocessor, parts, notes = _table(spec, fitted, preview_rows)
     else:
         _only_for_tables(spec)
+        for key in ("validation_path", "test_path"):
+            if getattr(spec.data, key):
+                raise _spec_error(spec, ("data", key), f"{key} is for table sources (csv, parquet), not "
+                                  f"{spec.data.kind}")
         arrays = tensors.load_arrays(spec)
         preprocessor, notes = Preprocessor(scale=settings.scale), list(arrays.notes)
         parts = _split(spec, arrays.targets)
@@ -132,8 +136,10 @@ def _split(spec: "Spec", targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
             raise _spec_error(spec, ("data", "stratify"), f"stratify splits by class; {spec.loss.kind} "
                               "learns numeric targets", hint="remove stratify, or use a classification loss")
         labels = targets
+    validation = 0.0 if data.validation_path else data.validation_split
+    test = 0.0 if data.test_path else data.test_split
     try:
-        return split_indices(len(targets), data.validation_split, data.test_split, spec.seed, labels)
+        return split_indices(len(targets), validation, test, spec.seed, labels)
     except DataError as error:
         raise DataError(locate(spec, error.problems)) from None
 
@@ -194,7 +200,53 @@ def _table(spec: "Spec", fitted: Optional[Preprocessor],
             table.values[column][table.values[column] == None] = str(fill.value)  # noqa: E711
     preprocessor.categorical = {c: Encoding(kind, sorted({str(v) for v in set(table.values[c]) if v is not None}))
                                 for c, kind in categorical.items()}
-    return Arrays(preprocessor.encode(table), targets, classes), preprocessor, parts, notes
+    arrays = Arrays(preprocessor.encode(table), targets, classes)
+    if spec.data.validation_path or spec.data.test_path:
+        arrays, parts = _with_part_files(spec, arrays, parts, preprocessor, notes)
+    return arrays, preprocessor, parts, notes
+
+
+def _with_part_files(spec: "Spec", arrays: Arrays, parts: tuple, preprocessor: Preprocessor,
+                     notes: list[str]) -> tuple[Arrays, tuple]:
+    """``validation_path``/``test_path``: their rows appended, read and encoded as the training file's."""
+    data, args = spec.data, spec.data.args
+    blocks, targets, parts = [arrays.features], [arrays.targets], list(parts)
+    n = len(arrays)
+    for i, key in ((1, "validation_path"), (2, "test_path")):
+        given = getattr(data, key)
+        if not given:
+            continue
+        path = resolve_path(given, spec.base_dir)
+        table = read_table(path, preprocessor.columns, list(preprocessor.categorical),
+                           delimiter=getattr(args, "delimiter", ","), target=args.target, target_required=True,
+                           allow_missing=list(preprocessor.fills))
+        table, dropped = drop_missing(table, spec.data.preprocess)
+        notes += dropped
+        labels = _labels_as_training(table, args.target, arrays.classes)
+        blocks.append(preprocessor.encode(table))
+        targets.append(labels)
+        parts[i] = np.arange(n, n + len(table))
+        n += len(table)
+    joined = Arrays(np.concatenate(blocks), np.concatenate(targets), arrays.classes)
+    return joined, tuple(parts)
+
+
+def _labels_as_training(table: Any, target: str, classes: Optional[list[str]]) -> np.ndarray:
+    """A part file's targets in the training file's terms: its class names, or its numbers."""
+    from specnn.runtime.data.csv_table import data_error
+
+    if classes is None:
+        if table.target.dtype == object:
+            raise data_error(table.file, f"{table.where(0, target)}: '{table.target[0]}' is not a number; "
+                                         "the training file's targets are numbers")
+        return labels_from_column(table.target)[0]
+    position = {name: i for i, name in enumerate(classes)}
+    text = [str(v) if not isinstance(v, float) or v != int(v) else str(int(v)) for v in table.target]
+    unknown = [i for i, v in enumerate(text) if v not in position]
+    if unknown:
+        raise data_error(table.file, f"{table.where(unknown[0], target)}: unknown label '{text[unknown[0]]}' "
+                                     f"(the training file's classes: {', '.join(classes)})", code="label")
+    return np.array([position[v] for v in text], dtype=np.int64)
 
 
 def _check_source_columns(spec: "Spec", path: Any, header: list[str]) -> None:
@@ -270,6 +322,10 @@ def _images(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[int]
     from specnn.runtime.data import images
 
     args = spec.data.args
+    for key in ("validation_path", "test_path"):
+        if getattr(spec.data, key):
+            raise _spec_error(spec, ("data", key), f"{key} is for table sources (csv, parquet); give an image "
+                              "folder validation_split and test_split")
     if spec.data.preprocess.scale != "none":
         raise _spec_error(spec, ("data", "preprocess", "scale"), "image folders are normalized per channel by "
                           "images.normalize, not by preprocess.scale", hint="remove preprocess.scale")

@@ -166,7 +166,7 @@ def validation_split(run: Run, preprocessor: Preprocessor, part: str = "validati
 
     spec = run.spec
     key = f"{part}_split"
-    if getattr(spec.data, key) <= 0:
+    if getattr(spec.data, key) <= 0 and not getattr(spec.data, f"{part}_path"):
         raise RunError([spec_problem(
             spec, ("data", key), f"this run has no {part} split ({key} is 0): "
             "there is nothing to evaluate without a file", code=f"no-{part}",
