@@ -230,8 +230,25 @@ def to_tensors(features: Features, targets: np.ndarray, device: torch.device) ->
         device: where training runs.
     """
     arrays = tuple(features.values()) if isinstance(features, Mapping) else (features,)
-    inputs = tuple(torch.as_tensor(np.ascontiguousarray(a)).to(device) for a in arrays)
+    inputs = tuple(_plain_strides(torch.as_tensor(np.ascontiguousarray(a))).to(device) for a in arrays)
     return Tensors(inputs, torch.as_tensor(targets).to(device))
+
+
+def _plain_strides(tensor: torch.Tensor) -> torch.Tensor:
+    """The same memory with row-major strides on its size-1 dimensions too (no copy).
+
+    A contiguous (N, 1, H, W) array may carry any stride on its one channel; torch would then
+    take it as channels-last, and a convolution rounds differently than on the same numbers laid
+    out plainly (a view of the loaded data versus a copy of it).
+    """
+    strides, step = [], 1
+    for size in reversed(tensor.shape):
+        strides.append(step)
+        step *= size
+    plain = tuple(reversed(strides))
+    if tensor.stride() == plain or tensor.numel() == 0:
+        return tensor
+    return tensor.as_strided(tensor.shape, plain, tensor.storage_offset())
 
 
 Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor]
