@@ -11,6 +11,7 @@ The public API::
     specnn.export(run, "onnx")                      # checked against onnxruntime
     specnn.predict(run, "new.csv").to_csv()         # the run's preprocessing, then the model
     result = specnn.sweep("examples/digits_sweep.yaml")  # an Optuna study; result.best_spec trains alone
+    specnn.eject(run.path, "iris-project")          # plain PyTorch: model.py, data.py, train.py, predict.py
 
 Every name is imported on first use, so ``import specnn`` and checking a spec stay free of torch;
 type checkers and editors read the real definitions from the ``TYPE_CHECKING`` block below.
@@ -64,6 +65,7 @@ _API = {
     "plot_run": "specnn.runtime.runs.plot",
     "sweep": "specnn.runtime.sweep",
     "SweepResult": "specnn.runtime.sweep",
+    "eject": "specnn.runtime.runs.eject",
 }
 
 __all__ = [

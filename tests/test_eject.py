@@ -146,6 +146,10 @@ def test_every_train_feature_ejects_to_the_same_weights(name, tmp_path, restore_
         assert json.loads((project / "confusion_matrix.json").read_text())["classes"] == ["maybe", "no", "yes"]
         assert json.loads((project / "preprocess.json").read_text())["scale"] == \
             json.loads((run / "preprocess.json").read_text())["scale"]
+    if name in ("features_b", "features_c"):  # the test split, measured once with the kept weights
+        specnn_test = json.loads((run / "test.json").read_text())["metrics"]
+        expected = {f"test_{k}": v for k, v in specnn_test.items() if not isinstance(v, list)}
+        assert json.loads((project / "test.json").read_text()) == pytest.approx(expected, rel=1e-12)
     if name == "features_c":
         assert "torch.use_deterministic_algorithms(True)" in (project / "train.py").read_text()
         assert json.loads((run / "manifest.json").read_text())["deterministic"]["use_deterministic_algorithms"]
@@ -184,11 +188,12 @@ def test_cli_ejects_a_run_whose_project_trains_and_predicts_standalone(tmp_path,
 
 def test_data_features_eject_cannot_write_are_located_errors(tmp_path, cli_runner):
     document = yaml.safe_load(spec_copy(EXAMPLES / "iris.yaml", tmp_path).read_text())
-    document["data"].update(test_split=0.1, stratify=True)
-    spec_file = tmp_path / "split.yaml"
+    document["data"]["preprocess"] = {"missing": "drop"}
+    document["data"]["loader"] = {"in_memory": False}
+    spec_file = tmp_path / "unsupported.yaml"
     spec_file.write_text(yaml.safe_dump(document, sort_keys=False))
     result = cli_runner.invoke(cli, ["eject", str(spec_file), "-o", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert "data.test_split: specnn eject cannot write a test split yet" in result.output
-    assert "data.stratify: specnn eject cannot write a stratified split yet" in result.output
+    assert "data.preprocess.missing: specnn eject cannot write missing-value handling yet" in result.output
+    assert "data.loader.in_memory: specnn eject cannot write streamed data yet" in result.output
     assert not (tmp_path / "out").exists()

@@ -26,6 +26,8 @@ class DataPlan:
     source: Source
     inputs: list[str]  # model input names, in order
     validation: bool  # load() returns a validation split
+    test: bool  # ... and a test split (data.test_split), evaluated once after training
+    stratify: bool  # the split is made within each class
     preprocessing: bool  # load() returns the fitted preprocessing (scaling, categories)
     categorical: bool
     scale: str
@@ -35,8 +37,8 @@ def plan(spec: Any, compiled: Any, out_dir: Path) -> DataPlan:
     source = SOURCES[spec.data.kind](spec.data.args, spec, out_dir)
     settings = spec.data.preprocess
     categorical = bool(settings.categorical)
-    return DataPlan(source, list(compiled.inputs), spec.data.validation_split > 0,
-                    settings.scale != "none" or categorical, categorical, settings.scale)
+    return DataPlan(source, list(compiled.inputs), spec.data.validation_split > 0, spec.data.test_split > 0,
+                    spec.data.stratify, settings.scale != "none" or categorical, categorical, settings.scale)
 
 
 def data_py(spec: Any, compiled: Any, data: DataPlan) -> str:
@@ -45,14 +47,16 @@ def data_py(spec: Any, compiled: Any, data: DataPlan) -> str:
     constants = [f"SEED = {spec.seed}"] + source.constants
     if data.validation:
         constants.append(f"VALIDATION_SPLIT = {spec.data.validation_split!r}")
+    if data.test:
+        constants.append(f"TEST_SPLIT = {spec.data.test_split!r}  # held out, evaluated once after training")
     if any(c.startswith("DATA_FILE = HERE") for c in constants):
         constants.insert(0, "HERE = Path(__file__).resolve().parent")
     imports = ["import numpy as np", "import torch", *source.imports]
     if any("Path(" in c for c in constants):
         imports.append("from pathlib import Path")
     parts = ["\n".join(constants), _load(spec, compiled, data), *source.functions]
-    if data.validation:
-        parts.append(block(SPLIT))
+    if data.validation or data.test:
+        parts.append(_split(data))
     if data.scale != "none":
         parts += [_fit_scaling(data), _scale(data.scale)]
     parts += [_read_inputs(spec, compiled, data), block(TO_DEVICE)]
@@ -68,6 +72,57 @@ def split(n):
     order = np.random.default_rng(SEED).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 '''
+
+STRATIFIED = '''
+def split(labels):
+    """The seeded split within each class: every part keeps the class shares of the whole."""
+    n = len(labels)
+    n_val, n_test = $sizes
+    rng = np.random.default_rng(SEED)
+    classes, counts = np.unique(labels, return_counts=True)
+    val_per, test_per = apportion(counts, n_val, n), apportion(counts, n_test, n)
+    train, val, test = [], [], []
+    for c, v, t in zip(classes, val_per, test_per):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        val.append(members[:v])
+        test.append(members[v:v + t])
+        train.append(members[v + t:])
+    return $returned
+
+
+def apportion(counts, total, n):
+    """`total` samples over the classes in proportion to `counts` (largest remainders)."""
+    exact = counts * total / n
+    shares = np.floor(exact).astype(np.int64)
+    left = total - int(shares.sum())
+    if left > 0:
+        shares[np.argsort(-(exact - shares), kind="stable")[:left]] += 1
+    return np.minimum(shares, counts)
+'''
+
+
+def _split(data: DataPlan) -> str:
+    """``split()``: the parts ``runtime/data/splits.py`` makes, with the same generator calls."""
+    val = "max(1, round(n * VALIDATION_SPLIT))" if data.validation else "0"
+    test = "max(1, round(n * TEST_SPLIT))" if data.test else "0"
+    parts = ["train", "val"] + (["test"] if data.test else [])
+    if data.stratify:
+        returned = ", ".join(f"np.sort(np.concatenate({p}))" for p in parts)
+        if len(returned) > 80:
+            returned = "(\n        " + ",\n        ".join(f"np.sort(np.concatenate({p}))" for p in parts) + ",\n    )"
+        return block(STRATIFIED, sizes=f"{val}, {test}", returned=returned)
+    if not data.test:
+        return block(SPLIT)
+    lines = ["def split(n):",
+             '    """The seeded random split: sorted training, validation and test row indices."""']
+    lines += ([f"    n_val = {val}"] if data.validation else []) + [f"    n_test = {test}",
+              "    order = np.random.default_rng(SEED).permutation(n)"]
+    if data.validation:
+        lines.append("    return (np.sort(order[n_val + n_test:]), np.sort(order[:n_val]),\n"
+                     "            np.sort(order[n_val:n_val + n_test]))")
+    else:
+        lines.append("    return np.sort(order[n_test:]), np.sort(order[:n_test])  # train, test")
+    return "\n".join(lines)
 
 TO_DEVICE = '''
 def to_device(array, device):
@@ -106,9 +161,14 @@ def _load(spec: Any, compiled: Any, data: DataPlan) -> str:
     else:
         lines.append("features, targets, classes = read_source()")
     lines += [_model_input(compiled, "features", many), _targets(spec, compiled)]
-    if data.validation:
-        lines += ["train, val = split(len(y))", f"x_train, x_val = {take('train')}, {take('val')}",
-                  "y_train, y_val = y[train], y[val]"]
+    held = (["val"] if data.validation else []) + (["test"] if data.test else [])
+    if held:
+        by = "targets" if data.stratify else "len(y)"
+        lines.append(f"{', '.join(['train', *held])} = split({by})")
+        lines.append(", ".join(f"x_{p}" for p in ["train", *held]) + " = "
+                     + ", ".join(take(p) for p in ["train", *held]))
+        lines.append(", ".join(f"y_{p}" for p in ["train", *held]) + " = "
+                     + ", ".join(f"y[{p}]" for p in ["train", *held]))
     else:
         lines += ["x_train, y_train = x, y  # no validation split"]
     returned = []
@@ -118,19 +178,20 @@ def _load(spec: Any, compiled: Any, data: DataPlan) -> str:
         else:
             lines.append('preprocessing = {"scale": fit_scaling(x_train)}  # on the training rows only')
         lines.append('x_train = scale(x_train, preprocessing["scale"])')
-        if data.validation:
-            lines.append('x_val = scale(x_val, preprocessing["scale"])')
+        for part in held:
+            lines.append(f'x_{part} = scale(x_{part}, preprocessing["scale"])')
     lines.append(f"train = {on_device('x_train')}, to_device(y_train, device)")
     returned.append("train")
-    if data.validation:
-        lines.append(f"val = {on_device('x_val')}, to_device(y_val, device)")
-        returned.append("val")
+    for part in held:
+        lines.append(f"{part} = {on_device(f'x_{part}')}, to_device(y_{part}, device)")
+        returned.append(part)
     returned.append("classes")
     if data.preprocessing:
         returned.append("preprocessing")
     lines.append("return " + ", ".join(returned))
-    what = "The training and validation splits" if data.validation else "The training data"
-    doc = f'"""{what} as (inputs, targets) on `device`, and the class names.'
+    names = ["training", *(["validation"] if data.validation else []), *(["test"] if data.test else [])]
+    what = "The " + (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]) + " parts"
+    doc = f'"""{what} as (inputs, targets) on `device`; the class names.'
     if data.preprocessing:
         doc += "\n\nAlso the preprocessing fitted on the training rows, which predict.py applies.\n"
     doc += '"""'

@@ -89,8 +89,6 @@ def _check_ejectable(spec: Spec) -> None:
     data, settings = spec.data, spec.data.preprocess
     asked = [
         (data.kind not in SOURCES, ("data", data.kind), f"the {data.kind} source"),
-        (data.test_split > 0, ("data", "test_split"), "a test split"),
-        (data.stratify, ("data", "stratify"), "a stratified split"),
         (bool(data.validation_path), ("data", "validation_path"), "a validation file"),
         (bool(data.test_path), ("data", "test_path"), "a test file"),
         (settings.missing != "error", ("data", "preprocess", "missing"), "missing-value handling"),

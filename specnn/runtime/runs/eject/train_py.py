@@ -53,7 +53,7 @@ def train_py(spec: Any, compiled: Any, data: DataPlan, origin: str, version: str
         constants.append("confusion_matrices = {}  # by split; metrics() fills it, the loop writes it")
     (output_shape,) = compiled.outputs.values()
     parts = ["\n".join(constants), _main(spec, compiled, data, steps)]
-    if data.validation:
+    if data.validation or data.test:
         parts.append(_evaluate(spec, data))
     parts.append(metrics_py(spec, output_shape[-1] if output_shape else 1))
     parts.append(block('''
@@ -155,6 +155,8 @@ def _load_call(data: DataPlan) -> str:
     parts = [f"({x}, y_train)"]
     if data.validation:
         parts.append(f"({x.replace('train', 'val')}, y_val)")
+    if data.test:
+        parts.append(f"({x.replace('train', 'test')}, y_test)")
     parts.append("classes")
     if data.preprocessing:
         parts.append("preprocessing")
@@ -368,6 +370,12 @@ def _final_files(spec: Any, data: DataPlan) -> list[str]:
              '(HERE / "meta.json").write_text(json.dumps({"classes": classes}, indent=2) + "\\n")']
     if data.preprocessing:
         lines.append('(HERE / "preprocess.json").write_text(json.dumps(preprocessing, indent=2) + "\\n")')
+    if data.test:
+        x_test = "inputs_test" if len(data.inputs) > 1 else "x_test"
+        lines += ["", "# the test split: measured once, with the kept weights",
+                  f'test = evaluate(model, {x_test}, y_test, loss_fn, "test")',
+                  '(HERE / "test.json").write_text(json.dumps(test, indent=2) + "\\n")',
+                  'print("test  " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()))']
     return lines
 
 
@@ -398,12 +406,12 @@ def _evaluate(spec: Any, data: DataPlan) -> str:
         lines.append("outputs, targets = [], []")
     lines += ["for start in range(0, len(y), BATCH_SIZE):",
               indent("\n".join([take, "yb = y[start:start + BATCH_SIZE]", *body])),
-              'result = {"val_loss": total.item() / len(y)}']
+              'result = {f"{prefix}_loss": total.item() / len(y)}']
     if has_metrics:
-        lines.append('result.update(metrics(outputs, targets, "val"))')
+        lines.append("result.update(metrics(outputs, targets, prefix))")
     lines.append("return result")
     return ("@torch.inference_mode()\n"
-            "def evaluate(model, x, y, loss_fn):\n"
+            'def evaluate(model, x, y, loss_fn, prefix="val"):\n'
             '    """Mean loss per sample on (x, y) and the metrics; leaves the model in eval mode."""\n'
             + indent("\n".join(lines)))
 
