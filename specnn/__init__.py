@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on first use
     from specnn.compiler import CompiledModel, build_model, compile_spec
     from specnn.errors import DataError, Problem, RunError, SpecError, ToolError
+    from specnn.runtime.runs.eject.project import EjectedProject, eject
     from specnn.runtime.runs.evaluate import Evaluation, evaluate
     from specnn.runtime.runs.export import ExportReport, export
     from specnn.runtime.runs.plot import plot_run
@@ -65,12 +66,14 @@ _API = {
     "plot_run": "specnn.runtime.runs.plot",
     "sweep": "specnn.runtime.sweep",
     "SweepResult": "specnn.runtime.sweep",
-    "eject": "specnn.runtime.runs.eject",
+    "eject": "specnn.runtime.runs.eject.project",
+    "EjectedProject": "specnn.runtime.runs.eject.project",
 }
 
 __all__ = [
     "CompiledModel",
     "DataError",
+    "EjectedProject",
     "Evaluation",
     "ExportReport",
     "Predictions",
@@ -84,6 +87,7 @@ __all__ = [
     "build_model",
     "check_file",
     "compile_spec",
+    "eject",
     "evaluate",
     "export",
     "json_schema",
