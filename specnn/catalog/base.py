@@ -29,9 +29,13 @@ class Unpack:
 
 
 class Args(BaseModel):
-    """Base of every argument model: unknown keys are errors, values are not coerced silently."""
+    """Base of every argument model: unknown keys are errors, values are not coerced silently.
 
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    Numbers are finite: ``lr: .inf`` or ``1e400`` (which YAML reads as infinity) pass a schema bound
+    but make torch fail mid-run, so pydantic refuses them here, at the value's line.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True, allow_inf_nan=False)
 
     def changed(self) -> dict[str, Any]:
         """Arguments whose value differs from the field's default, in declaration order."""

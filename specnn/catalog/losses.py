@@ -7,7 +7,7 @@ the output (``float``). ``task`` is what the loss implies about the data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, PositiveFloat, model_validator
 from pydantic_core import PydanticCustomError
@@ -15,6 +15,8 @@ from pydantic_core import PydanticCustomError
 from specnn.catalog.base import Args
 
 Reduction = Literal["mean", "sum", "none"]
+# torch reads ignore_index as a C long (`ignore_index: 1e30` overflowed inside the loss).
+IgnoreIndex = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class ReductionArgs(Args):
@@ -40,14 +42,14 @@ class ClassWeighted(Args):
 
 class NLLLossArgs(ClassWeighted):
     weight: Optional[list[float]] = None
-    ignore_index: int = -100
+    ignore_index: IgnoreIndex = -100
     reduction: Reduction = "mean"
     class_weight: ClassWeight = Field(None, description=CLASS_WEIGHT_DESCRIPTION)
 
 
 class CrossEntropyLossArgs(ClassWeighted):
     weight: Optional[list[float]] = None
-    ignore_index: int = -100
+    ignore_index: IgnoreIndex = -100
     reduction: Reduction = "mean"
     label_smoothing: float = Field(0.0, ge=0, le=1)
     class_weight: ClassWeight = Field(None, description=CLASS_WEIGHT_DESCRIPTION)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat
+from typing import Annotated
+
+from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
+from pydantic_core import PydanticCustomError
 
 from specnn.catalog.base import Args
 
-Betas = tuple[float, float]
+# torch.optim.Adam checks 0 <= beta < 1 for each at construction (a NaN fails every comparison).
+Beta = Annotated[float, Field(ge=0, lt=1)]
+Betas = tuple[Beta, Beta]
 
 
 class SGDArgs(Args):
@@ -17,6 +22,15 @@ class SGDArgs(Args):
     dampening: float = 0.0
     weight_decay: NonNegativeFloat = 0.0
     nesterov: bool = False
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> "SGDArgs":
+        # torch.optim.SGD raises this at construction, after the run folder is written.
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise PydanticCustomError(
+                "value", "nesterov needs momentum > 0 and dampening 0, got momentum {momentum}, dampening {dampening}",
+                {"momentum": self.momentum, "dampening": self.dampening})
+        return self
 
 
 class AdamArgs(Args):

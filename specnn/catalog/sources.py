@@ -54,7 +54,7 @@ class SyntheticArgs(Args):
     classes: PositiveInt = Field(2, ge=2, description="classification only")
     outputs: PositiveInt = Field(1, description="regression only: targets per sample")
     noise: NonNegativeFloat = 0.1
-    seed: Optional[int] = Field(None, description="default: the spec's seed")
+    seed: Optional[int] = Field(None, ge=0, le=2**32 - 1, description="default: the spec's seed")
     vocab: Optional[PositiveInt] = Field(
         None, ge=2, description="token ids in [0, vocab) (int64, for Embedding) instead of real values"
     )

@@ -17,9 +17,9 @@ from typing import Optional
 from specnn.catalog.layers import LAYERS
 
 # What generated code refers to by name: a node, input, parameter or class called one of these
-# would shadow it (the `torch` and `nn` imports, `self`, `super().__init__()`, `forward`, and `_`
-# for what `out, _ = self.lstm1(x)` throws away).
-RESERVED = frozenset({"self", "torch", "nn", "super", "forward", "_"})
+# would shadow it (the `torch` and `nn` imports, `F` as people import torch.nn.functional, `self`,
+# `super().__init__()`, `forward`, and `_` for what `out, _ = self.lstm1(x)` throws away).
+RESERVED = frozenset({"self", "torch", "nn", "F", "super", "forward", "_"})
 
 # nn.Module's attributes: its methods and the attributes its __init__ sets. Written out so that
 # naming never imports torch; tests/test_compiler_names.py checks it against the installed torch.
@@ -91,6 +91,23 @@ def is_parameter_name(name: str) -> bool:
 def is_class_name(name: str) -> bool:
     """May name a generated class: a module-level name, so it must not shadow a builtin either."""
     return is_parameter_name(name) and not hasattr(builtins, name)
+
+
+def why_not_class_name(name: str) -> Optional[str]:
+    """Why ``name`` cannot name a generated class, or None when it can.
+
+    >>> [why_not_class_name(n) for n in ("Net", "class", "nn", "list", "2x")]
+    [None, 'it is a Python keyword', 'generated code uses that name', 'it would shadow the builtin list', 'it is not a Python identifier']
+    """
+    if not name.isidentifier():
+        return "it is not a Python identifier"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "it is a Python keyword"
+    if name in RESERVED:
+        return "generated code uses that name"
+    if hasattr(builtins, name):
+        return f"it would shadow the builtin {name}"
+    return None
 
 
 def is_attribute_name(name: str) -> bool:

@@ -10,6 +10,7 @@ from specnn.compiler.codegen import GeneratedSource, generate
 from specnn.compiler.graph import build_graph
 from specnn.compiler.ir import Graph, Shape, TensorType
 from specnn.compiler.lints import run_lints
+from specnn.compiler.names import why_not_class_name
 from specnn.compiler.shapes import infer_shapes
 from specnn.errors import Problem, SpecError, locate
 
@@ -83,6 +84,7 @@ def compile_spec(spec: Spec) -> CompiledModel:
             warnings (they keep severity ``warning``).
     """
     graph, problems = build_graph(spec.model)
+    problems = [*class_name_problems(spec), *problems]
     graph, shape_problems = infer_shapes(graph)
     lint_problems = run_lints(graph, spec)
     located = locate(spec, (*problems, *shape_problems, *lint_problems))
@@ -101,6 +103,19 @@ def compile_spec(spec: Spec) -> CompiledModel:
         forward_lines=generated.forward_lines,
         spec=spec,
     )
+
+
+def class_name_problems(spec: Spec) -> list[Problem]:
+    """The generated class's name must define a class that imports and runs (``class class(...)`` does not)."""
+    name = spec.class_name
+    path = ("model", "class_name") if spec.model.class_name else ("name",)
+    why = why_not_class_name(name)
+    if why is None and name in spec.model.blocks:
+        why = "a block of the model has that name"
+    if why is None:
+        return []
+    return [Problem("name", f"class name {name!r} cannot name the generated model: {why}", path,
+                    hint=f"choose another, e.g. '{name.strip('_').title() or 'My'}Model'")]
 
 
 def _document_order(problem: Problem) -> tuple:

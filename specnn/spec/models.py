@@ -15,6 +15,8 @@ entry's arguments, next to a few common keys::
 
 from __future__ import annotations
 
+import builtins
+import keyword
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Optional, Sequence, Union
@@ -46,6 +48,8 @@ from specnn.catalog.sources import SOURCES
 from specnn.spec.sweep_models import SweepSpec
 
 FORMAT_VERSION = 1
+# numpy's legacy seeding (RandomState, np.random.seed) takes 0..2**32-1; torch takes more.
+SEED_MAX = 2**32 - 1
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 PARAM_REF = r"^\$[A-Za-z_][A-Za-z0-9_]*$"
@@ -414,7 +418,7 @@ class Spec(Strict):
 
     specnn: Literal[1] = Field(FORMAT_VERSION, description="spec format version")
     name: str = Field(pattern=RUN_NAME, description="run name; runs go to runs/<name>/")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seeds Python, numpy and torch; 0 to 2**32 - 1")
     model: ModelSpec
     data: DataSpec  # type: ignore[valid-type]
     loss: LossSpec  # type: ignore[valid-type]
@@ -459,4 +463,6 @@ class Spec(Strict):
             return self.model.class_name
         words = [w for w in __import__("re").split(r"[^A-Za-z0-9]+", self.name) if w]
         name = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
-        return name if name[0].isalpha() else "Model" + name
+        name = name if name[0].isalpha() else "Model" + name
+        # `name: none` must not become `class None(...)`, nor `name: type` shadow a builtin.
+        return name + "Model" if keyword.iskeyword(name) or hasattr(builtins, name) else name

@@ -30,6 +30,12 @@ def class_weights(spec: Any, targets: torch.Tensor, n_classes: int,
         SpecError: a list of the wrong length, or ``balanced`` with a class that has no training
             sample (its weight would be infinite), located at ``class_weight``.
     """
+    given = getattr(spec.loss.args, "weight", None)
+    if given is not None and LOSSES[spec.loss.kind].task == "classification" and len(given) != n_classes:
+        # torch would only fail at the first batch, after the run folder is written.
+        raise SpecError([spec_problem(spec, ("loss", spec.loss.kind, "weight"),
+                                      f"gives {len(given)} weights for {n_classes} classes",
+                                      code="class-weight", hint="one weight per class, in class order")])
     wanted = getattr(spec.loss.args, "class_weight", None)
     if wanted is None:
         return None
