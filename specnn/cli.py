@@ -76,33 +76,43 @@ def reports_problems(command: Callable) -> Callable:
     return wrapper
 
 
-def load_and_compile(spec_path: str):
-    """Load a spec and compile it, printing compiler warnings; SpecError on any error."""
+def load_and_compile(spec_path: str, max_parameters: int | None = None):
+    """Load a spec and compile it, printing compiler warnings; SpecError on any error.
+
+    ``max_parameters`` (``--max-parameters``) replaces the spec's ``train.max_parameters``.
+    """
     from specnn.compiler import compile_spec
     from specnn.spec.loader import load_spec
 
     spec = load_spec(spec_path)
+    if max_parameters is not None:
+        spec.train.max_parameters = max_parameters
     compiled = compile_spec(spec)
     echo_problems(compiled.warnings)
     return spec, compiled
 
 
-def validate_one(path: str):
+def validate_one(path: str, max_parameters: int | None = None):
     """Check a spec, or a sweep file with the spec it names: ``(spec, compiled)``; SpecError on any error."""
     from specnn.spec.loader import read_document
     from specnn.spec.sweep_file import is_sweep_file, load_sweep_source
 
     if not is_sweep_file(read_document(path).data):
-        return load_and_compile(path)
+        return load_and_compile(path, max_parameters)
     from specnn.compiler import compile_spec
 
     spec = load_sweep_source(path).spec
+    if max_parameters is not None:
+        spec.train.max_parameters = max_parameters
     compiled = compile_spec(spec)
     echo_problems(compiled.warnings)
     return spec, compiled
 
 
 SPEC_FILE = click.Path(exists=True, dir_okay=False, path_type=str)
+MAX_PARAMETERS = click.option(
+    "--max-parameters", type=click.IntRange(min=1), default=None,
+    help="refuse a model with more parameters than this (default: the spec's train.max_parameters, 1e9)")
 RUN_DIR = click.Path(exists=True, file_okay=False, path_type=str)
 
 
@@ -116,13 +126,14 @@ def cli() -> None:
 @click.argument("files", nargs=-1, required=True, type=SPEC_FILE)
 @click.option("--data", "with_data", is_flag=True,
               help="also read each spec's data (a table's first rows) and run every data-stage check of train")
+@MAX_PARAMETERS
 @reports_problems
-def validate(files: tuple[str, ...], with_data: bool) -> None:
+def validate(files: tuple[str, ...], with_data: bool, max_parameters: int | None) -> None:
     """Check spec FILES and sweep files: schema, shapes, lints (--data: the data); every problem is reported."""
     failed = 0
     for path in files:
         try:
-            spec, compiled = validate_one(path)
+            spec, compiled = validate_one(path, max_parameters)
             if with_data:
                 from specnn.runtime.data.check import check_data
 
@@ -140,14 +151,20 @@ def validate(files: tuple[str, ...], with_data: bool) -> None:
 @cli.command(name="inspect")
 @click.argument("spec_file", type=SPEC_FILE)
 @click.option("--json", "as_json", is_flag=True, help="print a JSON document instead of the table")
+@MAX_PARAMETERS
 @reports_problems
-def inspect_command(spec_file: str, as_json: bool) -> None:
-    """Print SPEC_FILE's layer table: output shapes, parameter counts and totals."""
+def inspect_command(spec_file: str, as_json: bool, max_parameters: int | None) -> None:
+    """Print SPEC_FILE's layer table: output shapes, parameter counts and totals, and the training memory floor."""
+    from specnn.compiler.budget import budget_line
     from specnn.compiler.summary import format_table, summarize
 
-    _, compiled = load_and_compile(spec_file)
+    spec, compiled = load_and_compile(spec_file, max_parameters)
     summary = summarize(compiled)
-    click.echo(json.dumps(summary.to_json(), indent=2) if as_json else format_table(summary))
+    if as_json:
+        click.echo(json.dumps({**summary.to_json(), "max_parameters": spec.train.max_parameters}, indent=2))
+    else:
+        click.echo(format_table(summary))
+        click.echo(budget_line(summary.total_params, spec.train.max_parameters))
 
 
 @cli.command()
@@ -168,12 +185,13 @@ def schema(output: str | None) -> None:
 @click.argument("spec_file", type=SPEC_FILE)
 @click.option("-o", "--output", "out_dir", default="build", show_default=True,
               type=click.Path(file_okay=False), help="folder for model.py")
+@MAX_PARAMETERS
 @reports_problems
-def compile_command(spec_file: str, out_dir: str) -> None:
+def compile_command(spec_file: str, out_dir: str, max_parameters: int | None) -> None:
     """Write the generated nn.Module of SPEC_FILE to OUT_DIR/model.py (needs only torch)."""
     from specnn.compiler import write_model_py
 
-    _, compiled = load_and_compile(spec_file)
+    _, compiled = load_and_compile(spec_file, max_parameters)
     click.echo(f"wrote {write_model_py(compiled, out_dir)}")
 
 

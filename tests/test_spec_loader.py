@@ -265,7 +265,7 @@ def test_a_misspelt_common_key_in_a_node_is_an_unknown_key():
         ("name: tiny", "name: tiny\nspecnn: 2", "s.yaml:2:9: specnn: must be 1, got 2"),
         ("name: tiny", "name: tiny\ntrain: {lr: 3}", "s.yaml:2:9: train.lr: unknown key 'lr' (known keys: epochs, batch_size, device, shuffle, metrics, "
          "scheduler, clip_grad, accumulate, precision, compile, deterministic, early_stopping, checkpoint, tensorboard, distributed, "
-         "threads)"),
+         "max_parameters, threads)"),
         ("input: [4]", "inputs: {x: {shape: [4], dtype: float16}}",
          "s.yaml:3:35: model.inputs.x.dtype: must be 'float32', 'float64' or 'int64', got 'float16' (did you mean 'float64'?)"),
     ],

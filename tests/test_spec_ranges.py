@@ -106,3 +106,31 @@ def test_generated_code_imports_and_runs_for_any_accepted_names(tmp_path_factory
         sys.path.remove(str(folder))
         sys.modules.pop("model", None)
     assert names[0] not in MODULE_MEMBERS
+
+
+BIG = SPEC.replace("model: {input: [4], layers: [{Linear: {out_features: 3}}]}",
+                   "model: {input: [100000], layers: [{Linear: {out_features: 100000}}, {ReLU: }, "
+                   "{Linear: {out_features: 3}}]}").replace("shape: [4]", "shape: [100000]")
+
+
+def test_a_model_over_the_parameter_budget_is_refused_at_its_largest_layer():
+    [message] = problems(BIG)
+    assert message == (
+        "s.yaml:3:36: model.layers[0].Linear: the model has 10,000,400,003 parameters, more than "
+        "train.max_parameters = 1,000,000,000 (training needs at least 160 GB); largest: fc1 (Linear) "
+        "10,000,100,000, fc2 (Linear) 300,003 (make the largest layers smaller, or raise "
+        "train.max_parameters (or --max-parameters))")
+
+
+def test_the_budget_is_raised_by_the_spec_or_the_command_line(tmp_path, cli_runner):
+    from specnn.cli import cli
+
+    raised = BIG.replace("train: {epochs: 1}", "train: {epochs: 1, max_parameters: 2e10}")
+    assert compile_spec(load_spec_text(raised)).graph.parameter_count() == 10_000_400_003
+    path = tmp_path / "big.yaml"
+    path.write_text(BIG)
+    assert cli_runner.invoke(cli, ["validate", str(path)]).exit_code == 2
+    result = cli_runner.invoke(cli, ["inspect", "--max-parameters", "20000000000", str(path)])
+    assert result.exit_code == 0
+    assert result.output.splitlines()[-1] == ("training memory: at least 160 GB (weights, gradients, Adam state); "
+                                              "budget: 20,000,000,000 parameters (50.00% used)")

@@ -176,7 +176,9 @@ def test_a_graph_table_shows_connections():
 
 def test_inspect_prints_the_table(cli_runner, iris_spec):
     result = cli_runner.invoke(cli, ["inspect", str(iris_spec)])
-    assert (result.exit_code, result.stdout) == (0, IRIS_TABLE + "\n")
+    budget = ("training memory: at least 1.33 kB (weights, gradients, Adam state); "
+              "budget: 1,000,000,000 parameters (0.00% used)")
+    assert (result.exit_code, result.stdout) == (0, IRIS_TABLE + "\n" + budget + "\n")
 
 
 def test_inspect_json(cli_runner, iris_spec):
@@ -189,7 +191,7 @@ def test_inspect_json(cli_runner, iris_spec):
     }
     assert {k: v for k, v in document.items() if k != "layers"} == {
         "class_name": "IrisMlp", "outputs": ["fc2"], "total_params": 83, "trainable_params": 83,
-        "non_trainable_params": 0, "size_mb": 0.000332,
+        "non_trainable_params": 0, "size_mb": 0.000332, "max_parameters": 1_000_000_000,
     }
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Optional
 
+from specnn.compiler.budget import budget_problems
 from specnn.compiler.codegen import GeneratedSource, generate
 from specnn.compiler.graph import build_graph
 from specnn.compiler.ir import Graph, Shape, TensorType
@@ -86,6 +87,8 @@ def compile_spec(spec: Spec) -> CompiledModel:
     graph, problems = build_graph(spec.model)
     problems = [*class_name_problems(spec), *problems]
     graph, shape_problems = infer_shapes(graph)
+    if not any(p.severity == "error" for p in (*problems, *shape_problems)):
+        shape_problems = [*shape_problems, *budget_problems(graph, spec.train.max_parameters)]
     lint_problems = run_lints(graph, spec)
     located = locate(spec, (*problems, *shape_problems, *lint_problems))
     if any(p.severity == "error" for p in located):

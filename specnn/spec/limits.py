@@ -15,7 +15,7 @@ MAX_SPEC_BYTES = 10 * 1024 * 1024
 
 # Values (scalars, lists and mappings, each merge-key entry too) in a document after YAML aliases
 # and merge keys are expanded: the billion-laughs defence, and the bound on work after parsing.
-MAX_VALUES = 100_000
+MAX_VALUES = 50_000
 
 # Lists and mappings inside one another, aliases followed.
 MAX_DEPTH = 64

@@ -48,6 +48,8 @@ from specnn.catalog.sources import SOURCES
 from specnn.spec.sweep_models import SweepSpec
 
 FORMAT_VERSION = 1
+# The default parameter budget (train.max_parameters): 16 GB of weights, gradients and Adam state.
+MAX_PARAMETERS = 1_000_000_000
 # numpy's legacy seeding (RandomState, np.random.seed) takes 0..2**32-1; torch takes more.
 SEED_MAX = 2**32 - 1
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -383,6 +385,10 @@ class TrainSpec(Strict):
     checkpoint: CheckpointSpec = CheckpointSpec()
     tensorboard: bool = Field(False, description="write TensorBoard event files (needs the tensorboard extra)")
     distributed: DistributedSpec = DistributedSpec()
+    max_parameters: int = Field(
+        MAX_PARAMETERS, ge=1, le=10**15, description="refuse a model with more parameters than this, before it is built "
+        "(training needs at least 16 bytes per parameter); raise it for a model meant to be that large",
+    )
     threads: Union[Literal["auto"], PositiveInt] = Field(
         "auto", description="CPU threads for torch (torch.set_num_threads); auto: 1 for a model under a million "
         "parameters (more threads only add overhead there), else torch's default; OMP_NUM_THREADS, when set, wins")

@@ -204,7 +204,6 @@ class _Builder:
                     merged.extend(self.merge_source(source, depth))
             else:
                 own.append((key_node, value_node))
-        self.spend(node, len(merged))
         own_keys = {k.value for k, _ in own if isinstance(k, ScalarNode)}
         return own + [(k, v) for k, v in merged if not (isinstance(k, ScalarNode) and k.value in own_keys)]
 
@@ -216,7 +215,9 @@ class _Builder:
             target = _target(source)
             if not isinstance(target, MappingNode):
                 raise self.error(source, "a merge key (<<) needs a mapping or a list of mappings")
-            return self.entries(target, depth + 1)
+            pairs = self.entries(target, depth + 1)
+            self.spend(source, len(pairs))  # while the alias is known: a merge-key bomb points at it
+            return pairs
         finally:
             if alias:
                 self.aliases.pop()
