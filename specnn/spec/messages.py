@@ -127,7 +127,7 @@ def render(finding: Finding) -> tuple[str, Optional[str]]:
 
 
 # Few enough keys to list them all when a misspelling is too far from any to suggest one.
-LISTED_KEYS = 16
+LISTED_KEYS = 20
 
 
 def _known_keys(ctx: dict[str, Any]) -> Optional[str]:
