@@ -6,35 +6,30 @@ import numpy as np
 import pytest
 import torch
 
-from specnn.runtime.data.tensors import Arrays, batches, prepare_targets, split, to_tensors
+from specnn.runtime.data.splits import split_indices
+from specnn.runtime.data.tensors import batches, prepare_targets, to_tensors
 from specnn.errors import DataError
 
 
-def numbered(n: int) -> Arrays:
-    return Arrays(np.arange(n, dtype=np.float32).reshape(n, 1), np.arange(n, dtype=np.int64))
-
-
 def test_split_is_deterministic_for_a_seed_and_disjoint():
-    train_a, val_a = split(numbered(50), 0.2, seed=7)
-    train_b, val_b = split(numbered(50), 0.2, seed=7)
-    _, val_c = split(numbered(50), 0.2, seed=8)
+    train_a, val_a, _ = split_indices(50, 0.2, 0.0, seed=7)
+    train_b, val_b, _ = split_indices(50, 0.2, 0.0, seed=7)
+    _, val_c, _ = split_indices(50, 0.2, 0.0, seed=8)
     assert (len(train_a), len(val_a)) == (40, 10)
-    np.testing.assert_array_equal(val_a.targets, val_b.targets)
-    np.testing.assert_array_equal(train_a.features, train_b.features)
-    assert not np.array_equal(val_a.targets, val_c.targets)
-    assert sorted(train_a.targets.tolist() + val_a.targets.tolist()) == list(range(50))
-    # features travel with their targets
-    np.testing.assert_array_equal(val_a.features[:, 0], val_a.targets.astype(np.float32))
+    np.testing.assert_array_equal(val_a, val_b)
+    np.testing.assert_array_equal(train_a, train_b)
+    assert not np.array_equal(val_a, val_c)
+    assert sorted(train_a.tolist() + val_a.tolist()) == list(range(50))
 
 
 def test_zero_validation_split_keeps_everything_for_training():
-    train, val = split(numbered(5), 0.0, seed=0)
-    assert val is None and len(train) == 5
+    train, val, test = split_indices(5, 0.0, 0.0, seed=0)
+    assert train.tolist() == [0, 1, 2, 3, 4] and len(val) == len(test) == 0
 
 
 def test_a_split_that_leaves_no_training_data_is_an_error():
     with pytest.raises(DataError) as info:
-        split(numbered(1), 0.5, seed=0)
+        split_indices(1, 0.5, 0.0, seed=0)
     assert str(info.value) == "data.validation_split: 1 sample(s) leave none for training after a validation split of 0.5"
 
 

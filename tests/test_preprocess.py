@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specnn.runtime.data.tensors import split
+from specnn.runtime.data.splits import split_indices
 from specnn.runtime.data.preprocess import Encoding, Preprocessor, load_preprocessor
 from specnn.runtime.data.sources import load_csv
 from specnn.launch import train
@@ -76,8 +76,8 @@ def train_iris(tmp_path: Path, scale: str) -> Path:
 def iris_train_split() -> np.ndarray:
     """The iris training rows as the trainer splits them (seed 0, 20 % validation)."""
     arrays = load_csv(load_spec(EXAMPLES / "iris.yaml").data.args, EXAMPLES)
-    train_part, _ = split(arrays, 0.2, seed=0)
-    return train_part.features.astype(np.float64)
+    train_at, _, _ = split_indices(len(arrays), 0.2, 0.0, seed=0)
+    return arrays.features[train_at].astype(np.float64)
 
 
 def test_standard_scaling_is_fitted_on_the_training_split_not_the_whole_file(tmp_path):

@@ -18,7 +18,7 @@ from pydantic import ValidationError as PydanticError
 
 from specnn.catalog.layers import LAYERS
 from specnn.spec.document import Document
-from specnn.errors import Path, Problem, spec_problem
+from specnn.errors import Path, Problem, locate, spec_problem
 from specnn.errors.texts import did_you_mean
 from specnn.spec.limits import MAX_PROBLEMS
 from specnn.spec.messages import BOUND_SIGNS, SIZE_WORDS, Finding, render
@@ -43,7 +43,7 @@ def check_document(document: Document) -> tuple[Optional[Spec], list[Problem]]:
         spec, findings = build_spec(document.data)
     problems = document.problems + [to_problem(f, document) for f in drop_redundant(findings)]
     if spec is not None:
-        problems += [p.at(*document.locate(p.path)) for p in train_problems(spec) + size_problems(spec)]
+        problems += locate(document, train_problems(spec) + size_problems(spec))
     if spec is not None and spec.sweep is not None and not has_errors(problems):
         problems += sweep_problems(spec.sweep, ("sweep",), document, document.data, spec, data_problems)
     problems = sort_problems(problems)

@@ -18,7 +18,7 @@ import torch
 from specnn.catalog.base import resolve
 from specnn.catalog.losses import LOSSES
 from specnn.catalog.sources import SOURCES
-from specnn.runtime.data.sources import Arrays, Features, take_features
+from specnn.runtime.data.sources import Arrays, Features
 from specnn.errors import DataError, Problem, SpecError, spec_problem
 from specnn.errors.texts import suggest
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from specnn.spec.models import Spec
 
 __all__ = [
-    "Arrays", "Tensors", "load_arrays", "match_inputs", "split", "prepare_targets", "to_tensors", "batches",
+    "Arrays", "Tensors", "load_arrays", "match_inputs", "prepare_targets", "to_tensors", "batches",
 ]
 
 NUMPY_DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64}
@@ -147,31 +147,7 @@ def _data_problem(spec: "Spec", path: tuple, message: str, code: str = "data", h
 
 
 # ---------------------------------------------------------------------------------------------
-# split, targets, tensors, batches
-
-
-def split(arrays: Arrays, validation_split: float, seed: int) -> tuple[Arrays, Optional[Arrays]]:
-    """A seeded random train/validation split (not stratified).
-
-    The validation part holds ``round(N * validation_split)`` samples (at least one when the
-    fraction is positive); with a zero fraction there is no validation part.
-
-    >>> a = Arrays(np.zeros((10, 2), np.float32), np.arange(10))
-    >>> train, val = split(a, 0.2, seed=0)
-    >>> len(train), len(val)
-    (8, 2)
-    """
-    n = len(arrays)
-    n_val = max(1, round(n * validation_split)) if validation_split > 0 else 0
-    if n_val == 0:
-        return arrays, None
-    if n - n_val < 1:
-        raise DataError([Problem("data", f"{n} sample(s) leave none for training after a validation split of {validation_split}",
-                                 ("data", "validation_split"))])
-    order = np.random.default_rng(seed).permutation(n)
-    train_at, val_at = np.sort(order[n_val:]), np.sort(order[:n_val])
-    take = lambda at: Arrays(take_features(arrays.features, at), arrays.targets[at], arrays.classes)  # noqa: E731
-    return take(train_at), take(val_at)
+# targets, tensors, batches
 
 
 def prepare_targets(targets: np.ndarray, loss: str, output_shape: Sequence[int]) -> np.ndarray:
