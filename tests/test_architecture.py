@@ -134,3 +134,10 @@ def test_the_rules_catch_an_upward_and_a_lazy_import():
     assert found == [(1, "torch", True), (2, "specnn.runtime.files", True), (4, "specnn.runtime.train.loop", False),
                      (5, "torch.nn", False)]
     assert [layer(target)[1] > layer("specnn.runtime.data")[1] for _, target, _ in found[1:3]] == [False, True]
+
+
+@pytest.mark.parametrize("package", sorted(p for p in PACKAGE.rglob("__init__.py") if "__pycache__" not in p.parts))
+def test_every_package_says_what_it_owns(package):
+    # README's "How the code is laid out" sends contributors to these paragraphs
+    docstring = ast.get_docstring(ast.parse(package.read_text(encoding="utf-8")))
+    assert docstring and len(docstring.split()) >= 8, f"{package.relative_to(PACKAGE.parent)} has no docstring"
