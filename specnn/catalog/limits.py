@@ -22,3 +22,8 @@ MAX_NUM_LAYERS = 1_000
 
 # Layers in the model once every block use is expanded: repeats multiply through nested blocks.
 MAX_EXPANDED_LAYERS = 10_000
+
+# Values a synthetic data set generates: samples x values per sample (every input, and the targets),
+# plus the per-class and per-token tables it draws from. 100 million float32 values are 400 MB, and
+# generating them briefly needs twice that (numpy draws float64).
+MAX_SYNTHETIC_VALUES = 100_000_000

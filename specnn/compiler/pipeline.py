@@ -13,6 +13,7 @@ from specnn.compiler.ir import Graph, Shape, TensorType
 from specnn.compiler.lints import run_lints
 from specnn.compiler.names import why_not_class_name
 from specnn.compiler.shapes import infer_shapes
+from specnn.compiler.token_ids import synthetic_vocab_problems
 from specnn.errors import Problem, SpecError, locate
 
 if TYPE_CHECKING:
@@ -88,7 +89,8 @@ def compile_spec(spec: Spec) -> CompiledModel:
     problems = [*class_name_problems(spec), *problems]
     graph, shape_problems = infer_shapes(graph)
     if not any(p.severity == "error" for p in (*problems, *shape_problems)):
-        shape_problems = [*shape_problems, *budget_problems(graph, spec.train.max_parameters)]
+        shape_problems = [*shape_problems, *budget_problems(graph, spec.train.max_parameters),
+                          *synthetic_vocab_problems(graph, spec)]
     lint_problems = run_lints(graph, spec)
     located = locate(spec, (*problems, *shape_problems, *lint_problems))
     if any(p.severity == "error" for p in located):

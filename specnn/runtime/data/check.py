@@ -29,6 +29,7 @@ def check_data(spec: Any, compiled: Any, rows: int = PREVIEW_ROWS) -> list[str]:
         DataError, SpecError: what ``specnn train`` would stop at before its first step.
     """
     from specnn.catalog.sources import SOURCES
+    from specnn.compiler.token_ids import embedding_limits
 
     if len(compiled.outputs) != 1:
         raise SpecError([spec_problem(spec, ("model", "outputs"), "training applies one loss to one output; this "
@@ -39,7 +40,7 @@ def check_data(spec: Any, compiled: Any, rows: int = PREVIEW_ROWS) -> list[str]:
     partial = is_table_source(spec)
     splits = load_splits(spec, compiled.inputs, output_shape,
                          None if partial else (lambda arrays: _check_classes(compiled, arrays)),
-                         preview_rows=rows if partial else None)
+                         preview_rows=rows if partial else None, token_limits=embedding_limits(compiled.graph))
     return splits.notes
 
 

@@ -58,7 +58,7 @@ def is_table_source(spec: "Spec") -> bool:
 
 def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[int],
                 check_classes: Any = None, fitted: Optional[Preprocessor] = None,
-                preview_rows: Optional[int] = None) -> Splits:
+                preview_rows: Optional[int] = None, token_limits: Optional[Mapping[str, Any]] = None) -> Splits:
     """Read, split and preprocess the spec's data for a model with ``inputs`` and one output.
 
     Args:
@@ -68,6 +68,8 @@ def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[
         check_classes: called with the Arrays before anything is split (lint S108).
         fitted: a run's stored preprocessing, applied instead of fitting anew (``specnn evaluate``).
         preview_rows: read only the first rows of a table (``specnn validate --data``).
+        token_limits: model input -> the Embedding table reading it
+            (:func:`specnn.compiler.token_ids.embedding_limits`): its ids are checked.
 
     Raises:
         DataError: the data cannot be read or does not fit the model (located).
@@ -94,6 +96,7 @@ def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[
         check_classes(arrays)
     check_input_width(spec, preprocessor, arrays.features, inputs)
     arrays.features = tensors.match_inputs(spec, inputs, arrays.features)
+    tensors.check_token_ids(spec, arrays.features, token_limits or {})
     arrays.targets = targets_for_loss(spec, arrays.targets, output_shape)
     classes = arrays.classes
     train, validation, test = _split_in_place(arrays, parts)

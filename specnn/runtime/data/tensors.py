@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from specnn.spec.models import Spec
 
 __all__ = [
-    "Arrays", "Tensors", "load_arrays", "match_inputs", "prepare_targets", "to_tensors", "batches",
+    "Arrays", "Tensors", "load_arrays", "match_inputs", "check_token_ids", "prepare_targets", "to_tensors", "batches",
 ]
 
 NUMPY_DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64}
@@ -140,6 +140,35 @@ def _fit_input(spec: "Spec", name: str, array: np.ndarray, tensor_type: Any, sev
             raise _data_problem(spec, where, f"the model {label} is int64 (e.g. token ids) but the data holds "
                                              "fractional values", code="data-dtype")
     return array.astype(NUMPY_DTYPES[tensor_type.dtype], copy=False)
+
+
+def check_token_ids(spec: "Spec", features: Mapping[str, np.ndarray], limits: Mapping[str, Any]) -> None:
+    """Every token id an Embedding reads lies in ``[0, num_embeddings)`` (else torch's IndexError mid-run).
+
+    Args:
+        features: one array per model input, as :func:`match_inputs` gives them.
+        limits: model input name -> :class:`specnn.compiler.token_ids.TokenLimit`.
+
+    Raises:
+        DataError: located at the Embedding's ``num_embeddings``, naming the data and the id.
+    """
+    for name, limit in limits.items():
+        ids = features.get(name)
+        if ids is None or ids.size == 0 or ids.dtype.kind not in "iu":
+            continue
+        low, high = int(ids.min()), int(ids.max())
+        if 0 <= low and high < limit.num_embeddings:
+            continue
+        bad = low if low < 0 else high
+        count = int(np.count_nonzero((ids < 0) | (ids >= limit.num_embeddings)))
+        origin = getattr(spec.data.args, "path", None) or f"the {spec.data.kind} data"
+        raise _data_problem(
+            spec, limit.path,
+            f"{origin} holds token id {bad} for input '{name}' ({count} id(s) out of range), but Embedding "
+            f"'{limit.layer}' has num_embeddings: {limit.num_embeddings} (ids 0..{limit.num_embeddings - 1})",
+            code="data-vocab",
+            hint=f"set num_embeddings to at least {high + 1}" if low >= 0 else "token ids cannot be negative",
+        )
 
 
 def _data_problem(spec: "Spec", path: tuple, message: str, code: str = "data", hint: Optional[str] = None) -> DataError:

@@ -162,6 +162,7 @@ def validation_split(run: Run, preprocessor: Preprocessor, part: str = "validati
         RunError: ``validation_split`` (``test_split``) is 0, or the data source no longer matches the run.
         DataError: the data source cannot be read.
     """
+    from specnn.compiler.token_ids import embedding_limits
     from specnn.runtime.data.prepare import load_splits
 
     spec = run.spec
@@ -171,7 +172,8 @@ def validation_split(run: Run, preprocessor: Preprocessor, part: str = "validati
             spec, ("data", key), f"this run has no {part} split ({key} is 0): "
             "there is nothing to evaluate without a file", code=f"no-{part}",
             hint="pass --data FILE: a CSV or NPZ with the feature columns and the target")])
-    splits = load_splits(spec, run.compiled.inputs, _output_shape(run), fitted=preprocessor)
+    splits = load_splits(spec, run.compiled.inputs, _output_shape(run), fitted=preprocessor,
+                         token_limits=embedding_limits(run.compiled.graph))
     _check_same_source(run, splits.classes, splits.preprocessor, preprocessor)
     chosen = splits.validation if part == "validation" else splits.test
     expected = run.meta["samples"][part]  # training records the size of each split it made

@@ -198,11 +198,13 @@ def seed_everything(seed: int) -> None:
 
 def prepare_data(spec: Any, compiled: Any, device: torch.device, say: Echo = print) -> Prepared:
     """Load, check, split and move the data to the device, targets in the loss's form."""
+    from specnn.compiler.token_ids import embedding_limits
     from specnn.runtime.data.prepare import load_splits
     from specnn.runtime.data.streaming import place
 
     output_shape = single_output(spec, compiled)
-    splits = load_splits(spec, compiled.inputs, output_shape, lambda arrays: check_classes(compiled, arrays))
+    splits = load_splits(spec, compiled.inputs, output_shape, lambda arrays: check_classes(compiled, arrays),
+                         token_limits=embedding_limits(compiled.graph))
     for note in splits.notes:
         say(note)
     image = splits.preprocessor.image
