@@ -156,7 +156,8 @@ def test_several_outputs_with_one_loss_is_located_at_model_outputs(tmp_path):
         train(spec, tmp_path / "run", quiet=True)
     assert [p.format() for p in info.value.problems] == [
         f"{spec.file}:4:1: model.outputs: training applies one loss to one output; this model has 2 outputs "
-        "(logits, joined) (list one output node in model.outputs)"
+        "(logits, joined) (list one output node in model.outputs, or give each output its loss: "
+        "loss: {logits: <Loss>, joined: <Loss>})"
     ]
     assert not (tmp_path / "run").exists()
 

@@ -120,8 +120,13 @@ def train_both(spec_file: Path, folder: Path) -> tuple[Path, Path]:
     return run.path, project
 
 
+# Examples eject refuses, each with a located error (test_examples_eject_refuses_are_located).
+NOT_EJECTED = {"two_heads.yaml": "loss: specnn eject cannot write a loss per output (a model with several outputs) yet"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("example", [p for p in sorted(EXAMPLES.glob("*.yaml")) if p.name not in NOT_EJECTED],
+                         ids=lambda p: p.stem)
 def test_every_example_ejects_to_the_same_weights(example, tmp_path):
     run, project = train_both(spec_copy(example, tmp_path, epochs=2), tmp_path)
     assert_same_training(run, project)
@@ -196,4 +201,12 @@ def test_data_features_eject_cannot_write_are_located_errors(tmp_path, cli_runne
     assert result.exit_code == 2
     assert "data.preprocess.missing: specnn eject cannot write missing-value handling yet" in result.output
     assert "data.loader.in_memory: specnn eject cannot write streamed data yet" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", sorted(NOT_EJECTED))
+def test_examples_eject_refuses_are_located(name, tmp_path, cli_runner):
+    result = cli_runner.invoke(cli, ["eject", str(EXAMPLES / name), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert f"{EXAMPLES / name}:" in result.output and NOT_EJECTED[name] in result.output
     assert not (tmp_path / "out").exists()

@@ -24,7 +24,8 @@ COMMITTED = Path(__file__).resolve().parent.parent / "specnn" / "schema" / "spec
 WORDED = {"anyOf", "oneOf", "additionalProperties", "required", "type", "enum", "const", "pattern",
           *BOUND_SIGNS, *SIZE_WORDS}
 STRUCTURE = {"$schema", "$id", "$defs", "$ref", "properties", "items", "prefixItems"}
-ANNOTATIONS = {"title", "description", "default", "examples", "x-choice", "x-choices", "x-arguments-of"}
+ANNOTATIONS = {"title", "description", "default", "examples", "x-choice", "x-choices", "x-arguments-of",
+               "x-single-keys"}
 
 
 def subschemas(schema: Any) -> Iterator[dict]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 from pydantic_core import PydanticCustomError
 
 from specnn.catalog.base import Args
@@ -17,16 +17,42 @@ from specnn.catalog.limits import MAX_DIMS
 from specnn.catalog.transforms import Transform
 
 
-class CsvArgs(Args):
+TARGETS_DESCRIPTION = ("a model with several outputs (a loss per output): the target column of each output, "
+                       "{output: column}; instead of target")
+
+
+class TableArgs(Args):
+    """A table's target: one column, or one per model output (``targets``)."""
+
+    # The schema says one of them is required (so a spec without either reads "missing required key
+    # 'target'"); that not both are given is the validator's.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["target"]}, {"required": ["targets"]}]})
+
+    @model_validator(mode="after")
+    def _target_or_targets(self) -> "TableArgs":
+        if (self.target is None) == (self.targets is None):
+            raise PydanticCustomError("choice", "give exactly one of 'target' (one column) or 'targets' (a column "
+                                      "per model output)", {})
+        return self
+
+    @property
+    def target_columns(self) -> list[str]:
+        """Every target column, in the order written."""
+        return list(self.targets.values()) if self.targets is not None else [self.target]
+
+
+class CsvArgs(TableArgs):
     path: str = Field(description="CSV file, relative to the spec file's folder")
-    target: str = Field(description="name of the target column")
+    target: Optional[str] = Field(None, description="name of the target column")
+    targets: Optional[dict[str, str]] = Field(None, min_length=1, description=TARGETS_DESCRIPTION)
     features: Optional[list[str]] = Field(None, description="feature columns; default: every column but the target")
     delimiter: str = Field(",", min_length=1, max_length=1)
 
 
-class ParquetArgs(Args):
+class ParquetArgs(TableArgs):
     path: str = Field(description="Parquet file, relative to the spec file's folder (needs specnn[parquet])")
-    target: str = Field(description="name of the target column")
+    target: Optional[str] = Field(None, description="name of the target column")
+    targets: Optional[dict[str, str]] = Field(None, min_length=1, description=TARGETS_DESCRIPTION)
     features: Optional[list[str]] = Field(None, description="feature columns; default: every column but the target")
 
 
@@ -35,7 +61,9 @@ class NpzArgs(Args):
     x: Union[str, dict[str, str]] = Field(
         "x", description="name of the features array, or a mapping from model input name to array name"
     )
-    y: str = Field("y", description="name of the targets array")
+    y: Union[str, dict[str, str]] = Field(
+        "y", description="name of the targets array, or a mapping from model output name to array name (a loss per "
+        "output)")
 
 
 class SyntheticInput(Args):
@@ -45,6 +73,14 @@ class SyntheticInput(Args):
     vocab: Optional[PositiveInt] = Field(
         None, ge=2, description="token ids in [0, vocab) (int64, for Embedding) instead of real values"
     )
+
+
+class SyntheticTarget(Args):
+    """One model output's targets in a synthetic data set: classes, or regression values."""
+
+    task: Literal["classification", "regression"] = "classification"
+    classes: PositiveInt = Field(2, ge=2, description="classification only")
+    outputs: PositiveInt = Field(1, description="regression only: targets per sample")
 
 
 class SyntheticArgs(Args):
@@ -61,6 +97,10 @@ class SyntheticArgs(Args):
     inputs: Optional[dict[str, SyntheticInput]] = Field(
         None, description="several model inputs by name, each with its shape (and vocab); instead of shape"
     )
+    targets: Optional[dict[str, SyntheticTarget]] = Field(
+        None, min_length=1, description="a model with several outputs (a loss per output): each output's targets, "
+        "a linear function of the inputs; instead of task, classes and outputs"
+    )
 
     @model_validator(mode="after")
     def _shape_or_inputs(self) -> "SyntheticArgs":
@@ -69,6 +109,12 @@ class SyntheticArgs(Args):
             raise PydanticCustomError(
                 "choice", "give {keys} for one input or 'inputs' for several, not both",
                 {"keys": " and ".join(f"'{k}'" for k in both)},
+            )
+        single = [k for k in ("task", "classes", "outputs") if k in self.model_fields_set]
+        if self.targets is not None and single:
+            raise PydanticCustomError(
+                "choice", "give {keys} for one output or 'targets' for several, not both",
+                {"keys": " and ".join(f"'{k}'" for k in single)},
             )
         return self
 

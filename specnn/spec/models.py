@@ -24,12 +24,14 @@ from typing import Annotated, Any, ClassVar, Literal, Optional, Sequence, Union
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     PrivateAttr,
+    Tag,
     create_model,
     model_validator,
 )
@@ -309,6 +311,59 @@ DataSpec = choice_model(
 )
 
 LossSpec = choice_model("LossSpec", LOSSES, "loss", "A torch.nn loss and its arguments.")
+OutputLossSpec = choice_model(
+    "OutputLossSpec", LOSSES, "loss", "One model output's loss, its arguments, and its weight in the total loss.",
+    weight=(float, Field(1.0, ge=0, allow_inf_nan=False, description="this output's share of the total loss: "
+                         "loss = sum of weight * the output's loss")),
+)
+# `{weight: 0.5}` alone names no loss: not an output's loss, so `{CrossEntropyLos: {}}` is one misspelt loss.
+OutputLossSpec.model_config["json_schema_extra"]["minProperties"] = 1
+LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
+OutputLoss = Annotated[
+    Union[Annotated[LossName, Tag("name")], Annotated[OutputLossSpec, Tag("spec")]],  # type: ignore[valid-type]
+    Discriminator(lambda value: "name" if isinstance(value, str) else "spec"),
+]
+
+
+def _loss_form(value: Any) -> str:
+    """``loss:`` is one loss (its key a loss name) or a mapping from output name to that output's loss."""
+    return "one" if not isinstance(value, dict) or any(key in LOSSES for key in value) else "outputs"
+
+
+def _loss_schema(schema: dict[str, Any]) -> None:
+    # Both forms are mappings: a validator tells them apart by the keys (spec/validate.py), so the
+    # alternatives are anyOf, and the keys of the one-loss form are listed.
+    schema["anyOf"] = schema.pop("oneOf")
+    schema["x-single-keys"] = list(LOSSES)
+    schema["description"] = ("one loss for the model's one output ({CrossEntropyLoss: {...}}), or one per output: "
+                             "{out_a: CrossEntropyLoss, out_b: {MSELoss: {}, weight: 0.5}}")
+
+
+LossSetting = Annotated[
+    Union[Annotated[LossSpec, Tag("one")],  # type: ignore[valid-type]
+          Annotated[dict[str, OutputLoss], Tag("outputs")]],
+    Discriminator(_loss_form),
+]
+
+
+@dataclass(frozen=True)
+class LossHead:
+    """One output's loss, as the runtime reads both forms of ``loss:``.
+
+    ``output`` is None for the one-loss form (the model's one output); ``path`` is where the
+    spec writes the loss (``("loss", "CrossEntropyLoss")`` or ``("loss", "species")``).
+    """
+
+    output: Optional[str]
+    kind: str
+    args: Args
+    weight: float
+    path: tuple[str, ...]
+
+    @property
+    def suffix(self) -> str:
+        """What this output's epoch values end with: ``_species``, or nothing for the one-loss form."""
+        return f"_{self.output}" if self.output is not None else ""
 OptimizerSpec = choice_model("OptimizerSpec", OPTIMIZERS, "optimizer", "A torch.optim optimizer and its arguments.")
 
 
@@ -427,7 +482,7 @@ class Spec(Strict):
     seed: int = Field(0, ge=0, le=SEED_MAX, description="seeds Python, numpy and torch; 0 to 2**32 - 1")
     model: ModelSpec
     data: DataSpec  # type: ignore[valid-type]
-    loss: LossSpec  # type: ignore[valid-type]
+    loss: LossSetting = Field(json_schema_extra=_loss_schema)  # type: ignore[valid-type]
     optimizer: OptimizerSpec  # type: ignore[valid-type]
     train: TrainSpec = TrainSpec()
     export: list[Union[ExportFormat, OnnxExport]] = Field(  # type: ignore[valid-type]
@@ -462,6 +517,24 @@ class Spec(Strict):
             return self._file, None, None
         _, line, col = self._document.locate(path, key=key)
         return self._file, line, col
+
+    @property
+    def several_losses(self) -> bool:
+        """``loss:`` maps output names to losses (a model with several outputs)."""
+        return isinstance(self.loss, dict)
+
+    @property
+    def losses(self) -> list[LossHead]:
+        """Each output's loss, in the order written (one, with ``output`` None, for the one-loss form)."""
+        if not isinstance(self.loss, dict):
+            return [LossHead(None, self.loss.kind, self.loss.args, 1.0, ("loss", self.loss.kind))]
+        heads = []
+        for output, entry in self.loss.items():
+            if isinstance(entry, str):
+                heads.append(LossHead(output, entry, LOSSES[entry].args(), 1.0, ("loss", output)))
+            else:
+                heads.append(LossHead(output, entry.kind, entry.args, entry.weight, ("loss", output, entry.kind)))
+        return heads
 
     @property
     def class_name(self) -> str:

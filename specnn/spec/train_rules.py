@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Optional
 
 from specnn.catalog.losses import LOSSES
-from specnn.catalog.metrics import METRICS, metric_key, task_problems
+from specnn.catalog.metrics import FITS, METRICS, metric_key, task_problems
 from specnn.errors import Problem
 
 DEFAULT_METRICS = {"classification": "accuracy", "binary": "accuracy", "regression": "mse"}
@@ -23,6 +23,26 @@ def metric_choices(train: Any, loss_task: str) -> list[tuple[str, Any]]:
     if train.metrics is None:
         return [(DEFAULT_METRICS[loss_task], None)]
     return [(m, None) if isinstance(m, str) else (m.kind, m.args) for m in train.metrics]
+
+
+def output_metrics(spec: Any) -> list[tuple[Any, list[tuple[str, Any]]]]:
+    """Each output's loss (``LossHead``) with the metrics measured on that output.
+
+    One loss: the spec's metrics. A loss per output: each metric of ``train.metrics`` goes to the
+    outputs whose task it fits (accuracy to a classifier, mae to a regression); without
+    ``train.metrics``, each output gets its task's default (accuracy, mse).
+    """
+    if not spec.several_losses:
+        head, = spec.losses
+        return [(head, metric_choices(spec.train, LOSSES[head.kind].task))]
+    measured = []
+    for head in spec.losses:
+        task = LOSSES[head.kind].task
+        chosen = metric_choices(spec.train, task)
+        if spec.train.metrics is not None:
+            chosen = [(name, args) for name, args in chosen if task in FITS[METRICS[name].task]]
+        measured.append((head, chosen))
+    return measured
 
 
 def epoch_keys(spec: Any) -> list[str]:
@@ -39,10 +59,11 @@ def epoch_keys(spec: Any) -> list[str]:
     ... '''))
     ['train_loss', 'train_accuracy', 'train_f1_micro']
     """
-    task = LOSSES[spec.loss.kind].task
-    names = [metric_key(name, args) for name, args in metric_choices(spec.train, task) if METRICS[name].mode]
+    losses = [f"loss{head.suffix}" for head in spec.losses] if spec.several_losses else []
+    names = [f"{metric_key(name, args)}{head.suffix}" for head, chosen in output_metrics(spec)
+             for name, args in chosen if METRICS[name].mode]
     splits = ("train", "val") if spec.data.validation_split > 0 else ("train",)
-    return [f"{split}_{name}" for split in splits for name in ("loss", *names)]
+    return [f"{split}_{name}" for split in splits for name in ("loss", *losses, *names)]
 
 
 def monitor_mode(monitor: str, mode: Optional[str] = None) -> str:
@@ -72,16 +93,35 @@ def checkpoint_monitor(spec: Any) -> str:
 
 def train_problems(spec: Any) -> list[Problem]:
     """Every cross-section problem of ``spec.train`` (unlocated: ``path`` says where)."""
-    task = LOSSES[spec.loss.kind].task
     problems = []
-    if spec.train.metrics is not None:
+    if spec.train.metrics is not None and not spec.several_losses:
+        task = LOSSES[spec.loss.kind].task
         problems += task_problems(metric_choices(spec.train, task), task, spec.loss.kind)
+    elif spec.train.metrics is not None:
+        problems += _unmeasured_metrics(spec)
     problems += list(_monitor_problems(spec))
     if spec.train.precision == "fp16" and spec.train.device in ("cpu", "mps"):
         problems.append(Problem(
             "precision", f"fp16 mixed precision needs a CUDA device, not '{spec.train.device}'",
             ("train", "precision"), hint="use bf16 on the CPU, or device: cuda",
         ))
+    return problems
+
+
+def _unmeasured_metrics(spec: Any) -> list[Problem]:
+    """With a loss per output: a metric whose task no output has (r2 with only classifiers)."""
+    tasks = {LOSSES[head.kind].task for head in spec.losses}
+    outputs = ", ".join(f"{head.output} ({head.kind})" for head in spec.losses)
+    problems = []
+    for index, (name, _) in enumerate(metric_choices(spec.train, "classification")):
+        task = METRICS[name].task
+        if name == "confusion_matrix":
+            problems.append(Problem("metric-task", "confusion_matrix is not written for a model with several outputs "
+                                    "yet", ("train", "metrics", index),
+                                    hint="use accuracy, precision, recall or f1 per output"))
+        elif not tasks & set(FITS[task]):
+            problems.append(Problem("metric-task", f"{name} is a {task} metric, but no output has a {task} loss "
+                                    f"(outputs: {outputs})", ("train", "metrics", index)))
     return problems
 
 

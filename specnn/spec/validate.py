@@ -21,6 +21,7 @@ from specnn.spec.document import Document
 from specnn.errors import Path, Problem, locate, spec_problem
 from specnn.errors.texts import did_you_mean
 from specnn.spec.limits import MAX_PROBLEMS
+from specnn.spec.loss_rules import output_loss_problems
 from specnn.spec.messages import BOUND_SIGNS, SIZE_WORDS, Finding, render
 from specnn.spec.models import Spec
 from specnn.spec.schema import cached_schema
@@ -43,7 +44,9 @@ def check_document(document: Document) -> tuple[Optional[Spec], list[Problem]]:
         spec, findings = build_spec(document.data)
     problems = document.problems + [to_problem(f, document) for f in drop_redundant(findings)]
     if spec is not None:
-        problems += locate(document, train_problems(spec) + size_problems(spec))
+        losses = output_loss_problems(spec)
+        # The train rules read each output's loss: only once the outputs and losses agree.
+        problems += locate(document, losses + (train_problems(spec) if not losses else []) + size_problems(spec))
     if spec is not None and spec.sweep is not None and not has_errors(problems):
         problems += sweep_problems(spec.sweep, ("sweep",), document, document.data, spec, data_problems)
     problems = sort_problems(problems)
@@ -154,6 +157,11 @@ def translate_alternatives(error: ValidationError) -> Iterator[Finding]:
     branches: dict[int, list[ValidationError]] = defaultdict(list)
     for sub in error.context:
         branches[sub.relative_schema_path[0]].append(sub)
+    meant = _meant_form(error)
+    if meant in branches:
+        for sub in branches[meant]:
+            yield from translate(sub)
+        return
     for index in sorted(branches):
         if not any(_type_mismatch(sub) for sub in branches[index]):
             for sub in branches[index]:
@@ -161,6 +169,19 @@ def translate_alternatives(error: ValidationError) -> Iterator[Finding]:
             return
     expected = [t for sub in error.context for t in _expected_types(sub)]
     yield Finding("type", tuple(error.absolute_path), {"expected": list(dict.fromkeys(expected)), "value": error.instance})
+
+
+def _meant_form(error: ValidationError) -> Optional[int]:
+    """Which of two mapping forms a value means, when the schema lists the first form's keys.
+
+    ``loss:`` is one loss (``{CrossEntropyLoss: ...}``) or a loss per output (``{species: ...}``);
+    a key that is, or is close to, a loss name means the first (a misspelt loss is reported as
+    one), any other the second (a misspelt loss inside an output's entry is reported there).
+    """
+    keys = error.schema.get("x-single-keys") if isinstance(error.schema, dict) else None
+    if keys is None or not isinstance(error.instance, dict):
+        return None
+    return 0 if any(key in keys or did_you_mean(str(key), keys) for key in error.instance) else 1
 
 
 def _type_mismatch(error: ValidationError) -> bool:

@@ -15,13 +15,12 @@ from specnn.errors import Problem
 
 
 def final_activation(graph: Graph, spec: Any) -> list[Problem]:
-    """S101-S104 for each node producing a model output, by the spec's loss."""
-    check = CHECKS.get(spec.loss.kind)
-    if check is None:
-        return []
+    """S101-S104 for each node producing a model output, by that output's loss."""
+    losses = {head.output: head.kind for head in spec.losses}  # {None: kind} for the one-loss form
     problems = []
     for output in output_nodes(graph):
-        problem = check(producer(graph, output))
+        check = CHECKS.get(losses.get(output.name if spec.several_losses else None, ""))
+        problem = check(producer(graph, output)) if check is not None else None
         if problem is not None:
             problems.append(problem)
     return problems

@@ -17,22 +17,26 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def check_output_classes(compiled: Any, num_classes: Optional[int]) -> list:
+def check_output_classes(compiled: Any, num_classes: Optional[int], output: Optional[str] = None) -> list:
     """S108 when a classifier's output width is not the data's number of classes.
 
     Args:
         compiled: a :class:`specnn.compiler.CompiledModel` (its spec names the loss and the ignores).
         num_classes: how many classes the data has (see :func:`count_classes`); None when unknown.
+        output: with a loss per output, the output whose targets ``num_classes`` counts.
 
     Returns:
         Located problems (empty when the widths agree, the loss does not take class indices, or
         ``S108`` is ignored), located at the layer producing the model output.
     """
     spec = compiled.spec
-    if num_classes is None or LOSSES[spec.loss.kind].target != "index" or "S108" in spec.lint.ignore:
+    loss = next(head.kind for head in spec.losses if head.output == output)
+    if num_classes is None or LOSSES[loss].target != "index" or "S108" in spec.lint.ignore:
         return []
     problems = []
     for last in output_nodes(compiled.graph):
+        if output is not None and last.name != output:
+            continue
         # CrossEntropyLoss / NLLLoss read classes along the first per-sample dimension.
         width = last.shape[0] if last.shape else None
         if width is None or width == num_classes:

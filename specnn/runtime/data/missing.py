@@ -59,6 +59,8 @@ def drop_missing(table: Table, settings: Any) -> tuple[Table, list[str]]:
     keep = np.ones(len(table), dtype=bool)
     if table.target is not None:
         missing_target = _missing(table.target)
+        for column in table.more_targets.values():  # a target per output: a row needs every one
+            missing_target |= _missing(column)
         if missing_target.any():
             notes.append(f"{table.file}: dropped {int(missing_target.sum())} row(s) with no target value")
             keep &= ~missing_target

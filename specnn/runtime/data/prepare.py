@@ -25,7 +25,7 @@ from specnn.catalog.losses import LOSSES
 from specnn.catalog.sources import SOURCES
 from specnn.errors import DataError, SpecError, locate, spec_problem
 from specnn.errors.texts import suggest
-from specnn.runtime.data import tensors
+from specnn.runtime.data import outputs, tensors
 from specnn.runtime.data.missing import drop_missing, fillable_columns, fit_fills
 from specnn.runtime.data.preprocess import (
     Encoding, Preprocessor, TargetScale, check_input_width, fit_on_training_split,
@@ -91,20 +91,32 @@ def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[
                                   f"{spec.data.kind}")
         arrays = tensors.load_arrays(spec)
         preprocessor, notes = Preprocessor(scale=settings.scale), list(arrays.notes)
-        parts = _split(spec, arrays.targets)
+        parts = _split(spec, _split_labels(spec, arrays))
     if check_classes is not None:
         check_classes(arrays)
     check_input_width(spec, preprocessor, arrays.features, inputs)
     arrays.features = tensors.match_inputs(spec, inputs, arrays.features)
     tensors.check_token_ids(spec, arrays.features, token_limits or {})
-    arrays.targets = targets_for_loss(spec, arrays.targets, output_shape)
+    layout = outputs.target_layout(spec, output_shape) if spec.several_losses else None
+    if layout is not None:  # one target matrix, a block of columns per output
+        arrays.targets, arrays.by_output = outputs.pack(spec, layout, arrays), None
+    else:
+        arrays.targets = targets_for_loss(spec, arrays.targets, output_shape)
     classes = arrays.classes
     train, validation, test = _split_in_place(arrays, parts)
     del arrays
     if fitted is None:
         fit_on_training_split(spec, preprocessor, train, validation, test)
-        _scale_targets(spec, preprocessor, train, validation, test)
+        if layout is not None:
+            outputs.scale_targets(spec, layout, train, validation, test)
+            preprocessor.outputs = layout
+        else:
+            _scale_targets(spec, preprocessor, train, validation, test)
     else:
+        if layout is not None:  # the run's scaling; the classes just read are compared by the caller
+            for target, stored in zip(layout, fitted.outputs or ()):
+                target.scale = stored.scale
+            preprocessor.outputs = layout
         _apply_fitted(fitted, train, validation, test)
     return Splits(train, validation, test, classes, preprocessor, notes)
 
@@ -118,6 +130,17 @@ def _apply_fitted(fitted: Preprocessor, *parts: Optional[Arrays]) -> None:
             part.features = {name: fitted.transform(array, in_place=True)}
         if fitted.target_scale is not None:
             part.targets = fitted.target_scale.apply(part.targets)
+    if fitted.outputs is not None:
+        outputs.apply_scales(fitted.outputs, *parts)
+
+
+def _split_labels(spec: "Spec", arrays: Arrays) -> np.ndarray:
+    """What the split reads: the targets (their classes, with ``stratify``); with a loss per output, the
+    first classifier's targets, or the (N, 0) placeholder when no output classifies."""
+    if arrays.by_output is None:
+        return arrays.targets
+    first = next((head.output for head in spec.losses if LOSSES[head.kind].target == "index"), None)
+    return arrays.by_output[first][0] if first is not None else arrays.targets
 
 
 def targets_for_loss(spec: "Spec", targets: np.ndarray, output_shape: Sequence[int]) -> np.ndarray:
@@ -135,7 +158,10 @@ def _split(spec: "Spec", targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     data = spec.data
     labels = None
     if data.stratify:
-        if LOSSES[spec.loss.kind].task == "regression" or targets.ndim != 1:
+        if spec.several_losses and targets.ndim != 1:
+            raise _spec_error(spec, ("data", "stratify"), "stratify splits by class; no output has a "
+                              "classification loss", hint="remove stratify")
+        if not spec.several_losses and (LOSSES[spec.loss.kind].task == "regression" or targets.ndim != 1):
             raise _spec_error(spec, ("data", "stratify"), f"stratify splits by class; {spec.loss.kind} "
                               "learns numeric targets", hint="remove stratify, or use a classification loss")
         labels = targets
@@ -188,14 +214,22 @@ def _table(spec: "Spec", fitted: Optional[Preprocessor],
     delimiter = getattr(args, "delimiter", ",")
     header = read_header(path, delimiter)
     _check_source_columns(spec, path, header)
-    columns = args.features or [h for h in header if h != args.target]
+    first, *more = args.target_columns
+    columns = args.features or [h for h in header if h not in args.target_columns]
     _check_named_columns(spec, path, columns)
     categorical = dict(settings.categorical)
-    table = read_table(path, columns, list(categorical), delimiter=delimiter, target=args.target,
+    table = read_table(path, columns, list(categorical), delimiter=delimiter, target=first,
                        target_required=True, allow_missing=fillable_columns(settings, columns), limit=preview_rows)
+    table.more_targets = {column: read_table(path, [], [], delimiter=delimiter, target=column, target_required=True,
+                                             limit=preview_rows).target for column in more}
     table, notes = drop_missing(table, settings)
     targets, classes = labels_from_column(table.target)
-    parts = _split(spec, targets)
+    by_output = None
+    if args.targets is not None:  # a target column per output, each encoded on its own
+        columns_of = {first: (targets, classes)} | {c: labels_from_column(v) for c, v in table.more_targets.items()}
+        by_output = {output: columns_of[column] for output, column in args.targets.items()}
+        targets, classes = np.empty((len(table), 0), np.float32), None
+    parts = _split(spec, _split_labels(spec, Arrays(None, targets, classes, by_output=by_output)))
     fills = fitted.fills if fitted is not None else fit_fills(table, settings, parts[0], spec)
     preprocessor = Preprocessor(columns, args.target, {}, settings.scale, fills=fills)
     for column, fill in fills.items():  # a filled category is one the model must know
@@ -203,7 +237,11 @@ def _table(spec: "Spec", fitted: Optional[Preprocessor],
             table.values[column][table.values[column] == None] = str(fill.value)  # noqa: E711
     preprocessor.categorical = {c: Encoding(kind, sorted({str(v) for v in set(table.values[c]) if v is not None}))
                                 for c, kind in categorical.items()}
-    arrays = Arrays(preprocessor.encode(table), targets, classes)
+    arrays = Arrays(preprocessor.encode(table), targets, classes, by_output=by_output)
+    if (spec.data.validation_path or spec.data.test_path) and by_output is not None:
+        key = "validation_path" if spec.data.validation_path else "test_path"
+        raise _spec_error(spec, ("data", key), f"{key} cannot give targets per output yet",
+                          hint="use validation_split and test_split")
     if spec.data.validation_path or spec.data.test_path:
         arrays, parts = _with_part_files(spec, arrays, parts, preprocessor, notes)
     return arrays, preprocessor, parts, notes
@@ -255,15 +293,20 @@ def _labels_as_training(table: Any, target: str, classes: Optional[list[str]]) -
 def _check_source_columns(spec: "Spec", path: Any, header: list[str]) -> None:
     """The target and feature columns the spec names must be in the file: located at the spec key."""
     args, kind = spec.data.args, spec.data.kind
-    named = [(("data", kind, "target"), args.target)]
+    if args.targets is not None:
+        named = [(("data", kind, "targets", output), column) for output, column in args.targets.items()]
+    else:
+        named = [(("data", kind, "target"), args.target)]
     named += [(("data", kind, "features", i), name) for i, name in enumerate(args.features or ())]
     for where, name in named:
         if name not in header:
             raise DataError([spec_problem(spec, where, f"{path} has no column '{name}' (columns: {', '.join(header)})",
                                           code="column", hint=suggest(name, header))])
-    if not args.features and header == [args.target]:
-        raise DataError([spec_problem(spec, ("data", kind, "target"), f"{path} has no feature columns besides the "
-                                      f"target '{args.target}'", code="column")])
+    if not args.features and not set(header) - set(args.target_columns):
+        where = ("data", kind, "target" if args.targets is None else "targets")
+        raise DataError([spec_problem(spec, where, f"{path} has no feature columns besides the "
+                                      f"target{'s' if args.targets else ''} " + ", ".join(f"'{c}'" for c in args.target_columns),
+                                      code="column")])
 
 
 def _check_named_columns(spec: "Spec", path: Any, columns: list[str]) -> None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional
 
 import numpy as np
 
+from specnn.catalog.losses import LOSSES
 from specnn.runtime.data.csv_table import data_error
 from specnn.runtime.data.images import ImageSettings
 from specnn.runtime.data.missing import Fill, apply_fills
@@ -132,6 +133,60 @@ class TargetScale:
 
 
 @dataclass
+class OutputTarget:
+    """One output's block of the target matrix, and how its targets were encoded.
+
+    Attributes:
+        output: the model output's name.
+        loss: its loss (a ``LOSSES`` key).
+        shape: the output's per-sample shape.
+        start, stop: its columns in the target matrix.
+        source: where its targets come from (a table column, an npz array), for messages.
+        classes: class names, for a classifier with named labels.
+        scale: the regression targets' scaling (``scale_target``), fitted on the training split.
+    """
+
+    output: str
+    loss: str
+    shape: tuple[int, ...]
+    start: int
+    stop: int
+    source: Optional[str] = None
+    classes: Optional[list[str]] = None
+    scale: Optional[TargetScale] = None
+
+    @property
+    def task(self) -> str:
+        return LOSSES[self.loss].task
+
+    @property
+    def indices(self) -> bool:
+        """Its targets are class indices (one column), not values shaped like the output."""
+        return LOSSES[self.loss].target == "index"
+
+    def block(self, targets: Any) -> Any:
+        """This output's targets from a target matrix (numpy or torch), in the loss's form."""
+        columns = targets[:, self.start:self.stop]
+        if self.indices:
+            return columns[:, 0].long() if hasattr(columns, "long") else columns[:, 0].astype(np.int64)
+        return columns.reshape(len(columns), *self.shape)
+
+    def to_json(self) -> dict[str, Any]:
+        scale = None if self.scale is None else {"method": self.scale.method, "shift": self.scale.shift,
+                                                 "spread": self.scale.spread}
+        return {"output": self.output, "loss": self.loss, "shape": list(self.shape), "columns": [self.start, self.stop],
+                "source": self.source, "classes": self.classes, "target_scale": scale}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "OutputTarget":
+        scale = data.get("target_scale")
+        start, stop = data["columns"]
+        return cls(data["output"], data["loss"], tuple(data["shape"]), int(start), int(stop), data.get("source"),
+                   data.get("classes"),
+                   TargetScale(scale["method"], list(scale["shift"]), list(scale["spread"])) if scale else None)
+
+
+@dataclass
 class Preprocessor:
     """Everything a run needs to turn raw feature columns into the model's input.
 
@@ -146,6 +201,7 @@ class Preprocessor:
         fills: per column with a fill strategy, the value fitted on the training split.
         target_scale: the regression targets' scaling, when ``scale_target`` asks for one.
         image: how an image file becomes a model input (image folders).
+        outputs: with a loss per output, each output's block of the targets (data/outputs.py).
     """
 
     columns: Optional[list[str]] = None
@@ -157,6 +213,7 @@ class Preprocessor:
     fills: dict[str, Fill] = field(default_factory=dict)
     target_scale: Optional[TargetScale] = None
     image: Optional[ImageSettings] = None
+    outputs: Optional[list[OutputTarget]] = None
 
     @property
     def feature_names(self) -> Optional[list[str]]:
@@ -260,6 +317,8 @@ class Preprocessor:
         if self.target_scale is not None:
             t = self.target_scale
             data["target_scale"] = {"method": t.method, "shift": t.shift, "spread": t.spread}
+        if self.outputs is not None:
+            data["outputs"] = [target.to_json() for target in self.outputs]
         return data
 
     @classmethod
@@ -276,8 +335,9 @@ class Preprocessor:
         target = data.get("target_scale")
         target_scale = TargetScale(target["method"], list(target["shift"]), list(target["spread"])) if target else None
         image = ImageSettings.from_json(data["image"]) if data.get("image") else None
+        outputs = [OutputTarget.from_json(o) for o in data["outputs"]] if data.get("outputs") is not None else None
         return cls(data["columns"], data["target"], categorical, method, scale, data["width"], fills, target_scale,
-                   image)
+                   image, outputs)
 
     def save(self, folder: Path) -> Path:
         """Write ``preprocess.json`` into a run folder, atomically."""

@@ -42,6 +42,9 @@ class Arrays:
     targets: np.ndarray
     classes: Optional[list[str]] = None
     notes: list[str] = field(default_factory=list)  # what was dropped while reading, for the user
+    # A loss per output: each output's targets and class names as read; ``targets`` is then (N, 0)
+    # until the data stage packs them into one matrix (data/outputs.py).
+    by_output: Optional[dict[str, tuple[np.ndarray, Optional[list[str]]]]] = None
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -143,15 +146,25 @@ def load_npz(args: NpzArgs, base_dir: Path, seed: int = 0) -> Arrays:
     if not path.is_file():
         raise data_error(path, "data file not found", code="file")
     x_names = args.x if isinstance(args.x, dict) else {None: args.x}
+    y_names = args.y if isinstance(args.y, dict) else {None: args.y}
     try:
         with np.load(path, allow_pickle=False) as archive:
-            _check_array_names(path, list(archive.files), [*x_names.values(), args.y])
+            _check_array_names(path, list(archive.files), [*x_names.values(), *y_names.values()])
             x = {key: archive[name] for key, name in x_names.items()}
-            y = archive[args.y]
+            ys = {key: archive[name] for key, name in y_names.items()}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise data_error(path, f"cannot read the file as .npz: {e}", code="file") from None
-    features = {key: _npz_features(path, x_names[key], array, args.y, len(y)) for key, array in x.items()}
-    return Arrays(features[None] if None in features else features, *_npz_targets(y))
+    first_name, y = next(iter(y_names.values())), next(iter(ys.values()))
+    for key, array in ys.items():
+        if len(array) != len(y):
+            raise data_error(path, f"array '{y_names[key]}' has {len(array)} samples but '{first_name}' has {len(y)}",
+                             code="column")
+    features = {key: _npz_features(path, x_names[key], array, first_name, len(y)) for key, array in x.items()}
+    features = features[None] if None in features else features
+    if None in ys:
+        return Arrays(features, *_npz_targets(y))
+    return Arrays(features, np.empty((len(y), 0), np.float32),
+                  by_output={key: _npz_targets(array) for key, array in ys.items()})
 
 
 def _check_array_names(path: Path, available: list[str], wanted: list[str]) -> None:
@@ -198,6 +211,8 @@ def make_synthetic(args: SyntheticArgs, base_dir: Path, seed: int = 0) -> Arrays
     """
     rng = np.random.default_rng(args.seed if args.seed is not None else seed)
     inputs = args.inputs if args.inputs is not None else {None: SyntheticInput(shape=args.shape, vocab=args.vocab)}
+    if args.targets is not None:
+        return _several_targets(rng, inputs, args)
     if args.task == "classification":
         labels = rng.integers(0, args.classes, size=args.samples)
         features = {name: _class_input(rng, spec, labels, args) for name, spec in inputs.items()}
@@ -210,6 +225,32 @@ def make_synthetic(args: SyntheticArgs, base_dir: Path, seed: int = 0) -> Arrays
         noise = args.noise * rng.standard_normal((args.samples, args.outputs))
         targets, classes = (sum(parts) / math.sqrt(len(parts)) + noise).astype(np.float32), None
     return Arrays(features[None] if None in features else features, targets, classes)
+
+
+# Several outputs: every target is a function of one latent vector, which the inputs carry.
+LATENT = 8
+
+
+def _several_targets(rng: np.random.Generator, inputs: Mapping, args: SyntheticArgs) -> Arrays:
+    """``targets: {out: {...}}``: each output's targets a random linear map of a latent signal the inputs
+    carry (classes: the largest of ``classes`` noisy scores), so every output is learnable from them."""
+    latent = args.model_copy(update={"outputs": LATENT})
+    features, parts = {}, []
+    for name, spec in inputs.items():
+        features[name], part = _regression_input(rng, spec, latent)
+        parts.append(part)
+    signal = sum(parts) / math.sqrt(len(parts))
+    by_output: dict[str, tuple[np.ndarray, Optional[list[str]]]] = {}
+    for output, target in args.targets.items():
+        width = target.classes if target.task == "classification" else target.outputs
+        values = signal @ rng.standard_normal((LATENT, width)) / math.sqrt(LATENT)
+        values = values + args.noise * rng.standard_normal(values.shape)
+        if target.task == "classification":
+            by_output[output] = values.argmax(axis=1).astype(np.int64), [str(c) for c in range(target.classes)]
+        else:
+            by_output[output] = values.astype(np.float32), None
+    features = features[None] if None in features else features
+    return Arrays(features, np.empty((args.samples, 0), np.float32), by_output=by_output)
 
 
 def _class_input(rng: np.random.Generator, spec: SyntheticInput, labels: np.ndarray, args: SyntheticArgs) -> np.ndarray:

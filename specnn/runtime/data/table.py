@@ -48,6 +48,8 @@ class Table:
             header = row 1, blank lines counted; computed by a re-scan, only when asked).
         matrix: when the fast reader read the numeric columns, they are this (N, numeric
             columns) float32 array's columns (``values`` holds views of it).
+        more_targets: with a target per model output, the target columns after the first, by name
+            (as ``target``); rows are taken from them alike.
     """
 
     file: Path
@@ -56,6 +58,7 @@ class Table:
     target: Optional[np.ndarray] = None
     row_of: Callable[[int], int] = field(default=lambda i: i + 1, repr=False)
     matrix: Optional[np.ndarray] = field(default=None, repr=False)  # the numeric columns, row-major, in order
+    more_targets: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         if self.values:
@@ -74,7 +77,8 @@ class Table:
         values = {name: (matrix[:, numeric.index(name)] if matrix is not None and name in numeric else array[at])
                   for name, array in self.values.items()}
         target = self.target[at] if self.target is not None else None
-        return Table(self.file, self.columns, values, target, lambda i: self.row_of(int(at[i])), matrix)
+        more = {name: column[at] for name, column in self.more_targets.items()}
+        return Table(self.file, self.columns, values, target, lambda i: self.row_of(int(at[i])), matrix, more)
 
     def numeric_columns(self) -> list[str]:
         """The numeric columns in order (those of ``matrix``)."""

@@ -33,6 +33,7 @@ from specnn.runtime.data.streaming import place
 from specnn.runtime.data.tensors import Tensors
 from specnn.runtime.runs.predict import read_features
 from specnn.runtime.data.preprocess import Preprocessor, load_preprocessor
+from specnn.runtime.data.sources import Arrays
 from specnn.runtime.data.table import read_table
 from specnn.runtime.files import write_atomic
 from specnn.runtime.runs.run import Run, load_run
@@ -122,6 +123,8 @@ def _measure(run: Run, tensors: Tensors, batch_size: int, device: torch.device) 
     from specnn.spec.train_rules import metric_choices
 
     spec = run.spec
+    if spec.several_losses:
+        return _measure_outputs(run, tensors, batch_size, device)
     task = LOSSES[spec.loss.kind].task
     output_shape = _output_shape(run)
     threshold = 0.5 if spec.loss.kind == "BCELoss" else 0.0
@@ -136,8 +139,24 @@ def _measure(run: Run, tensors: Tensors, batch_size: int, device: torch.device) 
     return {key.removeprefix("val_"): value for key, value in result.items()}
 
 
+def _measure_outputs(run: Run, tensors: Tensors, batch_size: int, device: torch.device) -> dict[str, MetricValue]:
+    """With a loss per output: the weighted total loss, then each output's loss and metrics."""
+    from specnn.runtime.train.loop import autocast_for, evaluate as evaluate_pass
+    from specnn.runtime.train.outputs import OutputsMetrics, make_outputs_loss
+
+    spec, layout = run.spec, load_preprocessor(run.path, run.spec).outputs
+    loss_fn = make_outputs_loss(spec, layout, list(run.compiled.outputs), device, run.meta.get("class_weight"))
+    try:
+        metrics = OutputsMetrics(spec, loss_fn, device)
+    except SpecError as error:
+        raise RunError(error.problems) from None
+    result = evaluate_pass(run.model.to(device), tensors, loss_fn, batch_size, metrics,
+                           autocast_for(spec.train.precision, device))
+    return {key.removeprefix("val_"): value for key, value in result.items()}
+
+
 def _output_shape(run: Run) -> tuple[int, ...]:
-    from specnn.runtime.train.trainer import single_output
+    from specnn.runtime.data.check import single_output
 
     try:
         return single_output(run.spec, run.compiled)
@@ -185,6 +204,10 @@ def validation_split(run: Run, preprocessor: Preprocessor, part: str = "validati
 def _check_same_source(run: Run, classes: Optional[list[str]], fresh: Preprocessor, stored: Preprocessor) -> None:
     if classes != run.classes:
         raise _changed(run.spec, f"it has classes {_names(classes)}, the run was trained on {_names(run.classes)}")
+    for now, then in zip(fresh.outputs or (), stored.outputs or ()):
+        if now.classes != then.classes:
+            raise _changed(run.spec, f"output '{now.output}' has classes {_names(now.classes)}, the run was trained "
+                                     f"on {_names(then.classes)}")
     for column, encoding in stored.categorical.items():
         now = fresh.categorical.get(column)
         if now is None or now.categories != encoding.categories:
@@ -214,22 +237,44 @@ def held_out_rows(run: Run, preprocessor: Preprocessor, path: Path) -> tuple[np.
         DataError: see :func:`evaluate`.
     """
     spec = run.spec
+    if preprocessor.outputs is not None:
+        return _held_out_outputs(run, preprocessor, path)
     target = preprocessor.target or (spec.data.args.y if spec.data.kind == "npz" else "y")
     # The target column must not be read as a feature when the run's columns have no names.
     features = read_features(path, replace(preprocessor, target=target), spec)
-    labels = _read_npz_labels(path, target) if path.suffix.lower() == ".npz" else _read_csv_labels(path, target, spec)
-    if len(labels.values) != len(features):
-        raise data_error(path, f"'{target}' has {len(labels.values)} labels but there are {len(features)} rows")
-    if not len(features):
-        raise data_error(path, "has no rows to evaluate", code="empty")
-    targets = _targets(run, labels)
-    try:
-        targets = data_module.prepare_targets(targets, spec.loss.kind, _output_shape(run))
-    except DataError as error:
-        raise DataError([replace(p, file=str(path), path=()) for p in error.problems]) from None
+    targets = _file_targets(run, path, target, len(features), spec.loss.kind, _output_shape(run), run.classes)
     if preprocessor.target_scale is not None:  # the units training measured its loss in
         targets = preprocessor.target_scale.apply(targets)
     return _model_input(run, preprocessor, features), targets
+
+
+def _file_targets(run: Run, path: Path, column: str, rows: int, loss: str, output_shape: Sequence[int],
+                  classes: Optional[list[str]]) -> np.ndarray:
+    """One target column (or npz array) of a held-out file, in the loss's form."""
+    labels = _read_npz_labels(path, column) if path.suffix.lower() == ".npz" else \
+        _read_csv_labels(path, column, run.spec)
+    if len(labels.values) != rows:
+        raise data_error(path, f"'{column}' has {len(labels.values)} labels but there are {rows} rows")
+    if not rows:
+        raise data_error(path, "has no rows to evaluate", code="empty")
+    try:
+        return data_module.prepare_targets(_targets(labels, classes, loss, output_shape), loss, output_shape)
+    except DataError as error:
+        raise DataError([replace(p, file=str(path), path=()) for p in error.problems]) from None
+
+
+def _held_out_outputs(run: Run, preprocessor: Preprocessor, path: Path) -> tuple[Any, np.ndarray]:
+    """A held-out file for a model with several outputs: each output's target column, packed as training did."""
+    from specnn.runtime.data.outputs import apply_scales
+
+    args = run.spec.data.args
+    columns = args.targets if run.spec.data.kind != "npz" else args.y
+    features = read_features(path, preprocessor, run.spec)
+    blocks = [_file_targets(run, path, columns[t.output], len(features), t.loss, t.shape, t.classes)
+              for t in preprocessor.outputs]
+    part = Arrays(None, np.concatenate([b.reshape(len(b), -1).astype(np.float32) for b in blocks], axis=1))
+    apply_scales(preprocessor.outputs, part)  # the units training measured its losses in
+    return _model_input(run, preprocessor, features), part.targets
 
 
 @dataclass
@@ -284,14 +329,14 @@ def _read_npz_labels(path: Path, target: str) -> _Labels:
     return _Labels(path, target, values)
 
 
-def _targets(run: Run, labels: _Labels) -> np.ndarray:
+def _targets(labels: _Labels, classes: Optional[list[str]], loss: str, output_shape: Sequence[int]) -> np.ndarray:
     """Labels as the trainer's targets: text through the run's class list, numbers as they are.
 
     Text labels of a run without class names (numeric labels) must be numbers; numeric labels
     for an index loss must be class indices of the model.
     """
-    if labels.is_text and run.classes is not None:
-        return _class_indices(labels, run.classes)
+    if labels.is_text and classes is not None:
+        return _class_indices(labels, classes)
     if labels.is_text and labels.row_of is None:
         raise data_error(labels.path, f"array '{labels.column}' holds text labels; this run's labels are numbers")
     if labels.is_text:
@@ -299,8 +344,8 @@ def _targets(run: Run, labels: _Labels) -> np.ndarray:
                             for i, text in enumerate(labels.values)])
     else:
         numbers = np.asarray(labels.values)
-    if LOSSES[run.spec.loss.kind].target == "index":
-        return _checked_indices(run, labels, numbers)
+    if LOSSES[loss].target == "index":
+        return _checked_indices(output_shape, labels, numbers)
     return numbers.astype(np.float32)
 
 
@@ -315,9 +360,8 @@ def _class_indices(labels: _Labels, classes: list[str]) -> np.ndarray:
     return indices
 
 
-def _checked_indices(run: Run, labels: _Labels, numbers: np.ndarray) -> np.ndarray:
+def _checked_indices(output_shape: Sequence[int], labels: _Labels, numbers: np.ndarray) -> np.ndarray:
     """Numeric class labels: whole numbers in 0..C-1 (C the model's outputs), the bad one located."""
-    output_shape = _output_shape(run)
     count = output_shape[-1] if output_shape else 1
     numbers = numbers.astype(np.float64)
     bad = np.flatnonzero((numbers != np.round(numbers)) | (numbers < 0) | (numbers >= count))

@@ -54,12 +54,23 @@ class Predictions:
     labels: Optional[list[str]] = None
     probabilities: Optional[np.ndarray] = None
     names: Optional[list[str]] = None  # the image file of each row (image folders)
+    # A model with several outputs: each output's predictions, by name, in ``loss:`` order.
+    parts: Optional[dict[str, "Predictions"]] = None
 
     def __len__(self) -> int:
         return len(self.outputs)
 
     def header(self, probabilities: bool = False) -> list[str]:
-        """The CSV header: ``prediction`` (or ``prediction_0`` ... for several values), then ``p_<class>``."""
+        """The CSV header: ``prediction`` (or ``prediction_0`` ... for several values), then ``p_<class>``.
+
+        With several outputs, each output's columns named after it: ``species``, ``species_p_setosa``,
+        ``petal_width`` (``<output>_0`` ... for several values).
+        """
+        if self.parts is not None:
+            return (["file"] if self.names is not None else []) + [
+                output + name.removeprefix("prediction") if name.startswith("prediction") else f"{output}_{name}"
+                for output, part in self.parts.items()
+                for name in part.header(probabilities and part.probabilities is not None)]
         if self.labels is not None:
             names = ["prediction"]
         else:
@@ -71,6 +82,10 @@ class Predictions:
 
     def rows(self, probabilities: bool = False) -> list[list[str]]:
         """One list of cell texts per input row, matching :meth:`header`."""
+        if self.parts is not None:
+            columns = [part.rows(probabilities and part.probabilities is not None) for part in self.parts.values()]
+            table = [[cell for cells in row for cell in cells] for row in zip(*columns)]
+            return [[name, *cells] for name, cells in zip(self.names, table)] if self.names is not None else table
         if self.labels is not None:
             table = [[label] for label in self.labels]
         else:
@@ -151,11 +166,14 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, array: Option
         (input_name, input_type), = inputs.items()
         arrays = {input_name: preprocessor.transform(features).reshape(len(features), *input_type.shape)}
     tensors = [torch.as_tensor(arrays[name]).to(TORCH_DTYPES[t.dtype]) for name, t in inputs.items()]
-    outputs = _forward(run.model, tensors, batch_size)
-    outputs = outputs.reshape(len(outputs), -1)
-    if preprocessor.target_scale is not None:  # back to the units of the training targets
-        outputs = preprocessor.target_scale.inverse(outputs)
-    predictions = _interpret(run, outputs)
+    returned = _forward(run.model, tensors, batch_size, len(run.compiled.outputs))
+    if preprocessor.outputs is not None:  # a loss per output: each output read as its own run would be
+        predictions = _interpret_outputs(run, preprocessor.outputs, returned)
+    else:
+        outputs = returned[0].reshape(len(returned[0]), -1)
+        if preprocessor.target_scale is not None:  # back to the units of the training targets
+            outputs = preprocessor.target_scale.inverse(outputs)
+        predictions = _interpret(run, outputs)
     predictions.names = names
     return predictions
 
@@ -353,28 +371,53 @@ def _numeric(path: Path, name: str, array: np.ndarray) -> np.ndarray:
 
 
 @torch.inference_mode()
-def _forward(model: torch.nn.Module, inputs: list[torch.Tensor], batch_size: int) -> np.ndarray:
-    """The model's outputs for every sample: ``inputs`` (one tensor per model input) in batches."""
+def _forward(model: torch.nn.Module, inputs: list[torch.Tensor], batch_size: int, returns: int = 1) -> list[np.ndarray]:
+    """The model's outputs for every sample, one array per output (``returns``: how many the model returns):
+    ``inputs`` (one tensor per model input) in batches."""
     model.eval()
     device = next(model.parameters(), torch.empty(0)).device
     rows = len(inputs[0])
-    parts = [model(*(x[start:start + batch_size].to(device) for x in inputs)).float().cpu()
-             for start in range(0, rows, batch_size)]
-    return torch.cat(parts).numpy() if parts else np.empty((0, 1), np.float32)
+    batches = []
+    for start in range(0, rows, batch_size):
+        returned = model(*(x[start:start + batch_size].to(device) for x in inputs))
+        batches.append([t.float().cpu() for t in (returned if returns > 1 else (returned,))])
+    if not batches:
+        return [np.empty((0, 1), np.float32) for _ in range(returns)]
+    return [torch.cat([batch[i] for batch in batches]).numpy() for i in range(returns)]
 
 
-def _interpret(run: Run, outputs: np.ndarray) -> Predictions:
-    """Class names and probabilities (classification, binary) or values (regression)."""
-    task = run.meta["task"]
+def _interpret_outputs(run: Run, layout: list[Any], returned: list[np.ndarray]) -> Predictions:
+    """A model with several outputs: each output's predictions, in ``loss:`` order, joined by row."""
+    position = {name: i for i, name in enumerate(run.compiled.outputs)}
+    parts = {}
+    for target in layout:
+        outputs = returned[position[target.output]].reshape(len(returned[0]), -1)
+        if target.scale is not None:  # back to the units of the training targets
+            outputs = target.scale.inverse(outputs)
+        parts[target.output] = _interpret(run, outputs, target.task, target.classes, target.loss)
+    joined = np.concatenate([part.outputs for part in parts.values()], axis=1)
+    found = next((part.probabilities for part in parts.values() if part.probabilities is not None), None)
+    return Predictions(run.meta["task"], joined, probabilities=found, parts=parts)
+
+
+def _interpret(run: Run, outputs: np.ndarray, task: Optional[str] = None, classes: Optional[list[str]] = None,
+               loss: Optional[str] = None) -> Predictions:
+    """Class names and probabilities (classification, binary) or values (regression).
+
+    ``task``, ``classes``, ``loss``: one output's, with a loss per output (default: the run's).
+    """
+    task = task or run.meta["task"]
+    known = classes if loss is not None else run.classes
+    loss = loss or run.spec.loss.kind
     if task == "classification":
         probabilities = torch.softmax(torch.from_numpy(outputs), dim=-1).numpy()
-        classes = run.classes or [str(i) for i in range(outputs.shape[1])]
+        classes = known or [str(i) for i in range(outputs.shape[1])]
     elif task == "binary" and outputs.shape[1] == 1:
         # BCEWithLogitsLoss trains on logits; BCELoss on probabilities the model already outputs.
         logits = torch.from_numpy(outputs[:, 0])
-        positive = (logits if run.spec.loss.kind == "BCELoss" else torch.sigmoid(logits)).numpy()
+        positive = (logits if loss == "BCELoss" else torch.sigmoid(logits)).numpy()
         probabilities = np.stack([1 - positive, positive], axis=1)
-        classes = run.classes or ["0", "1"]
+        classes = known or ["0", "1"]
     else:
         return Predictions(task, outputs)
     labels = [classes[i] for i in probabilities.argmax(axis=1)]

@@ -163,7 +163,7 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
     for key, value in record.items():
         if key in ("epoch", "seconds", "lr") or not isinstance(value, (int, float)):
             continue
-        parts.append(f"{key} {value:.4f}" if key.endswith("loss") else f"{key} {value:.3f}")
+        parts.append(f"{key} {value:.4f}" if "loss" in key.split("_") else f"{key} {value:.3f}")  # loss_<output> too
     if "lr" in record:
         parts.append(f"lr {record['lr']:.3g}")
     return "  ".join(parts) + f"  ({record['seconds']:.2f}s)"

@@ -17,7 +17,7 @@ from specnn.errors import SpecError, spec_problem
 
 
 def class_weights(spec: Any, targets: torch.Tensor, n_classes: int,
-                  classes: Optional[Sequence[str]] = None) -> Optional[list[float]]:
+                  classes: Optional[Sequence[str]] = None, head: Any = None) -> Optional[list[float]]:
     """The per-class weights ``loss.<Loss>.class_weight`` asks for; None when it asks for none.
 
     Args:
@@ -25,21 +25,23 @@ def class_weights(spec: Any, targets: torch.Tensor, n_classes: int,
         targets: the training split's class indices.
         n_classes: the model's output width (one logit per class).
         classes: class names, for messages.
+        head: with a loss per output, that output's loss (``spec.losses``); default the one loss.
 
     Raises:
         SpecError: a list of the wrong length, or ``balanced`` with a class that has no training
             sample (its weight would be infinite), located at ``class_weight``.
     """
-    given = getattr(spec.loss.args, "weight", None)
-    if given is not None and LOSSES[spec.loss.kind].task == "classification" and len(given) != n_classes:
+    head = head if head is not None else spec.losses[0]
+    given = getattr(head.args, "weight", None)
+    if given is not None and LOSSES[head.kind].task == "classification" and len(given) != n_classes:
         # torch would only fail at the first batch, after the run folder is written.
-        raise SpecError([spec_problem(spec, ("loss", spec.loss.kind, "weight"),
+        raise SpecError([spec_problem(spec, (*head.path, "weight"),
                                       f"gives {len(given)} weights for {n_classes} classes",
                                       code="class-weight", hint="one weight per class, in class order")])
-    wanted = getattr(spec.loss.args, "class_weight", None)
+    wanted = getattr(head.args, "class_weight", None)
     if wanted is None:
         return None
-    path = ("loss", spec.loss.kind, "class_weight")
+    path = (*head.path, "class_weight")
     if wanted != "balanced":
         if len(wanted) != n_classes:
             raise SpecError([spec_problem(spec, path, f"gives {len(wanted)} weights for {n_classes} classes",
@@ -60,11 +62,17 @@ def make_loss(spec: Any, device: torch.device, class_weight: Optional[Sequence[f
 
     ``class_weight``: the weights :func:`class_weights` computed (or a run recorded), as torch's ``weight``.
     """
-    entry = LOSSES[spec.loss.kind]
-    args = {k: v for k, v in spec.loss.args.changed().items() if k not in entry.spec_only}
+    return build_loss(spec.loss.kind, spec.loss.args, device, class_weight)
+
+
+def build_loss(kind: str, arguments: Any, device: torch.device,
+               class_weight: Optional[Sequence[float]] = None) -> torch.nn.Module:
+    """The torch.nn loss ``kind`` with its spec ``arguments`` (one output's, with a loss per output)."""
+    entry = LOSSES[kind]
+    args = {k: v for k, v in arguments.changed().items() if k not in entry.spec_only}
     if class_weight is not None:
         args["weight"] = list(class_weight)
     for key in ("weight", "pos_weight"):
         if args.get(key) is not None:
             args[key] = torch.tensor(args[key], dtype=torch.float32, device=device)
-    return getattr(torch.nn, spec.loss.kind)(**args)
+    return getattr(torch.nn, kind)(**args)

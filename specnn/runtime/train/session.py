@@ -19,6 +19,7 @@ from specnn.catalog.losses import LOSSES
 from specnn.errors import SpecError, locate, spec_problem
 from specnn.runtime.train.checkpoint import make_checkpoint, restore_checkpoint, spec_fingerprint
 from specnn.runtime.train.metrics import MetricSet
+from specnn.runtime.train.outputs import OutputsMetrics
 from specnn.runtime.train.rng import capture_rng_state
 from specnn.runtime.train.schedulers import build_scheduler
 from specnn.spec.train_rules import checkpoint_monitor, metric_choices, monitor_mode
@@ -64,6 +65,7 @@ class Session:
         dist: this rank's place in the job (``distributed.Distributed``): the model is wrapped in
             DDP when there are several ranks.
         num_classes: the classifier's output width (classification metrics).
+        loss_fn: the training loss; with a loss per output, the metrics measure each output's loss too.
 
     Attributes:
         model: the plain model: checkpoints and ``weights.pt`` hold its names, loadable anywhere.
@@ -82,7 +84,7 @@ class Session:
     """
 
     def __init__(self, spec: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer, prepared: Any,
-                 dist: Any, num_classes: Optional[int] = None) -> None:
+                 dist: Any, num_classes: Optional[int] = None, loss_fn: Any = None) -> None:
         train, device = spec.train, dist.device
         self.spec, self.model, self.optimizer = spec, model, optimizer
         self.forward = dist.wrap(model)  # DDP when several ranks
@@ -98,8 +100,8 @@ class Session:
         self.parameters = [p for p in model.parameters() if p.requires_grad]  # what clipping bounds
         self.generator = torch.Generator().manual_seed(spec.seed)  # the shuffling order, independent of init
         self.classes = prepared.classes
-        self.train_metrics = _metric_set(spec, device, num_classes)
-        self.val_metrics = _metric_set(spec, device, num_classes) if prepared.validation is not None else None
+        self.train_metrics = _metric_set(spec, device, num_classes, loss_fn)
+        self.val_metrics = _metric_set(spec, device, num_classes, loss_fn) if prepared.validation is not None else None
         self.trackers = _trackers(spec)
         self.fingerprint = spec_fingerprint(spec.model_dump(mode="json", by_alias=True))
         self.epoch = self.global_step = self.step_in_epoch = 0
@@ -141,7 +143,9 @@ class Session:
         self.resumed = True
 
 
-def _metric_set(spec: Any, device: torch.device, num_classes: Optional[int]) -> Optional[MetricSet]:
+def _metric_set(spec: Any, device: torch.device, num_classes: Optional[int], loss_fn: Any = None) -> Any:
+    if spec.several_losses:  # each output's loss and metrics (runtime/train/outputs.py)
+        return OutputsMetrics(spec, loss_fn, device)
     task = LOSSES[spec.loss.kind].task
     chosen = metric_choices(spec.train, task)
     if not chosen:

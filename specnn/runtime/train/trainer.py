@@ -20,6 +20,7 @@ import torch
 from specnn.catalog.losses import LOSSES
 from specnn.runtime.train.best_weights import restore_best_weights
 from specnn.runtime.train.losses import class_weights, make_loss
+from specnn.runtime.train.outputs import OUTPUTS_TASK, make_outputs_loss, output_class_weights
 from specnn.runtime.data.tensors import Tensors
 from specnn.runtime.train.checkpoint import read_checkpoint
 from specnn.runtime.train.determinism import apply_determinism
@@ -46,7 +47,7 @@ class Prepared:
     classes: Optional[list[str]]
     task: str
     preprocessor: Any = None  # runtime.preprocess.Preprocessor, fitted on the training split
-    class_weight: Optional[list[float]] = None  # the loss's per-class weights (loss.<Loss>.class_weight)
+    class_weight: Any = None  # the per-class weights (loss.<Loss>.class_weight): a list, or per output {name: list}
     test: Optional[Tensors] = None  # data.test_split: evaluated once, after training
 
 
@@ -89,7 +90,7 @@ def train_run(spec: Any, out: Union[str, Path, None], dist: Any, *, say: Echo,
     folder = open_run_folder(spec, out, resume, overwrite, dist, say)  # rank 0 decides, for every rank
     written = note_folder(folder) if dist.is_main else None  # what a run that stops too early takes back
     output_shape = next(iter(compiled.outputs.values()))
-    session = Session(spec, model, optimizer, prepared, dist, output_shape[0] if output_shape else None)
+    session = Session(spec, model, optimizer, prepared, dist, output_shape[0] if output_shape else None, loss_fn)
     try:
         if resume or (dist.restart_count > 0 and (folder / CHECKPOINT_DIR / LAST).is_file()):
             session.load_state_dict(read_checkpoint(folder, session.fingerprint))  # checked before anything is written
@@ -139,10 +140,21 @@ def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
     check_tensorboard(spec)  # a missing extra fails before any file, like the spec's own rules
     model = build_model(compiled).to(device)  # the only way a model is built
     prepared = prepare_data(spec, compiled, device, say)
-    output_shape = next(iter(compiled.outputs.values()))
-    prepared.class_weight = class_weights(spec, prepared.train.y, output_shape[-1] if output_shape else 1,
-                                          prepared.classes)
-    return compiled, model, prepared, make_loss(spec, device, prepared.class_weight), make_optimizer(spec, model)
+    if spec.several_losses:  # a loss per output: runtime/train/outputs.py
+        prepared.class_weight = output_class_weights(spec, prepared.preprocessor.outputs, prepared.train.y)
+    else:
+        output_shape = next(iter(compiled.outputs.values()))
+        prepared.class_weight = class_weights(spec, prepared.train.y, output_shape[-1] if output_shape else 1,
+                                              prepared.classes)
+    return compiled, model, prepared, training_loss(spec, compiled, prepared, device), make_optimizer(spec, model)
+
+
+def training_loss(spec: Any, compiled: Any, prepared: Prepared, device: torch.device) -> torch.nn.Module:
+    """The spec's loss with the class weights ``prepared`` holds; with a loss per output, their weighted sum."""
+    if spec.several_losses:
+        return make_outputs_loss(spec, prepared.preprocessor.outputs, list(compiled.outputs), device,
+                                 prepared.class_weight)
+    return make_loss(spec, device, prepared.class_weight)
 
 
 def _take_back(written: Any) -> None:
@@ -178,7 +190,7 @@ def _test_split(session: Session, compiled: Any, prepared: Prepared, folder: Pat
     from specnn.runtime.train.held_out import evaluate_test_split, format_test_line
 
     output_shape = next(iter(compiled.outputs.values()))
-    loss_fn = make_loss(session.spec, dist.device, prepared.class_weight)
+    loss_fn = training_loss(session.spec, compiled, prepared, dist.device)
     result = evaluate_test_split(session, prepared, loss_fn, output_shape[0] if output_shape else None, dist.device)
     if result is not None:
         write_json(folder / TEST_FILE, result)
@@ -199,6 +211,7 @@ def seed_everything(seed: int) -> None:
 def prepare_data(spec: Any, compiled: Any, device: torch.device, say: Echo = print) -> Prepared:
     """Load, check, split and move the data to the device, targets in the loss's form."""
     from specnn.compiler.token_ids import embedding_limits
+    from specnn.runtime.data.check import check_classes, single_output
     from specnn.runtime.data.prepare import load_splits
     from specnn.runtime.data.streaming import place
 
@@ -210,25 +223,8 @@ def prepare_data(spec: Any, compiled: Any, device: torch.device, say: Echo = pri
     image = splits.preprocessor.image
     train, validation, test = (place(part, device, spec=spec, settings=image, train=part is splits.train)
                                for part in (splits.train, splits.validation, splits.test))
-    return Prepared(train, validation, splits.classes, LOSSES[spec.loss.kind].task, splits.preprocessor, test=test)
-
-
-def single_output(spec: Any, compiled: Any) -> tuple[int, ...]:
-    """The model's one output shape: training applies one loss to one output."""
-    if len(compiled.outputs) != 1:
-        raise SpecError([spec_problem(spec, ("model", "outputs"), "training applies one loss to one output; this model "
-                                      f"has {len(compiled.outputs)} outputs ({', '.join(compiled.outputs)})",
-                                      code="train", hint="list one output node in model.outputs")])
-    return tuple(next(iter(compiled.outputs.values())))
-
-
-def check_classes(compiled: Any, arrays: Any) -> None:
-    """Lint S108, known only now: a classifier's output width must equal the data's class count."""
-    from specnn.compiler.lints import check_output_classes, count_classes
-
-    problems = check_output_classes(compiled, count_classes(arrays.targets, arrays.classes))
-    if problems:
-        raise SpecError(problems)
+    task = OUTPUTS_TASK if spec.several_losses else LOSSES[spec.loss.kind].task
+    return Prepared(train, validation, splits.classes, task, splits.preprocessor, test=test)
 
 
 def check_precision(spec: Any, device: torch.device) -> None:
@@ -265,13 +261,18 @@ def run_meta(spec: Any, compiled: Any, prepared: Prepared, device: torch.device)
     """What ``meta.json`` records: enough to use the model without the training data."""
     from specnn import __version__
 
-    (output_name, output_shape), = compiled.outputs.items()
+    (output_name, output_shape), *more = compiled.outputs.items()
+    by_output = {t.output: t for t in prepared.preprocessor.outputs} if more else {}
+    several = {"outputs": [{"name": name, "shape": list(shape), "loss": by_output[name].loss,
+                            "task": by_output[name].task, "classes": by_output[name].classes}
+                           for name, shape in compiled.outputs.items()]} if more else {}
     return {
         "name": spec.name,
         "task": prepared.task,
         "classes": prepared.classes,
         "inputs": [{"name": name, "shape": list(t.shape), "dtype": t.dtype} for name, t in compiled.inputs.items()],
         "output": {"name": output_name, "shape": list(output_shape)},
+        **several,
         "samples": {"train": len(prepared.train), "validation": len(prepared.validation or []),
                     **({"test": len(prepared.test)} if prepared.test is not None else {})},
         "device": str(device),

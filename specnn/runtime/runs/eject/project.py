@@ -82,7 +82,7 @@ def eject(source: Union[str, Path, Spec], out: Union[str, Path], *, overwrite: b
 
 
 def _check_ejectable(spec: Spec) -> None:
-    """The data features eject cannot write yet, each located where the spec asks for it.
+    """The features eject cannot write yet, each located where the spec asks for it.
 
     The training loop ejects whole; these are data-stage options added after eject was written.
     """
@@ -94,6 +94,7 @@ def _check_ejectable(spec: Spec) -> None:
         (settings.missing != "error", ("data", "preprocess", "missing"), "missing-value handling"),
         (settings.scale_target != "none", ("data", "preprocess", "scale_target"), "target scaling"),
         (data.loader.in_memory is False, ("data", "loader", "in_memory"), "streamed data"),
+        (spec.several_losses, ("loss",), "a loss per output (a model with several outputs)"),
     ]
     problems = [spec_problem(spec, path, f"specnn eject cannot write {what} yet", code="eject",
                              hint="eject supports csv, npz, synthetic and sklearn sources held in memory")
