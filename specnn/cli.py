@@ -359,7 +359,9 @@ def predict(run_dir: str, input_file: str, output: str | None, probabilities: bo
     echo_weights(run)
     predictions = predict_rows(run, input_file, array=array)
     if probabilities and predictions.probabilities is None:
-        raise click.UsageError(f"--probabilities needs a classifier; this run is a {predictions.task} run")
+        what = "none of this run's outputs classifies" if predictions.parts is not None else \
+            f"this run is a {predictions.task} run"
+        raise click.UsageError(f"--probabilities needs a classifier; {what}")
     if output:
         predictions.write_csv(output, probabilities)
         click.echo(f"wrote {len(predictions)} predictions to {output}", err=True)
