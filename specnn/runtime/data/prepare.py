@@ -28,7 +28,7 @@ from specnn.errors.texts import suggest
 from specnn.runtime.data import outputs, tensors
 from specnn.runtime.data.missing import drop_missing, fillable_columns, fit_fills
 from specnn.runtime.data.preprocess import (
-    Encoding, Preprocessor, TargetScale, check_input_width, fit_on_training_split,
+    Encoding, OutputTarget, Preprocessor, TargetScale, check_input_width, fit_on_training_split,
 )
 from specnn.runtime.data.sources import Arrays, resolve_path, take_features
 from specnn.runtime.data.splits import split_indices
@@ -59,12 +59,13 @@ def is_table_source(spec: "Spec") -> bool:
 def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[int],
                 check_classes: Any = None, fitted: Optional[Preprocessor] = None,
                 preview_rows: Optional[int] = None, token_limits: Optional[Mapping[str, Any]] = None) -> Splits:
-    """Read, split and preprocess the spec's data for a model with ``inputs`` and one output.
+    """Read, split and preprocess the spec's data for a model with ``inputs`` and its outputs.
 
     Args:
         spec: the spec.
         inputs: the compiled model's inputs (name -> type with ``shape`` and ``dtype``).
-        output_shape: the model's one output shape, per sample.
+        output_shape: the model's one output shape, per sample; with a loss per output, each
+            output's shape by name.
         check_classes: called with the Arrays before anything is split (lint S108).
         fitted: a run's stored preprocessing, applied instead of fitting anew (``specnn evaluate``).
         preview_rows: read only the first rows of a table (``specnn validate --data``).
@@ -97,28 +98,31 @@ def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[
     check_input_width(spec, preprocessor, arrays.features, inputs)
     arrays.features = tensors.match_inputs(spec, inputs, arrays.features)
     tensors.check_token_ids(spec, arrays.features, token_limits or {})
-    layout = outputs.target_layout(spec, output_shape) if spec.several_losses else None
-    if layout is not None:  # one target matrix, a block of columns per output
-        arrays.targets, arrays.by_output = outputs.pack(spec, layout, arrays), None
-    else:
-        arrays.targets = targets_for_loss(spec, arrays.targets, output_shape)
+    layout = _targets_in_loss_form(spec, arrays, output_shape)
     classes = arrays.classes
     train, validation, test = _split_in_place(arrays, parts)
     del arrays
     if fitted is None:
         fit_on_training_split(spec, preprocessor, train, validation, test)
-        if layout is not None:
-            outputs.scale_targets(spec, layout, train, validation, test)
-            preprocessor.outputs = layout
-        else:
-            _scale_targets(spec, preprocessor, train, validation, test)
+        _scale_targets(spec, preprocessor, layout, train, validation, test)
     else:
         if layout is not None:  # the run's scaling; the classes just read are compared by the caller
             for target, stored in zip(layout, fitted.outputs or ()):
                 target.scale = stored.scale
-            preprocessor.outputs = layout
         _apply_fitted(fitted, train, validation, test)
+    preprocessor.outputs = layout
     return Splits(train, validation, test, classes, preprocessor, notes)
+
+
+def _targets_in_loss_form(spec: "Spec", arrays: Arrays, output_shape: Any) -> Optional[list[OutputTarget]]:
+    """``arrays.targets`` in the loss's form; with a loss per output, one matrix with a block of columns
+    per output (data/outputs.py), whose layout is returned (None for one loss)."""
+    if not spec.several_losses:
+        arrays.targets = targets_for_loss(spec, arrays.targets, output_shape)
+        return None
+    layout = outputs.target_layout(spec, output_shape)
+    arrays.targets, arrays.by_output = outputs.pack(spec, layout, arrays), None
+    return layout
 
 
 def _apply_fitted(fitted: Preprocessor, *parts: Optional[Arrays]) -> None:
@@ -333,8 +337,12 @@ def _only_for_tables(spec: "Spec") -> None:
 # target scaling
 
 
-def _scale_targets(spec: "Spec", preprocessor: Preprocessor, train: Arrays, *others: Optional[Arrays]) -> None:
+def _scale_targets(spec: "Spec", preprocessor: Preprocessor, layout: Optional[list[OutputTarget]], train: Arrays,
+                   *others: Optional[Arrays]) -> None:
     method = spec.data.preprocess.scale_target
+    if layout is not None:  # each regression output's own scaling
+        outputs.scale_targets(spec, layout, train, *others)
+        return
     if method == "none":
         return
     if LOSSES[spec.loss.kind].task != "regression":
