@@ -79,10 +79,13 @@ def load_splits(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[
     settings = spec.data.preprocess
     if SOURCES[spec.data.kind].images:
         return _images(spec, inputs, output_shape, check_classes, fitted)
-    if spec.data.loader.in_memory is False:
-        raise _spec_error(spec, ("data", "loader", "in_memory"), f"streaming reads image folders; {spec.data.kind} "
-                          "data is held in memory", hint="remove in_memory: false")
+    if spec.data.loader.in_memory is False and not is_table_source(spec):
+        raise _spec_error(spec, ("data", "loader", "in_memory"), "streaming reads image folders and tables (csv, "
+                          f"parquet); {spec.data.kind} data is held in memory", hint="remove in_memory: false")
     if is_table_source(spec):
+        streamed = _streamed_table(spec, inputs, output_shape, check_classes, fitted, preview_rows)
+        if streamed is not None:
+            return streamed
         arrays, preprocessor, parts, notes = _table(spec, fitted, preview_rows)
     else:
         _only_for_tables(spec)
@@ -249,6 +252,29 @@ def _table(spec: "Spec", fitted: Optional[Preprocessor],
     if spec.data.validation_path or spec.data.test_path:
         arrays, parts = _with_part_files(spec, arrays, parts, preprocessor, notes)
     return arrays, preprocessor, parts, notes
+
+
+def _streamed_table(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence[int], check_classes: Any,
+                    fitted: Optional[Preprocessor], preview_rows: Optional[int]) -> Optional[Splits]:
+    """A table too big for memory (or ``in_memory: false``), split and fitted unit by unit (``table_stream.py``).
+
+    None: the table is held in memory (``specnn validate --data`` previews its first rows in
+    memory either way, after the refusals streaming makes).
+    """
+    from specnn.runtime.data import table_stream
+
+    if not table_stream.table_streams(spec):
+        return None
+    table_stream.check_streamable(spec)
+    if preview_rows is not None:
+        return None
+    args = spec.data.args
+    path = resolve_path(args.path, spec.base_dir)
+    header = read_header(path, getattr(args, "delimiter", ","))
+    _check_source_columns(spec, path, header)
+    columns = args.features or [h for h in header if h != args.target]
+    _check_named_columns(spec, path, columns)
+    return Splits(*table_stream.stream_table(spec, inputs, output_shape, check_classes, fitted, columns, header))
 
 
 def _with_part_files(spec: "Spec", arrays: Arrays, parts: tuple, preprocessor: Preprocessor,

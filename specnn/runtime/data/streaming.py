@@ -105,7 +105,8 @@ class Streamed:
 
 def place(part: Any, device: torch.device, *, spec: Any = None, settings: Optional[ImageSettings] = None,
           train: bool = False) -> Any:
-    """A split where training reads it: :class:`Tensors` on ``device``, or :class:`Streamed` image files.
+    """A split where training reads it: :class:`Tensors` on ``device``, :class:`Streamed` image files, or a
+    streamed table's ``table_loader.StreamedTable``.
 
     ``train`` gives the training split the spec's augmentation (image folders only).
     """
@@ -114,6 +115,10 @@ def place(part: Any, device: torch.device, *, spec: Any = None, settings: Option
     augment = None
     if train and settings is not None and spec is not None and getattr(spec.data.args, "augment", None):
         augment = Augment(spec.data.args.augment, settings.black)
+    if hasattr(part, "reader"):  # a streamed table's split (table_stream.TablePart)
+        from specnn.runtime.data.table_loader import StreamedTable
+
+        return StreamedTable(part, device, spec.data.loader.workers if spec is not None else 0)
     if isinstance(part, ImageFiles):
         workers = spec.data.loader.workers if spec is not None else 0
         return Streamed(ImageDataset(part, settings, augment), device, workers)

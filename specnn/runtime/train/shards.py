@@ -71,6 +71,8 @@ def shard_batches(data: Any, batch_size: int, dist: Any, *, shuffle: bool,
     """
     if not dist.active:
         return batches(data, batch_size, shuffle=shuffle, generator=generator)
+    if getattr(data, "shards_itself", False):  # a streamed table: each rank reads only its own units
+        return data.batches(batch_size, shuffle, generator, rank=dist.rank, world_size=dist.world_size)
     order = torch.randperm(len(data), generator=generator) if shuffle else torch.arange(len(data))
     # The shard as an order: streamed data reads it through its loader; augmentation draws its epoch seed.
     return batches(data, batch_size, generator=generator, order=shard_indices(order, dist.rank, dist.world_size))
