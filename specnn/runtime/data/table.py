@@ -316,7 +316,7 @@ def _target_values(pa: Any, column: Any) -> np.ndarray:
 
 
 def _bad_cell(path: Path, where: str, value: Any, categorical: bool):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):  # numpy's float32 too
         return data_error(path, f"{where}: missing value", code="missing", hint=MISSING_HINT)
     return data_error(path, f"{where}: '{value}' is not a finite number")
 
