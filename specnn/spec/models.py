@@ -288,7 +288,7 @@ class LoaderSpec(Strict):
 
     in_memory: Union[bool, Literal["auto"]] = Field(
         "auto", description="auto: in memory unless the decoded data exceeds memory_limit_mb; false: stream "
-        "(image folders)")
+        "(image folders, csv and parquet tables)")
     workers: NonNegativeInt = Field(0, description="DataLoader worker processes when streaming (0: the main process)")
     memory_limit_mb: PositiveInt = Field(4096, description="with in_memory: auto, stream data larger than this")
 

@@ -43,14 +43,14 @@ class Fill:
         return cls(data["strategy"], data["value"])
 
 
-def _strategy(settings: Any, column: str) -> str:
+def strategy_for(settings: Any, column: str) -> str:
     chosen = settings.missing_for(column)
     return chosen if isinstance(chosen, str) else "constant"
 
 
 def fillable_columns(settings: Any, columns: list[str]) -> list[str]:
     """Columns whose missing cells the reader keeps (as NaN or None) rather than refuses."""
-    return [c for c in columns if _strategy(settings, c) != "error"]
+    return [c for c in columns if strategy_for(settings, c) != "error"]
 
 
 def drop_missing(table: Table, settings: Any) -> tuple[Table, list[str]]:
@@ -64,7 +64,7 @@ def drop_missing(table: Table, settings: Any) -> tuple[Table, list[str]]:
         if missing_target.any():
             notes.append(f"{table.file}: dropped {int(missing_target.sum())} row(s) with no target value")
             keep &= ~missing_target
-    dropping = [c for c in table.columns if _strategy(settings, c) == "drop"]
+    dropping = [c for c in table.columns if strategy_for(settings, c) == "drop"]
     if dropping:
         missing_cells = np.zeros(len(table), dtype=bool)
         for column in dropping:
@@ -93,17 +93,17 @@ def fit_fills(table: Table, settings: Any, train_at: np.ndarray, spec: Any) -> d
     """
     fills = {}
     for column in table.columns:
-        strategy = _strategy(settings, column)
+        strategy = strategy_for(settings, column)
         if strategy in ("error", "drop"):
             continue
         values = table.values[column]
         where = ("data", "preprocess", "missing") + ((column,) if isinstance(settings.missing, dict) else ())
-        fills[column] = Fill(strategy, _fitted(values, values[train_at], strategy, settings.missing_for(column),
+        fills[column] = Fill(strategy, fitted_value(values, values[train_at], strategy, settings.missing_for(column),
                                                column, where, spec))
     return fills
 
 
-def _fitted(values: np.ndarray, train: np.ndarray, strategy: str, chosen: Any, column: str, where: tuple,
+def fitted_value(values: np.ndarray, train: np.ndarray, strategy: str, chosen: Any, column: str, where: tuple,
             spec: Any) -> Union[float, str]:
     text = values.dtype == object
     if strategy == "constant":

@@ -420,7 +420,7 @@ def fit_on_training_split(spec: "Spec", preprocessor: Preprocessor, train: Array
     Raises:
         SpecError: scaling asked for a model with several inputs or an int64 (token id) input.
     """
-    name, features = _only_input(spec, preprocessor, train.features)
+    name, features = only_input(spec, preprocessor, train.features)
     if features is None:
         return
     preprocessor.fit(features)
@@ -428,11 +428,11 @@ def fit_on_training_split(spec: "Spec", preprocessor: Preprocessor, train: Array
         return
     for part in (train, *others):
         if part is not None:  # the splits are this run's own arrays: scaled where they are
-            scaled = preprocessor.transform(_only_input(spec, preprocessor, part.features)[1], in_place=True)
+            scaled = preprocessor.transform(only_input(spec, preprocessor, part.features)[1], in_place=True)
             part.features = {name: scaled} if name is not None else scaled
 
 
-def _only_input(spec: "Spec", preprocessor: Preprocessor, features: Any) -> tuple[Optional[str], Optional[np.ndarray]]:
+def only_input(spec: "Spec", preprocessor: Preprocessor, features: Any) -> tuple[Optional[str], Optional[np.ndarray]]:
     """The one input array to scale (and its name when features are named); None if nothing to scale."""
     name = None
     if isinstance(features, Mapping):

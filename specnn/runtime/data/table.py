@@ -161,7 +161,7 @@ def read_table(
     read_target = target is not None and (target_required or target in header)
     if read_target:
         column_index(path, header, target)
-    want = _Wanted(names, set(categorical), target if read_target else None, set(allow_missing))
+    want = Wanted(names, set(categorical), target if read_target else None, set(allow_missing))
     if is_parquet(path):
         return _read_parquet(path, want, limit)
     if limit is not None:
@@ -175,7 +175,9 @@ def read_table(
 
 
 @dataclass
-class _Wanted:
+class Wanted:
+    """The columns a read asks for: features (some kept as text), the target, and those that may be missing."""
+
     names: list[str]
     categorical: set[str]
     target: Optional[str]
@@ -190,7 +192,7 @@ class _Wanted:
 # CSV through pyarrow; None when the file needs the per-cell reader to say what is wrong
 
 
-def _read_csv_arrow(pa: Any, path: Path, header: list[str], delimiter: str, want: _Wanted) -> Optional[Table]:
+def _read_csv_arrow(pa: Any, path: Path, header: list[str], delimiter: str, want: Wanted) -> Optional[Table]:
     import pyarrow.csv as pacsv
 
     types = {n: pa.float32() for n in want.names if n not in want.categorical}
@@ -206,7 +208,7 @@ def _read_csv_arrow(pa: Any, path: Path, header: list[str], delimiter: str, want
                 include_columns=want.all, column_types=types, null_values=list(MISSING),
                 strings_can_be_null=True, quoted_strings_can_be_null=True),
         )
-        filler = _Filler(want, _line_count(path))
+        filler = Filler(want, _line_count(path))
         for batch in reader:
             if not filler.add(pa, path, batch, None):
                 return None  # a missing or infinite value where none may be: the per-cell reader says where
@@ -228,10 +230,10 @@ def _line_count(path: Path) -> int:
     return count
 
 
-class _Filler:
+class Filler:
     """Record batches written into numpy columns allocated once (pages past the last row stay unused)."""
 
-    def __init__(self, want: _Wanted, capacity: int) -> None:
+    def __init__(self, want: Wanted, capacity: int) -> None:
         self.want, self.rows = want, 0
         numeric = [n for n in want.names if n not in want.categorical]
         # Row-major, as the model reads it: a batch fills only its own rows' pages, and a table of
@@ -336,7 +338,7 @@ def _spreadsheet_rows(path: Path, delimiter: str) -> Callable[[int], int]:
 # CSV without pyarrow: numpy's C reader for numbers, else the per-cell reader
 
 
-def _read_csv_numpy(path: Path, header: list[str], delimiter: str, want: _Wanted) -> Optional[Table]:
+def _read_csv_numpy(path: Path, header: list[str], delimiter: str, want: Wanted) -> Optional[Table]:
     if want.categorical or want.allow_missing:
         return None
     at = [header.index(n) for n in want.names]
@@ -356,7 +358,7 @@ def _read_csv_numpy(path: Path, header: list[str], delimiter: str, want: _Wanted
     return Table(path, list(want.names), values, target, _spreadsheet_rows(path, delimiter))
 
 
-def _read_csv_slow(path: Path, delimiter: str, want: _Wanted, limit: Optional[int] = None) -> Table:
+def _read_csv_slow(path: Path, delimiter: str, want: Wanted, limit: Optional[int] = None) -> Table:
     """The per-cell reader: slow, but it names the row and column of whatever is wrong."""
     from specnn.runtime.data.csv_table import cell_number, cell_text
 
@@ -409,14 +411,14 @@ def _parquet_schema(path: Path) -> list[str]:
     return names
 
 
-def _read_parquet(path: Path, want: _Wanted, limit: Optional[int] = None) -> Table:
+def _read_parquet(path: Path, want: Wanted, limit: Optional[int] = None) -> Table:
     pa = require_pyarrow(str(path))
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(path)
         rows = parquet.metadata.num_rows if limit is None else min(limit, parquet.metadata.num_rows)
-        filler = _Filler(want, rows)
+        filler = Filler(want, rows)
         for batch in parquet.iter_batches(batch_size=min(1 << 16, max(rows, 1)), columns=want.all):
             batch = batch.slice(0, rows - filler.rows)
             filler.add(pa, path, batch, lambda i: i + 1)

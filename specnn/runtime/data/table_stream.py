@@ -32,12 +32,18 @@ import numpy as np
 from specnn.catalog.losses import LOSSES
 from specnn.errors import DataError, SpecError, locate, spec_problem
 from specnn.runtime.data.csv_table import data_error
-from specnn.runtime.data.missing import FILLS, Fill, _strategy
-from specnn.runtime.data.preprocess import Encoding, Preprocessor, TargetScale, _only_input, check_input_width
+from specnn.runtime.data.missing import FILLS, Fill, strategy_for
+from specnn.runtime.data.preprocess import (
+    Encoding,
+    Preprocessor,
+    TargetScale,
+    check_input_width,
+    only_input,
+)
 from specnn.runtime.data.sources import Arrays, resolve_path
 from specnn.runtime.data.splits import split_indices
-from specnn.runtime.data.table import Table, is_parquet
-from specnn.runtime.data.table_units import TableFile, Wanted
+from specnn.runtime.data.table import Table, Wanted, is_parquet
+from specnn.runtime.data.table_units import TableFile
 from specnn.runtime.data.tensors import match_inputs, prepare_targets
 
 if TYPE_CHECKING:
@@ -122,7 +128,7 @@ def stream_table(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence
     path = resolve_path(args.path, spec.base_dir)
     file = TableFile(path, header, getattr(args, "delimiter", ","))
     categorical = dict(settings.categorical)
-    drop = [c for c in columns if _strategy(settings, c) == "drop"]
+    drop = [c for c in columns if strategy_for(settings, c) == "drop"]
     counted = _count(file, drop, categorical, args.target)
     labels = counted.sample_labels()
     if check_classes is not None:
@@ -132,7 +138,7 @@ def stream_table(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence
     targets_for_loss(spec, labels, output_shape)  # class range and target shape, located, before the fit
     parts = _split(spec, counted.rows)
     want = Wanted(columns, set(categorical), args.target,
-                  {c for c in columns if _strategy(settings, c) != "error"})
+                  {c for c in columns if strategy_for(settings, c) != "error"})
     reader = RowReader(file, want, drop, parts, counted.kept_start, counted.target, Preprocessor(),
                        spec.loss.kind, tuple(output_shape))
     if fitted is not None:
@@ -164,7 +170,7 @@ def _check_width(spec: "Spec", reader: "RowReader", inputs: Mapping[str, Any]) -
     check_input_width(spec, reader.preprocessor, empty, inputs)
     (name, matched), = match_inputs(spec, inputs, empty).items()
     if reader.preprocessor.scale != "none":
-        _only_input(spec, reader.preprocessor, matched)  # no scaling of int64 token ids
+        only_input(spec, reader.preprocessor, matched)  # no scaling of int64 token ids
     reader.input_shape, reader.input_dtype = matched.shape[1:], matched.dtype
 
 
@@ -371,7 +377,7 @@ class _Fit:
 def _fit(spec: "Spec", reader: RowReader, columns: list[str], categorical: Mapping[str, str]) -> Preprocessor:
     settings = spec.data.preprocess
     fit = _Fit({c: set() for c in categorical}, moments={c: Moments() for c in columns if c not in categorical})
-    frequent = [c for c in columns if _strategy(settings, c) == "most_frequent"]
+    frequent = [c for c in columns if strategy_for(settings, c) == "most_frequent"]
     fit.frequent = {c: Counter() for c in frequent}
     scale_target = settings.scale_target != "none"
     for unit in range(len(reader.file.units)):
@@ -422,11 +428,11 @@ def _fit_unit(fit: _Fit, table: Table, train: np.ndarray, categorical: Mapping[s
 
 def _fills(spec: "Spec", fit: _Fit, columns: list[str], categorical: Mapping[str, str]) -> dict[str, Fill]:
     """Each filled column's value, checked as ``missing.fit_fills`` checks it (located at the spec key)."""
-    from specnn.runtime.data.missing import _fitted
+    from specnn.runtime.data.missing import fitted_value
 
     settings, fills = spec.data.preprocess, {}
     for column in columns:
-        strategy = _strategy(settings, column)
+        strategy = strategy_for(settings, column)
         if strategy not in FILLS:
             continue
         where = ("data", "preprocess", "missing") + ((column,) if isinstance(settings.missing, Mapping) else ())
@@ -436,7 +442,7 @@ def _fills(spec: "Spec", fit: _Fit, columns: list[str], categorical: Mapping[str
         seen = bool(fit.frequent[column]) if column in fit.frequent else \
             (not text and fit.moments[column].count > 0)
         sample = np.array(["x"] if seen else [None], dtype=object) if text else np.array([0.0 if seen else np.nan])
-        value = _fitted(sample, sample, strategy, settings.missing_for(column), column, where, spec)
+        value = fitted_value(sample, sample, strategy, settings.missing_for(column), column, where, spec)
         if strategy == "mean":
             value = float(fit.moments[column].mean)
         elif strategy == "most_frequent":

@@ -17,13 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from specnn.runtime.data.csv_table import MISSING, cell_number, cell_text, check_file, data_error
-from specnn.runtime.data.table import Table, _Filler, _Wanted, is_parquet, require_pyarrow
+from specnn.runtime.data.csv_table import (
+    MISSING,
+    cell_number,
+    cell_text,
+    check_file,
+    data_error,
+)
+from specnn.runtime.data.table import Filler, Table, Wanted, is_parquet, require_pyarrow
 
-__all__ = ["UNIT_BYTES", "Unit", "TableFile", "Wanted"]
+__all__ = ["UNIT_BYTES", "Unit", "TableFile"]
 
 UNIT_BYTES = 1 << 23  # 8 MiB of CSV text: ~100k rows of 20 numbers, parsed in ~0.1 s
-Wanted = _Wanted
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ class TableFile:
         row_of = self._row_numbers(unit)
         try:
             batches = self._parquet_batches(unit, want) if self.parquet else self._csv_batches(pa, unit, want, threads)
-            filler = _Filler(want, sum(b.num_rows for b in batches))
+            filler = Filler(want, sum(b.num_rows for b in batches))
             for batch in batches:
                 filler.add(pa, self.path, batch, row_of)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
