@@ -2,9 +2,9 @@
 
 Editors, pre-commit hooks and CI run ``specnn validate`` on many files, one process each time, so
 what counts is the whole process: interpreter start, imports, reading, schema, shapes, lints and
-code generation. The baseline is a bare ``python -c "import pydantic, jsonschema, yaml"`` -- the
-schema check's own imports, below which no validator written in Python can start. Target: within
-2x of it. ``import torch`` is timed too, for scale: validate never imports it (tested in
+code generation (specnn's modules already compiled to bytecode, as an installed package's are).
+The baseline is a bare ``python -c "import pydantic, jsonschema, yaml"`` -- the schema check's own
+imports, below which no validator written in Python can start. Target: within 2x of it. ``import torch`` is timed too, for scale: validate never imports it (tested in
 ``tests/test_validate_without_torch.py``).
 
 The three commands take turns (the order rotates each repeat), and each is timed twice: wall-clock
@@ -20,6 +20,7 @@ Not a test: timings depend on the machine; nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import compileall
 import resource
 import statistics
 import subprocess
@@ -54,6 +55,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=11, help="timed runs of each command (default 11)")
     options = parser.parse_args()
     runs = commands()
+    # As installed (pip compiles every module): under PYTHONDONTWRITEBYTECODE a checkout would
+    # otherwise compile specnn's ~60 modules from source at every start, and that would be timed.
+    compileall.compile_dir(ROOT / "specnn", quiet=1)
     for command in runs.values():  # warm the file cache: the first start reads every .pyc from disk
         timed(command)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}

@@ -81,10 +81,15 @@ def load_and_compile(spec_path: str, max_parameters: int | None = None):
 
     ``max_parameters`` (``--max-parameters``) replaces the spec's ``train.max_parameters``.
     """
-    from specnn.compiler import compile_spec
     from specnn.spec.loader import load_spec
 
-    spec = load_spec(spec_path)
+    return compile_checked(load_spec(spec_path), max_parameters)
+
+
+def compile_checked(spec, max_parameters: int | None = None):
+    """``(spec, compiled)`` for a valid spec, printing compiler warnings; SpecError on a compile error."""
+    from specnn.compiler import compile_spec
+
     if max_parameters is not None:
         spec.train.max_parameters = max_parameters
     compiled = compile_spec(spec)
@@ -94,19 +99,12 @@ def load_and_compile(spec_path: str, max_parameters: int | None = None):
 
 def validate_one(path: str, max_parameters: int | None = None):
     """Check a spec, or a sweep file with the spec it names: ``(spec, compiled)``; SpecError on any error."""
-    from specnn.spec.loader import read_document
-    from specnn.spec.sweep_file import is_sweep_file, load_sweep_source
+    from specnn.spec.loader import load_spec_document, read_document
+    from specnn.spec.sweep_file import is_sweep_file, sweep_source
 
-    if not is_sweep_file(read_document(path).data):
-        return load_and_compile(path, max_parameters)
-    from specnn.compiler import compile_spec
-
-    spec = load_sweep_source(path).spec
-    if max_parameters is not None:
-        spec.train.max_parameters = max_parameters
-    compiled = compile_spec(spec)
-    echo_problems(compiled.warnings)
-    return spec, compiled
+    document = read_document(path)  # read once: whether it is a sweep file, and what it holds
+    spec = sweep_source(document).spec if is_sweep_file(document.data) else load_spec_document(document)
+    return compile_checked(spec, max_parameters)
 
 
 SPEC_FILE = click.Path(exists=True, dir_okay=False, path_type=str)

@@ -146,7 +146,7 @@ def _raise(error):
 
 
 def test_ctrl_c_exits_130_in_every_command(cli_runner, iris_spec, tmp_path, monkeypatch):
-    monkeypatch.setattr("specnn.cli.load_and_compile", _raise(KeyboardInterrupt()))
+    monkeypatch.setattr("specnn.cli.compile_checked", _raise(KeyboardInterrupt()))
     monkeypatch.setattr("specnn.runtime.runs.run.load_run", _raise(KeyboardInterrupt()))
     for args in (["validate", str(iris_spec)], ["inspect", str(iris_spec)], ["compile", str(iris_spec)],
                  ["evaluate", str(tmp_path)]):

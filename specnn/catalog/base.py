@@ -35,7 +35,9 @@ class Args(BaseModel):
     but make torch fail mid-run, so pydantic refuses them here, at the value's line.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True, allow_inf_nan=False)
+    # defer_build: ~100 argument models are declared; each builds its validator when first used
+    # (a spec checks a handful), not at import (see spec/models.py's Strict).
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True, allow_inf_nan=False, defer_build=True)
 
     def changed(self) -> dict[str, Any]:
         """Arguments whose value differs from the field's default, in declaration order."""

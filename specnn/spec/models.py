@@ -60,7 +60,10 @@ PARAM_REF = r"^\$[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build: a model's validator is built on first use, not at import. `Spec` then builds its
+    # whole validator once, on the first spec checked, instead of every model building its own at
+    # start-up (and again inside `Spec`'s); models no spec uses are never built on their own.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class Choice(Strict):
@@ -110,13 +113,12 @@ def choice_model(
         model_name,
         __base__=base,
         __doc__=doc,
+        __config__=ConfigDict(json_schema_extra={"x-choice": what, "x-choices": list(table)}),
         **common,
         **fields,
     )
     model.table = table
     model.what = what
-    model.model_config["json_schema_extra"] = {"x-choice": what, "x-choices": list(table)}
-    model.model_rebuild(force=True)
     return model
 
 

@@ -53,14 +53,18 @@ def load_sweep_source(path: Union[str, Path]) -> SweepSource:
     Raises:
         SpecError: every problem of the file (and of the spec a sweep file names), located.
     """
-    document = read_document(path)
+    return sweep_source(read_document(path))
+
+
+def sweep_source(document: Document) -> SweepSource:
+    """Like :func:`load_sweep_source`, for a document already read."""
     if is_sweep_file(document.data):
         return _from_sweep_file(document)
     spec = load_spec_document(document)  # the sweep section is checked with the spec
     if spec.sweep is None:
         raise SpecError.single("sweep", "this spec has no sweep: section", file=document.file, line=1, col=1,
                                hint="add one (see README, Sweeps), or give a sweep file naming the spec")
-    return SweepSource(spec.sweep, spec, document, document.file or str(path))
+    return SweepSource(spec.sweep, spec, document, document.file or "")
 
 
 def is_sweep_file(data: Any) -> bool:

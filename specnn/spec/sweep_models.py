@@ -37,7 +37,7 @@ PRUNERS = ("median", "none")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)  # as models.Strict
 
 
 class Distribution(_Strict):
