@@ -53,3 +53,24 @@ def test_a_spec_with_errors_is_reported_without_importing_torch(tmp_path):
     bad.write_text("name: t\nmodel:\n  input: [4]\n  layers:\n    - Conv2d: {out_channels: 2, kernel_size: 3}\n"
                    "data: {synthetic: {shape: [4]}}\nloss: {CrossEntropyLoss: }\noptimizer: {Adam: {lr: 0.01}}\n")
     assert run_cli(["validate", str(bad)], ["inspect", str(bad)]) == {"codes": [2, 2], "torch": False}
+
+
+LAZY = """
+import json, sys
+from specnn.catalog.layers import LAYERS
+from specnn.compiler import compile_spec
+from specnn.spec.loader import load_spec
+from specnn.spec.models import template_args
+compile_spec(load_spec(sys.argv[1]))
+built = {e.args.__name__ for e in LAYERS.values() if e.args.__pydantic_complete__}
+print(json.dumps({"built": sorted(built), "templates": template_args.cache_info().currsize}))
+"""
+
+
+def test_checking_a_spec_builds_only_the_argument_models_it_uses():
+    # ~60 layers, each with an argument model and a block template: building them all into the
+    # Spec validator was most of validate's own start-up (benchmarks/validate_startup.py).
+    result = subprocess.run([sys.executable, "-c", LAZY, str(EXAMPLES / "iris.yaml")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"built": ["LinearArgs", "NoArgs"], "templates": 0}

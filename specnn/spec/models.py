@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import keyword
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Optional, Sequence, Union
 
@@ -35,7 +36,7 @@ from pydantic import (
     create_model,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from specnn.catalog.base import Args
 from specnn.catalog.exporters import EXPORTERS
@@ -105,10 +106,41 @@ class Choice(Strict):
         return getattr(self, self.kind)
 
 
+ON_USE = "specnn-on-use"  # marks an OnUse field's core schema (spec/schema.py)
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity (typing hashes it; an entry may hold dicts)
+class OnUse:
+    """A catalogue entry's arguments inside a choice model: built and checked when a spec uses the entry.
+
+    A choice model has a field per entry: ~60 layers, their ~60 templates, the losses,
+    optimizers ... Typed as the argument models themselves, every one would be built into
+    ``Spec``'s validator at each start-up, most of ``specnn validate``'s own time, for the
+    handful a spec names. Here a field calls its entry's model (which builds on first use:
+    ``defer_build``), so problems keep their paths and messages; the JSON Schema is that model's.
+    """
+
+    entry: Any  # a catalogue entry, or a block's _Template (whose model is made when first asked for)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(self.validate, metadata={ON_USE: True})
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: Any) -> Any:
+        model = self.entry.args
+        model.model_rebuild()
+        built = model.__pydantic_core_schema__
+        if built["type"] != "definitions":  # as a definition and a reference: `$ref` it, as pydantic does
+            built = core_schema.definitions_schema(core_schema.definition_reference_schema(built["ref"]), [built])
+        return handler(built)
+
+    def validate(self, value: Any) -> Args:
+        return self.entry.args.model_validate(value)
+
+
 def choice_model(
     model_name: str, table: dict[str, Any], what: str, doc: str, base: type[Choice] = Choice, **common: Any
 ) -> type[Choice]:
-    fields = {key: (Optional[entry.args], Field(None)) for key, entry in table.items()}
+    fields = {key: (Optional[Annotated[Any, OnUse(entry)]], Field(None)) for key, entry in table.items()}
     model = create_model(
         model_name,
         __base__=base,
@@ -171,6 +203,7 @@ Node = choice_model(
 ParamRef = Annotated[str, Field(pattern=PARAM_REF, description="a block parameter: $name")]
 
 
+@lru_cache(maxsize=None)  # layers that share an argument model share its template
 def template_args(args: type[Args]) -> type[Args]:
     """The argument model ``args`` where every field also accepts a ``$param`` reference.
 
@@ -188,14 +221,17 @@ def template_args(args: type[Args]) -> type[Args]:
 
 @dataclass(frozen=True)
 class _Template:
-    args: type[Args]
+    """A layer's entry in a block: its template model, made when a block first uses the layer."""
+
+    layer_args: type[Args]
+
+    @property
+    def args(self) -> type[Args]:
+        return template_args(self.layer_args)
 
 
 def _template_table() -> dict[str, _Template]:
-    made: dict[type[Args], type[Args]] = {}  # layers that share an argument model share its template
-    for entry in LAYERS.values():
-        made.setdefault(entry.args, template_args(entry.args))
-    return {key: _Template(made[entry.args]) for key, entry in LAYERS.items()}
+    return {key: _Template(entry.args) for key, entry in LAYERS.items()}
 
 
 BlockNode = choice_model(

@@ -14,7 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from specnn.spec.models import FORMAT_VERSION, Spec
+from pydantic.json_schema import GenerateJsonSchema
+
+from specnn.spec.models import FORMAT_VERSION, ON_USE, Spec
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = f"urn:specnn:spec:{FORMAT_VERSION}"
@@ -32,7 +34,7 @@ def json_schema() -> dict[str, Any]:
     >>> schema["$schema"], schema["$defs"]["Node"]["x-choice"], schema["$defs"]["LinearArgs"]["x-arguments-of"]
     ('https://json-schema.org/draft/2020-12/schema', 'layer type', 'layer type')
     """
-    generated = Spec.model_json_schema(by_alias=True)
+    generated = Spec.model_json_schema(by_alias=True, schema_generator=SpecJsonSchema)
     _mark_argument_models(generated["$defs"])
     return {
         "$schema": SCHEMA_DIALECT,
@@ -40,6 +42,14 @@ def json_schema() -> dict[str, Any]:
         **generated,
         "title": f"specnn spec, format {FORMAT_VERSION}",
     }
+
+
+class SpecJsonSchema(GenerateJsonSchema):
+    """Pydantic's generator, told that a catalogue entry's field (``models.OnUse``) is its argument
+    model's ``$ref``, which has a title of its own, as pydantic knows a model-typed field to be."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return not schema.get("metadata", {}).get(ON_USE) and super().field_title_should_be_set(schema)
 
 
 @lru_cache(maxsize=1)
