@@ -102,7 +102,7 @@ def train(spec: Union[Spec, str, Path], out: Union[str, Path, None] = None, *, q
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     device = resolve_device(spec.train.device, spec)
     failed = []
-    with job(device, backend, spec) as dist:
+    with job(device, backend, spec) as dist, contextlib.ExitStack() as claimed:
         compiled = compile_spec(spec)
         # an export that cannot run (a missing package, a layer its exporter cannot write): say so now
         problems = missing_extras(spec) + export_problems(spec, compiled.graph)
@@ -110,8 +110,9 @@ def train(spec: Union[Spec, str, Path], out: Union[str, Path, None] = None, *, q
             raise SpecError(problems)
         say: Echo = (lambda line: None) if quiet or not dist.is_main else echo
         with cpu_threads(threads or spec.train.threads, device, compiled.parameter_count()):
+            # the run folder stays claimed until its exports are written (`claimed` closes after them)
             trained = train_run(spec, out, dist, say=say, resume=resume, progress=progress and not quiet,
-                                overwrite=overwrite, on_epoch=on_epoch)
+                                overwrite=overwrite, on_epoch=on_epoch, hold=claimed)
         run = Run(trained.folder, spec, trained.compiled, trained.model, trained.classes, trained.meta)
         try:
             if dist.is_main:

@@ -17,16 +17,22 @@ A run folder (``runs/<name>/`` or ``--out``) holds::
 Files a crash could leave torn are written to a temporary sibling, flushed and fsync'ed, renamed
 over the target (atomic on POSIX and Windows), and the directory is fsync'ed so the rename itself
 survives a power cut: a reader sees the old content or the new, never half of either.
+
+A write the system refuses (a full disk, a read-only folder, a file size limit) is a
+:class:`~specnn.errors.RunError` naming the file and the system's reason (:func:`writing`), never
+a traceback; the training that meets one says what it kept (``runtime/train/disk_faults.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 from specnn.catalog.exporters import EXPORTERS
 from specnn.errors import Problem, RunError
@@ -61,31 +67,92 @@ RUN_FILES = (
 )
 RUN_FOLDERS = (CHECKPOINT_DIR, TENSORBOARD_DIR)
 
+WRITE_FAILED = "cannot-write"  # the code of every problem a refused write becomes (see `writing`)
+# What to do about the reasons a write is refused; the message names the reason itself.
+WRITE_HINTS = {
+    errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some space within your disk quota",
+    errno.EFBIG: "raise the file size limit with ulimit -f", errno.EROFS: "choose a folder on a writable file system",
+    errno.EACCES: "make the folder writable", errno.EPERM: "make the folder writable",
+}
+# torch.save reports a failed write of its zip writer as a RuntimeError, not an OSError.
+TORCH_WRITE_FAILURES = ("PytorchStreamWriter failed", "unexpected pos")
+
 
 # ---------------------------------------------------------------------------------------------
 # writing
 
 
-def replace_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+@contextlib.contextmanager
+def writing(path: Path, what: str = "") -> Iterator[None]:
+    """Write ``path`` inside the block: a refused write becomes a RunError naming it (:func:`cannot_write`).
+
+    Refused means an OSError (a full disk, no permission, a file size limit), or torch.save's
+    RuntimeError for one (:data:`TORCH_WRITE_FAILURES`).
+    """
+    try:
+        yield
+    except OSError as error:
+        raise cannot_write(path, error, what) from error
+    except RuntimeError as error:
+        if not any(text in str(error) for text in TORCH_WRITE_FAILURES):
+            raise
+        raise cannot_write(path, error, what) from error
+
+
+def cannot_write(path: Union[str, Path], error: BaseException, what: str = "", verb: str = "write") -> RunError:
+    """``path: cannot <verb> [<what>]: <the system's reason> (<what to do>)``.
+
+    >>> cannot_write("runs/x/last.pt", OSError(errno.ENOSPC, "No space left on device"), "checkpoint").format()
+    'runs/x/last.pt: cannot write checkpoint: No space left on device (free some disk space)'
+    """
+    refused = write_refusal(error)
+    reason = refused.strerror if refused is not None and refused.strerror else _first_line(error)
+    hint = WRITE_HINTS.get(refused.errno) if refused is not None else None
+    action = f"cannot {verb} {what}".rstrip()
+    return RunError([Problem(WRITE_FAILED, f"{action}: {reason}", file=str(path), hint=hint)])
+
+
+def write_refusal(error: Optional[BaseException]) -> Optional[OSError]:
+    """The OSError behind ``error``: itself, or the one torch's writer met before raising its RuntimeError."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def replace_atomically(path: Path, write: Callable[[Path], None], what: str = "") -> Path:
     """``write(temp)`` a temporary sibling of ``path`` (it must flush and fsync), then rename it over ``path``.
 
     The temporary file is removed if anything fails; the previous ``path``, if any, is unchanged.
+
+    Raises:
+        RunError: the system refused the write (:func:`writing`); ``what`` names the file in the message.
     """
     temp = temporary_sibling(path)  # same directory: os.replace is only atomic within one file system
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with writing(path, what):
+        try:
+            write(temp)
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the write's own error is the one to report
+                temp.unlink(missing_ok=True)
+            raise
     _fsync_directory(path.parent)
     return path
 
 
 def write_atomic(path: Path, data: Union[str, bytes]) -> Path:
-    """Write ``data`` (text as UTF-8) to ``path`` atomically, making its folder if needed."""
+    """Write ``data`` (text as UTF-8) to ``path`` atomically, making its folder if needed (RunError when refused)."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with writing(path.parent, "the folder"):
+        path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(temp: Path) -> None:
         with temp.open("xb") as file:  # "x": a fresh file with the usual permissions (umask)

@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 
 from specnn.errors import RunError
-from specnn.runtime.files import CHECKPOINT_DIR, LAST, replace_atomically
+from specnn.runtime.files import CHECKPOINT_DIR, LAST, replace_atomically, writing
 
 FORMAT = "specnn-checkpoint"
 VERSION = 1
@@ -125,7 +125,8 @@ def save_checkpoints(checkpoint: Mapping[str, Any], folder: Path, *names: str) -
     1.5 ms for a small model), which matters when epochs are short.
     """
     path = folder / CHECKPOINT_DIR / names[0]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with writing(path.parent, "the folder"):
+        path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(checkpoint, path)
     for other in names[1:]:
         copy_checkpoint(path, path.with_name(other))
@@ -149,11 +150,12 @@ def copy_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> Non
 
 
 def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """``write`` a temporary file beside ``path`` (synced), renamed over it; an OSError as a RunError."""
-    try:
-        replace_atomically(path, write)
-    except OSError as error:
-        raise _error(path, f"cannot write checkpoint: {error.strerror or error}") from error
+    """``write`` a temporary file beside ``path`` (synced), renamed over it; a refused write as a RunError.
+
+    A full disk or a file size limit during ``torch.save`` is torch's RuntimeError ("unexpected
+    pos ..."): ``files.writing`` finds the OSError behind it, so the message gives the system's reason.
+    """
+    replace_atomically(path, write, "checkpoint")
 
 
 def load_checkpoint(
@@ -188,6 +190,16 @@ def load_checkpoint(
     if fingerprint is not None:
         _check_fingerprint(path, checkpoint["fingerprint"], fingerprint)
     return checkpoint
+
+
+def checkpoint_epoch(path: Path) -> Optional[int]:
+    """The epoch a checkpoint holds, read without loading its tensors (mmap); None when it cannot be read."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # missing, torn or not a checkpoint: nothing to name
+        return None
+    epoch = checkpoint.get("epoch") if isinstance(checkpoint, dict) else None
+    return epoch if isinstance(epoch, int) else None
 
 
 def read_checkpoint(folder: Path, fingerprint: Mapping[str, str]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import IO, Any, Optional
 from specnn.errors import RunError, SpecError, spec_problem
 from specnn.errors.texts import needs_extra
 from specnn.runtime.files import CONFUSION_FILE, CSV_FILE, METRICS_FILE, TENSORBOARD_DIR, read_metrics, write_atomic
-from specnn.runtime.files import write_json
+from specnn.runtime.files import write_json, writing
 
 
 class EpochLogs:
@@ -36,27 +36,41 @@ class EpochLogs:
         self.header: Optional[list[str]] = list(kept[0]) if kept else None
         write_atomic(self.jsonl_path, "".join(json.dumps(r) + "\n" for r in kept))
         write_atomic(self.csv_path, _csv_text(self.header, kept) if kept else "")
-        self._jsonl: IO[str] = self.jsonl_path.open("a", encoding="utf-8")
-        self._csv: IO[str] = self.csv_path.open("a", encoding="utf-8", newline="")
+        with writing(folder):
+            self._jsonl: IO[str] = self.jsonl_path.open("a", encoding="utf-8")
+            self._csv: IO[str] = self.csv_path.open("a", encoding="utf-8", newline="")
         self._board = tensorboard_writer(folder / TENSORBOARD_DIR) if tensorboard else None
 
     def write(self, record: dict[str, Any]) -> None:
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
-        if self.header is None:
-            self.header = list(record)
-            self._csv.write(_csv_text(self.header, []))
-        self._csv.write(_csv_text(None, [record], self.header))
-        self._csv.flush()
+        """Append one epoch's record (a RunError naming the file when the system refuses it)."""
+        with writing(self.jsonl_path):
+            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.flush()
+        with writing(self.csv_path):
+            if self.header is None:
+                self.header = list(record)
+                self._csv.write(_csv_text(self.header, []))
+            self._csv.write(_csv_text(None, [record], self.header))
+            self._csv.flush()
         if self._board is not None:
             for key, value in record.items():
                 if key != "epoch" and isinstance(value, (int, float)):
                     self._board.add_scalar(key, value, record["epoch"])
             self._board.flush()
 
-    def close(self) -> None:
-        self._jsonl.close()
-        self._csv.close()
+    def close(self, failing: bool = False) -> None:
+        """Close the files; ``failing``: training already stopped on an error, which a failing close must not hide.
+
+        A record that a full disk refused is still in the file's buffer, and closing tries to write
+        it again; only when nothing else failed is that worth reporting (it was the last record).
+        """
+        for path, handle in ((self.jsonl_path, self._jsonl), (self.csv_path, self._csv)):
+            try:
+                with writing(path):
+                    handle.close()  # the buffer is dropped even when writing it fails
+            except RunError:
+                if not failing:
+                    raise
         if self._board is not None:
             self._board.close()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
 from itertools import islice
@@ -176,7 +177,7 @@ def fit(session: Any, prepared: Any, loss_fn: torch.nn.Module, folder: Path, dis
     finally:
         progress.close()
         if logs is not None:
-            logs.close()
+            logs.close(failing=sys.exc_info()[0] is not None)  # a close error must not hide the real one
 
 
 @torch.inference_mode()

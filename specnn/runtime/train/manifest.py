@@ -25,6 +25,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import torch
 
+from specnn.errors import RunError
 from specnn.runtime.files import MANIFEST_FILE, write_json
 from specnn.runtime.train.determinism import determinism_settings
 from specnn.runtime.train.loop import TrainingInterrupted
@@ -71,10 +72,15 @@ def recording(spec: Any, compiled: Any, folder: Path, device: torch.device, *, r
             status = "interrupted"
         raise
     finally:
-        if manifest is before:
-            _write(folder, before)
-        else:
-            end_session(folder, manifest, status)
+        failing = sys.exc_info()[0] is not None
+        try:
+            if manifest is before:
+                _write(folder, before)
+            else:
+                end_session(folder, manifest, status)
+        except RunError:  # a full disk refuses this too: the error that stopped training is the one to report
+            if not failing:
+                raise
 
 
 def start_session(folder: Path, spec: Any, compiled: Any, device: torch.device, *, resumed: bool,

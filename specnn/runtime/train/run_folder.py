@@ -7,11 +7,16 @@
   curve from it is left next to the new run.
 * A bare ``--resume`` continues the newest run of the spec's name that has ``checkpoints/last.pt``.
 * After a torchrun restart the workers continue in the folder the first attempt used.
+* A folder is claimed by the training that uses it, from the moment it is chosen until the run
+  ends (``runtime/train/claim.py``): two trainings started together never share one. The default
+  folder that another training is using counts as taken; an explicit ``--out`` or ``--resume``
+  that another live training uses is an error naming its pid (:func:`claim_run_folder`).
 * A run that stops before it has anything worth keeping (Ctrl-C during start-up, torch.compile
   failing at the first step) takes back the files it wrote (:func:`note_folder`,
   :func:`remove_what_this_run_wrote`), so no half-written folder is left behind.
 
-Under torchrun rank 0 decides and the other ranks receive its decision (:func:`choose_run_folder`).
+Under torchrun rank 0 decides and claims, and the other ranks receive its decision
+(:func:`choose_run_folder`).
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from specnn.errors import Problem, RunError
-from specnn.runtime.files import CHECKPOINT_DIR, LAST, META_FILE, RUN_FILES, RUN_FOLDERS
+from specnn.runtime.files import CHECKPOINT_DIR, LAST, META_FILE, RUN_FILES, RUN_FOLDERS, cannot_write
+from specnn.runtime.train.claim import FolderClaim, FolderInUse, take_claim
 
 RUNS_DIR = Path("runs")
 # A checkpoint's temporary file lives while torch.save writes it; one older than this is a killed writer's.
@@ -39,11 +45,27 @@ class FolderChoice:
         path: the run folder.
         note: a line to print (the default folder was taken, so another one is used), or None.
         clear: the folder holds a run that this one replaces (``overwrite``): remove its files first.
+        claim: rank 0's claim on the folder (:func:`claim_run_folder`), released when the run
+            ends; None on the other ranks and from :func:`decide_run_folder`.
+        before: what the folder held before this run (rank 0), for :func:`remove_what_this_run_wrote`.
     """
 
     path: Path
     note: Optional[str] = None
     clear: bool = False
+    claim: Optional[FolderClaim] = field(default=None, compare=False, repr=False)
+    before: Optional["FolderBefore"] = field(default=None, compare=False, repr=False)
+
+    def release(self) -> None:
+        """Give up the claim (the run has ended): another training may now use the folder."""
+        if self.claim is not None:
+            self.claim.release()
+
+    def __enter__(self) -> "FolderChoice":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def holds_run(folder: Path) -> bool:
@@ -105,44 +127,135 @@ def decide_run_folder(spec: Any, out: Union[str, Path, None], resume: Union[bool
 
 
 def open_run_folder(spec: Any, out: Union[str, Path, None], resume: Union[bool, str, Path], overwrite: bool,
-                    dist: Any, say: Callable[[str], Any]) -> Path:
-    """The run folder for this training (see :func:`decide_run_folder`), made ready on rank 0.
+                    dist: Any, say: Callable[[str], Any]) -> FolderChoice:
+    """The run folder for this training (see :func:`decide_run_folder`), claimed and made ready on rank 0.
 
-    Rank 0 says when the default folder was taken, removes the old run's files when it is
+    Rank 0 claims the folder (release it, or use the choice as a context manager, when the run
+    ends), says when the default folder was taken, removes the old run's files when it is
     overwritten, and deletes temporary checkpoint files a hard-killed run left behind.
     """
     choice = choose_run_folder(spec, out, resume, overwrite, dist)
     if dist.is_main:
         if choice.note:
             say(choice.note)
-        if choice.clear:
-            clear_run(choice.path)
-        remove_stale_temp_files(choice.path / CHECKPOINT_DIR)
-    return choice.path
+        try:
+            if choice.clear:
+                clear_run(choice.path)
+            remove_stale_temp_files(choice.path / CHECKPOINT_DIR)
+        except BaseException:
+            choice.release()
+            raise
+    return choice
 
 
 def choose_run_folder(spec: Any, out: Union[str, Path, None], resume: Union[bool, str, Path],
                       overwrite: bool, dist: Any) -> FolderChoice:
-    """:func:`decide_run_folder` on rank 0, the same answer on every rank (``dist``: ``Distributed``).
+    """:func:`claim_run_folder` on rank 0, the same folder on every rank (``dist``: ``Distributed``).
 
-    Rank 0 decides and, under torchrun, broadcasts the folder (or the error) to the other ranks,
-    so they never decide differently because rank 0 has meanwhile created a folder.
+    Rank 0 decides and claims, and under torchrun broadcasts the folder (or the error) to the
+    other ranks, so they never decide differently because rank 0 has meanwhile created a folder.
     """
     decision: Any = None
     if dist.is_main:
         try:
-            decision = decide_run_folder(spec, out, resume, overwrite, dist.restart_count > 0)
+            decision = claim_run_folder(spec, out, resume, overwrite, dist.restart_count > 0)
         except RunError as error:
             decision = error.problems  # Problems pickle; the exception (built from its text) would not
     if dist.active:
         import torch.distributed
 
-        shared = [decision]
-        torch.distributed.broadcast_object_list(shared, src=0, device=_broadcast_device(dist))
-        decision = shared[0]
+        shared = [decision if not isinstance(decision, FolderChoice) else replace(decision, claim=None, before=None)]
+        try:
+            torch.distributed.broadcast_object_list(shared, src=0, device=_broadcast_device(dist))
+        except BaseException:
+            if isinstance(decision, FolderChoice):
+                decision.release()
+            raise
+        decision = decision if dist.is_main else shared[0]
     if isinstance(decision, list):
         raise RunError(decision)
     return decision
+
+
+def claim_run_folder(spec: Any, out: Union[str, Path, None], resume: Union[bool, str, Path],
+                     overwrite: bool = False, restarted: bool = False) -> FolderChoice:
+    """:func:`decide_run_folder`, claimed for this process (``runtime/train/claim.py``): made, and held.
+
+    The default ``runs/<name>`` goes to the first of ``runs/<name>``, ``-2``, ``-3`` ... that holds
+    no run and no other training uses. Any other choice is decided, claimed, and decided again
+    under the claim, so a run that another training finished there meanwhile is not overwritten.
+
+    Raises:
+        RunError: the folder holds a run (as :func:`decide_run_folder`); another live training uses
+            it (``run-in-use``, naming its pid); or it cannot be made (``cannot-write``).
+    """
+    if out is None and not resume and not restarted:
+        return _claim_next_free(RUNS_DIR / spec.name)
+    while True:
+        choice = decide_run_folder(spec, out, resume, overwrite, restarted)
+        if resume and not choice.path.is_dir():
+            return choice  # nothing to continue, nothing to make: reading its checkpoint refuses it
+        before = note_folder(choice.path)
+        try:
+            claim = _take(choice.path, before)
+        except FolderInUse as busy:
+            raise RunError([Problem(
+                "run-in-use", f"this folder is already in use by {busy.holder}: another training is writing to it",
+                file=str(choice.path), hint="wait for it to finish, or choose another --out")]) from None
+        fresh = out is not None and not (resume or restarted or overwrite)
+        if not (fresh and holds_run(choice.path)):
+            return replace(choice, note=_joined(choice.note, _taken_over(claim, restarted)), claim=claim,
+                           before=before)
+        claim.release()  # a training finished a run there between the look and the claim: decide again
+
+
+def _claim_next_free(base: Path) -> FolderChoice:
+    """The first of ``base``, ``base-2`` ... that holds no run and that this process could claim."""
+    number, busy = 1, None
+    while True:
+        folder = base if number == 1 else base.with_name(f"{base.name}-{number}")
+        if not holds_run(folder):
+            before = note_folder(folder)
+            try:
+                claim = _take(folder, before)
+            except FolderInUse as error:
+                busy = busy or error
+            else:
+                if not holds_run(folder):  # not one another training finished meanwhile
+                    return FolderChoice(folder, _joined(_moved(base, folder, busy), _taken_over(claim, False)),
+                                        claim=claim, before=before)
+                claim.release()
+        number += 1
+
+
+def _take(folder: Path, before: "FolderBefore") -> FolderClaim:
+    """:func:`~specnn.runtime.train.claim.take_claim`; a folder that cannot be made is a RunError, and
+    what the attempt made is taken back."""
+    try:
+        return take_claim(folder)
+    except OSError as error:
+        remove_what_this_run_wrote(before)
+        raise cannot_write(error.filename or folder, error, "the run folder", "create") from None
+
+
+def _moved(base: Path, folder: Path, busy: Optional[FolderInUse]) -> Optional[str]:
+    if folder == base:
+        return None
+    if busy is not None and busy.folder == base:
+        return f"{base} is in use by another training ({busy.holder}): this run goes to {folder}"
+    return f"{base} already holds a run: this run goes to {folder}"
+
+
+def _taken_over(claim: FolderClaim, restarted: bool) -> Optional[str]:
+    # after a torchrun restart the first attempt's workers are the dead claimants: nothing to say
+    if claim.previous is None or restarted:
+        return None
+    return (f"{claim.folder}: the training that used it last (pid {claim.previous}) ended without releasing it; "
+            "this run takes it over")
+
+
+def _joined(*lines: Optional[str]) -> Optional[str]:
+    return "\n".join(line for line in lines if line) or None
 
 
 def _broadcast_device(dist: Any) -> Any:

@@ -9,6 +9,7 @@ checkpoint takes back what it wrote. The exports are ``specnn/launch.py``'s, aft
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,12 @@ from specnn.runtime.train.logs import check_resumable_log, check_tensorboard
 from specnn.runtime.train.loop import OnEpoch, fit, interrupted
 from specnn.runtime.train.manifest import recording
 from specnn.runtime.train.session import Session
-from specnn.runtime.train.run_folder import note_folder, open_run_folder, remove_what_this_run_wrote
+from specnn.runtime.train.disk_faults import disk_fault, refused_write
+from specnn.runtime.train.run_folder import open_run_folder, remove_what_this_run_wrote
 from specnn.errors import SpecError, ToolError, spec_problem
 from specnn.runtime.files import (
-    CHECKPOINT_DIR, LAST, META_FILE, TEST_FILE, WEIGHTS_FILE, save_state_dict, write_json, write_spec,
+    CHECKPOINT_DIR, LAST, META_FILE, MODEL_FILE, TEST_FILE, WEIGHTS_FILE, save_state_dict, write_atomic, write_json,
+    write_spec,
 )
 
 Echo = Callable[[str], Any]
@@ -73,52 +76,66 @@ class Trained:
 
 def train_run(spec: Any, out: Union[str, Path, None], dist: Any, *, say: Echo,
               resume: Union[bool, str, Path], progress: bool, overwrite: bool = False,
-              on_epoch: Optional[OnEpoch] = None) -> Trained:
+              on_epoch: Optional[OnEpoch] = None, hold: Optional[contextlib.ExitStack] = None) -> Trained:
     """Train ``spec`` on one rank of ``dist`` (``distributed.Distributed``; one rank outside torchrun).
 
     ``say`` prints a line (a no-op when quiet and on ranks other than 0); the other arguments
     are :func:`specnn.train`'s. The exports are the caller's (``specnn/launch.py``): a finished
     training is saved before any of them runs.
 
-    A run that stops before it has a checkpoint (Ctrl-C during start-up, torch.compile failing at
-    the first step) takes back the files it wrote; a Ctrl-C before the run folder is chosen
-    leaves as a plain KeyboardInterrupt (nothing was written).
-    """
-    from specnn.compiler import write_model_py
+    The run folder is claimed (``run_folder.claim_run_folder``) from its choice until this returns,
+    or, given ``hold``, until the caller closes ``hold`` (the launcher keeps it through the exports).
 
+    A run that stops before it has a checkpoint (Ctrl-C during start-up, torch.compile failing at
+    the first step, a write the system refuses) takes back the files it wrote; a Ctrl-C before
+    the run folder is chosen leaves as a plain KeyboardInterrupt (nothing was written).
+
+    Raises:
+        RunError: besides :func:`specnn.train`'s: a refused write (a full disk, a read-only folder,
+            a file size limit), naming the file, the reason and the last good checkpoint.
+    """
     compiled, model, prepared, loss_fn, optimizer = _set_up(spec, dist, say)
-    folder = open_run_folder(spec, out, resume, overwrite, dist, say)  # rank 0 decides, for every rank
-    written = note_folder(folder) if dist.is_main else None  # what a run that stops too early takes back
     output_shape = next(iter(compiled.outputs.values()))
     session = Session(spec, model, optimizer, prepared, dist, output_shape[0] if output_shape else None, loss_fn)
-    try:
-        if resume or (dist.restart_count > 0 and (folder / CHECKPOINT_DIR / LAST).is_file()):
-            session.load_state_dict(read_checkpoint(folder, session.fingerprint))  # checked before anything is written
-            check_resumable_log(folder, session.epoch)  # metrics.jsonl holds the epochs trained so far
-            if session.epoch >= spec.train.epochs:
-                say(f"nothing to train: the run in {folder} has trained all {spec.train.epochs} epochs of "
-                    "train.epochs; to train longer, raise train.epochs in the spec and resume again")
-        if dist.is_main:
-            folder.mkdir(parents=True, exist_ok=True)
-            write_spec(compiled, spec, folder)
-            write_model_py(compiled, folder)
-        if spec.train.compile and session.epoch < spec.train.epochs:  # silent for tens of seconds
-            say("train.compile: torch.compile compiles the model during the first steps (often 10-60 s) ...")
-        with recording(spec, compiled, folder, dist.device, resumed=session.resumed, epoch=session.epoch,
-                       main=dist.is_main):  # manifest.json: what made this run, and how the session ended
-            fit(session, prepared, loss_fn, folder, dist, say, progress and dist.is_main,
-                on_epoch if dist.world_size == 1 else None)
-    except KeyboardInterrupt:
-        _take_back(written)
-        raise
-    except Exception as error:
-        failure = compile_failure(spec, error)
-        if failure is None:
+    with contextlib.ExitStack() as claimed:
+        chosen = claimed.enter_context(open_run_folder(spec, out, resume, overwrite, dist, say))  # rank 0 decides
+        folder = chosen.path
+        try:
+            _start(session, compiled, folder, dist, say, resume)
+            with recording(spec, compiled, folder, dist.device, resumed=session.resumed, epoch=session.epoch,
+                           main=dist.is_main):  # manifest.json: what made this run, and how the session ended
+                fit(session, prepared, loss_fn, folder, dist, say, progress and dist.is_main,
+                    on_epoch if dist.world_size == 1 else None)
+            kept = restore_best_weights(spec, model, folder, session.epoch, say) if dist.is_main else session.epoch
+            trained = _finish(session, compiled, prepared, folder, dist, say, kept)
+        except KeyboardInterrupt:
+            _take_back(chosen.before)
             raise
-        _take_back(written)  # it fails at the first forward: the files written so far hold nothing of use
-        raise failure from None
-    kept = restore_best_weights(spec, model, folder, session.epoch, say) if dist.is_main else session.epoch
-    return _finish(session, compiled, prepared, folder, dist, say, kept)
+        except Exception as error:
+            failure = compile_failure(spec, error)  # torch.compile failing at the first forward
+            if failure is None and refused_write(error, folder) is None:  # or a write the system refused
+                raise
+            _take_back(chosen.before)  # without a checkpoint, the files written so far hold nothing of use
+            raise (failure or disk_fault(error, folder, spec.file)) from None
+        if hold is not None:
+            hold.push(claimed.pop_all())
+    return trained
+
+
+def _start(session: Session, compiled: Any, folder: Path, dist: Any, say: Echo, resume: Union[bool, str, Path]) -> None:
+    """Restore the checkpoint when resuming (checked before anything is written), then write the spec and model.py."""
+    spec = session.spec
+    if resume or (dist.restart_count > 0 and (folder / CHECKPOINT_DIR / LAST).is_file()):
+        session.load_state_dict(read_checkpoint(folder, session.fingerprint))
+        check_resumable_log(folder, session.epoch)  # metrics.jsonl holds the epochs trained so far
+        if session.epoch >= spec.train.epochs:
+            say(f"nothing to train: the run in {folder} has trained all {spec.train.epochs} epochs of "
+                "train.epochs; to train longer, raise train.epochs in the spec and resume again")
+    if dist.is_main:
+        write_spec(compiled, spec, folder)
+        write_atomic(folder / MODEL_FILE, compiled.source)
+    if spec.train.compile and session.epoch < spec.train.epochs:  # silent for tens of seconds
+        say("train.compile: torch.compile compiles the model during the first steps (often 10-60 s) ...")
 
 
 def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
@@ -158,7 +175,8 @@ def training_loss(spec: Any, compiled: Any, prepared: Prepared, device: torch.de
 
 
 def _take_back(written: Any) -> None:
-    """Remove the files of a run that stopped without a checkpoint (``written``: its ``FolderBefore``).
+    """Remove the files of a run that stopped without a checkpoint (``written``: its ``FolderBefore``, None
+    on ranks other than 0).
 
     A run with ``checkpoints/last.pt`` (resumed, or interrupted after a step) keeps everything.
     """
