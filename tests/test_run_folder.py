@@ -222,15 +222,15 @@ def test_a_resumed_run_removes_stale_checkpoint_temp_files(tmp_path):
     specnn.train(specnn.load_spec(_iris(tmp_path, epochs=2)), out, quiet=True)
     checkpoints = out / "checkpoints"
     stale = _temp_file(checkpoints, ".last.pt.4242.0badc0de.tmp", age=3600)
-    fresh = _temp_file(checkpoints, ".best.pt.4343.1234abcd.tmp", age=0)  # a writer may be at work on it
+    fresh = _temp_file(checkpoints, f".best.pt.{os.getppid()}.1234abcd.tmp", age=0)  # a live writer may be at work
     specnn.train(specnn.load_spec(_iris(tmp_path, epochs=3)), out, quiet=True, resume=True)
     assert not stale.exists() and fresh.exists()
-    assert sorted(p.name for p in checkpoints.iterdir()) == [".best.pt.4343.1234abcd.tmp", "best.pt", "last.pt"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == [fresh.name, "best.pt", "last.pt"]
 
 
 def test_only_old_hidden_tmp_files_are_removed(tmp_path):
     old = _temp_file(tmp_path, ".last.pt.1.00000000.tmp", age=120)
-    kept = [_temp_file(tmp_path, ".last.pt.2.00000000.tmp", age=10), _temp_file(tmp_path, "notes.tmp", age=120),
+    kept = [_temp_file(tmp_path, f".last.pt.{os.getpid()}.00000000.tmp", age=10), _temp_file(tmp_path, "notes.tmp", age=120),
             _temp_file(tmp_path, "last.pt", age=120)]
     assert remove_stale_temp_files(tmp_path, older_than=60) == [old]
     assert all(p.exists() for p in kept)

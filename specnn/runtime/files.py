@@ -30,6 +30,7 @@ import errno
 import io
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
@@ -102,7 +103,7 @@ def writing(path: Path, what: str = "") -> Iterator[None]:
 def cannot_write(path: Union[str, Path], error: BaseException, what: str = "", verb: str = "write") -> RunError:
     """``path: cannot <verb> [<what>]: <the system's reason> (<what to do>)``.
 
-    >>> cannot_write("runs/x/last.pt", OSError(errno.ENOSPC, "No space left on device"), "checkpoint").format()
+    >>> str(cannot_write("runs/x/last.pt", OSError(errno.ENOSPC, "No space left on device"), "checkpoint"))
     'runs/x/last.pt: cannot write checkpoint: No space left on device (free some disk space)'
     """
     refused = write_refusal(error)
@@ -171,6 +172,20 @@ def write_json(path: Path, data: Any) -> Path:
 def temporary_sibling(path: Path, suffix: str = ".tmp") -> Path:
     """A hidden, unused name next to ``path``: ``.<name>.<pid>.<hex>.tmp`` (see ``remove_stale_temp_files``)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}")
+
+
+# temporary_sibling's names, and the ``.data`` file the ONNX exporter may write beside one
+TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.[a-z]+(\.data)?")
+
+
+def temporary_writer(name: str) -> Optional[int]:
+    """The pid of the process that wrote a :func:`temporary_sibling` named ``name``; None for other names.
+
+    >>> temporary_writer(".last.pt.4242.0badc0de.tmp"), temporary_writer("last.pt")
+    (4242, None)
+    """
+    match = TEMPORARY_NAME.fullmatch(name)
+    return int(match["pid"]) if match else None
 
 
 def save_state_dict(model: "torch.nn.Module", path: Path) -> Path:

@@ -21,6 +21,7 @@ Under torchrun rank 0 decides and claims, and the other ranks receive its decisi
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -29,7 +30,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from specnn.errors import Problem, RunError
-from specnn.runtime.files import CHECKPOINT_DIR, LAST, META_FILE, RUN_FILES, RUN_FOLDERS, cannot_write
+from specnn.runtime.files import (
+    CHECKPOINT_DIR, LAST, META_FILE, RUN_FILES, RUN_FOLDERS, cannot_write, temporary_writer,
+)
 from specnn.runtime.train.claim import FolderClaim, FolderInUse, take_claim
 
 RUNS_DIR = Path("runs")
@@ -141,7 +144,8 @@ def open_run_folder(spec: Any, out: Union[str, Path, None], resume: Union[bool, 
         try:
             if choice.clear:
                 clear_run(choice.path)
-            remove_stale_temp_files(choice.path / CHECKPOINT_DIR)
+            for where in (choice.path, choice.path / CHECKPOINT_DIR):
+                remove_stale_temp_files(where)
         except BaseException:
             choice.release()
             raise
@@ -235,7 +239,8 @@ def _take(folder: Path, before: "FolderBefore") -> FolderClaim:
         return take_claim(folder)
     except OSError as error:
         remove_what_this_run_wrote(before)
-        raise cannot_write(error.filename or folder, error, "the run folder", "create") from None
+        verb = "create" if folder in before.created else "write in"
+        raise cannot_write(folder, error, "the run folder", verb) from None
 
 
 def _moved(base: Path, folder: Path, busy: Optional[FolderInUse]) -> Optional[str]:
@@ -322,21 +327,36 @@ def remove_what_this_run_wrote(before: FolderBefore) -> None:
 
 
 def remove_stale_temp_files(folder: Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
-    """Delete ``.<name>.<pid>.<hex>.tmp`` files a killed writer left in ``folder``; returns them.
+    """Delete the temporary files killed writers left in ``folder``; returns them.
 
-    ``save_checkpoint`` renames its temporary file into place or removes it, unless the process
-    is killed (SIGKILL, power loss) meanwhile. A live writer's file is being written right now,
-    so only files older than ``older_than`` seconds go.
+    Every atomic write goes through a hidden temporary sibling (``files.temporary_sibling``:
+    ``.last.pt.<pid>.<hex>.tmp``, ``.model.onnx.<pid>.<hex>.onnx``) that is renamed into place or
+    removed, unless its process is killed meanwhile (SIGKILL, power loss). One whose writer is
+    no longer running goes at once; one older than ``older_than`` seconds goes too (its pid may
+    belong to another process by now); a young one of a live process is being written right now.
     """
     if not folder.is_dir():
         return []
     cutoff = time.time() - older_than
     removed = []
-    for path in folder.glob(".*.tmp"):
+    for path in folder.iterdir():
+        pid = temporary_writer(path.name)
         try:
-            if path.is_file() and path.stat().st_mtime < cutoff:
+            if pid is not None and path.is_file() and (not _running(pid) or path.stat().st_mtime < cutoff):
                 path.unlink()
                 removed.append(path)
         except FileNotFoundError:  # its writer renamed or removed it meanwhile
             continue
     return removed
+
+
+def _running(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows: trust the age alone
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
