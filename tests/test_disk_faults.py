@@ -187,6 +187,37 @@ def test_a_full_disk_while_writing_the_final_weights_keeps_the_finished_training
     assert (out / "weights.pt").is_file() and (out / "meta.json").is_file()
 
 
+def test_a_full_disk_never_hides_behind_the_error_of_closing_the_log(tmp_path):
+    from specnn.errors import RunError
+    from specnn.runtime.train.logs import EpochLogs
+
+    logs = EpochLogs(tmp_path)
+    logs.write({"epoch": 1, "train_loss": 0.5})
+    with _file_size_limit((tmp_path / "metrics.jsonl").stat().st_size + 10):
+        with pytest.raises(RunError) as caught:
+            logs.write({"epoch": 2, "train_loss": 0.25})
+        logs.close(failing=True)  # what fit does while that error is on its way out: quiet
+    assert str(caught.value) == (f"{tmp_path / 'metrics.jsonl'}: cannot write: File too large "
+                                 "(raise the file size limit with ulimit -f)")
+    assert (tmp_path / "metrics.jsonl").read_text().splitlines()[0] == '{"epoch": 1, "train_loss": 0.5}'
+
+
+def test_an_export_onto_a_full_disk_is_a_clean_error(cli_runner, tmp_path, monkeypatch):
+    from specnn.runtime import files
+
+    out = tmp_path / "run"
+    assert _train(cli_runner, _spec(tmp_path), "--out", str(out)).exit_code == 0
+
+    def full(source, target):
+        raise OSError(*FULL)
+
+    monkeypatch.setattr(files.os, "replace", full)
+    result = cli_runner.invoke(cli, ["export", str(out), "--format", "state_dict"])
+    assert result.exit_code == 2
+    assert result.stderr == f"{out / 'model.pt'}: cannot write: No space left on device (free some disk space)\n"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
 # ---------------------------------------------------------------------------------------------
 # a folder that cannot be written (root ignores permission bits: the refusal is simulated)
 

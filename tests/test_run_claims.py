@@ -128,6 +128,8 @@ def test_an_out_that_a_live_training_uses_is_refused_with_its_pid(cli_runner, tm
     try:
         result = cli_runner.invoke(cli, ["train", str(_spec(tmp_path)), "--out", str(out), "-q"])
         resumed = cli_runner.invoke(cli, ["train", str(_spec(tmp_path)), "--resume", str(out), "-q"])
+        (out / "meta.json").write_text("{}")  # as if it held a run: --overwrite must not clear a live one
+        replaced = cli_runner.invoke(cli, ["train", str(_spec(tmp_path)), "--out", str(out), "--overwrite", "-q"])
     finally:
         holder.kill()
         holder.wait()
@@ -135,7 +137,8 @@ def test_an_out_that_a_live_training_uses_is_refused_with_its_pid(cli_runner, tm
     assert result.output == (f"{out}: this folder is already in use by pid {holder.pid}: another training is "
                              "writing to it (wait for it to finish, or choose another --out)\n")
     assert resumed.exit_code == 2 and f"already in use by pid {holder.pid}" in resumed.output
-    assert sorted(p.name for p in out.iterdir()) == [CLAIM_FILE]  # nothing of the refused runs
+    assert replaced.exit_code == 2 and f"already in use by pid {holder.pid}" in replaced.output
+    assert sorted(p.name for p in out.iterdir()) == [CLAIM_FILE, "meta.json"]  # nothing of the refused runs
 
 
 def test_the_default_folder_a_live_training_uses_counts_as_taken(tmp_path, monkeypatch):

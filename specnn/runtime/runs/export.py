@@ -23,7 +23,7 @@ import torch
 
 from specnn.catalog.base import resolve
 from specnn.catalog.exporters import EXPORTERS
-from specnn.runtime.files import save_state_dict, temporary_sibling, write_atomic
+from specnn.runtime.files import save_state_dict, temporary_sibling, write_atomic, writing
 from specnn.runtime.data.tensors import TORCH_DTYPES
 from specnn.runtime.runs.run import Run, load_run
 from specnn.spec.models import OnnxCheck, OnnxExport, Spec
@@ -84,6 +84,7 @@ def export(run: Union[Run, str, Path], format: Union[str, OnnxExport], path: Uni
 
     Raises:
         SpecError: unknown format, or a package the format needs is not installed (before any work).
+        RunError: the system refused the write (a full disk, a read-only folder); the file is named.
         ToolError: the exporter failed, or the ONNX file's outputs differ from torch's.
     """
     if not isinstance(format, str):  # a spec entry with options: {onnx: {rtol, atol}}
@@ -99,10 +100,11 @@ def export(run: Union[Run, str, Path], format: Union[str, OnnxExport], path: Uni
         raise SpecError([missing])
     run = run if isinstance(run, Run) else load_run(run)
     target = Path(path) if path is not None else Path(run.path) / export_filename(exporter, run.meta.get("checkpoint"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if format != "onnx":
-        return resolve(exporter.writer)(run, target)
-    return resolve(exporter.writer)(run, target, RTOL if rtol is None else rtol, ATOL if atol is None else atol)
+    with writing(target):  # a full disk or a read-only folder: a RunError naming the file, not a traceback
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if format != "onnx":
+            return resolve(exporter.writer)(run, target)
+        return resolve(exporter.writer)(run, target, RTOL if rtol is None else rtol, ATOL if atol is None else atol)
 
 
 class ExportFailed(ToolError):
