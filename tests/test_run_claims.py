@@ -167,6 +167,35 @@ def test_a_claim_left_by_a_killed_training_is_taken_over_with_a_note(tmp_path):
     assert sorted(p.name for p in run.path.iterdir()) == RUN_FILES  # the claim goes with the run's end
 
 
+def test_a_forked_child_that_outlives_a_killed_training_does_not_keep_its_folder(tmp_path):
+    # a data loader's workers are forks of the training: killed with it, they may live on for seconds
+    code = textwrap.dedent(f"""
+        import os, time
+        from pathlib import Path
+        from specnn.runtime.train.claim import take_claim
+        claim = take_claim(Path({str(tmp_path / "run")!r}))
+        child = os.fork()
+        if child == 0:
+            time.sleep(60)
+            os._exit(0)
+        print(child, flush=True)
+        time.sleep(60)
+    """)
+    training = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    worker = int(training.stdout.readline())
+    try:
+        with pytest.raises(FolderInUse):
+            take_claim(tmp_path / "run")
+        training.kill()
+        training.wait()
+        os.kill(worker, 0)  # the worker is still alive
+        with take_claim(tmp_path / "run") as claim:
+            assert claim.previous == training.pid
+    finally:
+        os.kill(worker, signal.SIGKILL)
+
+
 def test_a_finished_run_releases_its_folder_and_the_next_training_goes_next_to_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = specnn.train(_spec(tmp_path), quiet=True)

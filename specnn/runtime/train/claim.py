@@ -9,7 +9,9 @@ gets it owns the folder and the other learns at once who holds it (:class:`Folde
 The kernel drops a lock when its process ends, however it ends, so the claim of a killed training
 (SIGKILL, power loss) is never honoured: its file is left with a dead pid, and the next claimant
 takes it over (:attr:`FolderClaim.previous` names the dead pid). A training that ends removes the
-file (:meth:`FolderClaim.release`).
+file (:meth:`FolderClaim.release`). A ``flock`` belongs to the open file, which a fork shares: so
+that a data loader's forked workers, outliving a killed training by seconds, do not keep its folder,
+a forked child closes its copy of every claim at once (:func:`_forget_in_child`).
 
 On a file system without locks (some network and FUSE mounts) a claim holds nothing, as before
 claims existed; on Windows ``msvcrt.locking`` takes the place of ``flock`` (not exercised by the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -49,7 +52,7 @@ class FolderInUse(Exception):
         return f"pid {self.pid}" if self.pid is not None else "another process"
 
 
-@dataclass
+@dataclass(eq=False)  # one claim is one lock: compared (and kept in _HELD) by identity
 class FolderClaim:
     """This process's claim on a run folder (see the module docstring).
 
@@ -71,6 +74,7 @@ class FolderClaim:
         fd, self.fd = self.fd, None
         if fd is None:
             return
+        _HELD.discard(self)
         path = self.folder / CLAIM_FILE
         try:
             if fcntl is not None and _is_file(fd, path):  # still ours: not removed and claimed anew
@@ -92,6 +96,25 @@ class FolderClaim:
         self.release()
 
 
+_HELD: "weakref.WeakSet[FolderClaim]" = weakref.WeakSet()  # this process's claims, for _forget_in_child
+
+
+def _forget_in_child() -> None:
+    """In a forked child: close its copies of the parent's claims (the parent alone holds them)."""
+    for claim in list(_HELD):
+        fd, claim.fd = claim.fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def take_claim(folder: Path) -> FolderClaim:
     """Claim ``folder`` for this process, making it (and its parents) when missing.
 
@@ -108,7 +131,9 @@ def take_claim(folder: Path) -> FolderClaim:
             if locked and _is_file(fd, path):
                 previous = _read_pid(fd)
                 _write_pid(fd)
-                return FolderClaim(folder, previous if previous != os.getpid() else None, fd)
+                claim = FolderClaim(folder, previous if previous != os.getpid() else None, fd)
+                _HELD.add(claim)
+                return claim
         except BaseException:
             os.close(fd)
             raise
