@@ -1,15 +1,23 @@
-"""Fuzz `specnn validate` with generated broken specs and data files: no traceback, no hang, bounded memory.
+"""Fuzz specnn with generated broken specs and data files: every accepted spec trains or is refused cleanly.
 
-Each case is a spec file (and sometimes a data file or an odd file kind) built by a seeded generator
-aimed at one family of bad input: alias bombs, deep nesting, huge integers, huge repeats, control
-characters, names that break generated code, values torch refuses, random edits of a valid spec,
-odd files, broken CSVs. Cases run in worker processes (in-process through click's CliRunner, one
-case after another) under a memory limit (RLIMIT_AS) with a per-case alarm. A case passes when
-validate exits 0 or 2, every line it prints starts with a file name (``file:line:col: ...`` or
-``file: ...``), no traceback is printed and it finishes within the time limit.
+Each case is a spec file (and sometimes a data file, an image folder or an odd file kind) built by a
+seeded generator aimed at one family of input: alias bombs, deep nesting, huge integers, huge
+repeats, control characters, names that break generated code, values torch refuses, random edits
+of a valid spec, odd files, broken CSVs; random valid models from the catalogue; and damaged data
+files of every source (CSV, NPZ, Parquet, image folders; ``fuzz_train.py``). Cases run in worker
+processes (in-process through click's CliRunner, one case after another) under a memory limit
+(RLIMIT_AS) with a per-case alarm.
 
-    python benchmarks/fuzz.py --cases 5000          # the README's Reliability numbers
+Each case is validated (``--data`` when it has data files). A case validate accepts is then trained
+(``specnn train SPEC --out FOLDER``, its epochs capped at 2); a data case is trained even when
+``validate --data`` refused it, to see that training refuses it as cleanly. A case passes when every
+command exits 0 or 2, every problem line starts with a file name (``file:line:col: ...`` or
+``file: ...``), no traceback is printed, a finished training says where its run is, training never
+accepts what ``validate --data`` refused, and the case finishes within the time limit.
+
+    python benchmarks/fuzz.py --cases 3000          # the README's Reliability numbers
     python benchmarks/fuzz.py --cases 300 --seed 1  # what tests/test_fuzz.py runs
+    python benchmarks/fuzz.py --no-train            # validate only
 
 Prints counts per family and every failing case (family, seed, what went wrong).
 """
@@ -22,6 +30,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,8 +40,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fuzz_train  # noqa: E402  (the generators of cases that reach training, beside this script)
+
 ROOT = Path(__file__).resolve().parent.parent
-CASE_SECONDS = 20  # a generous per-case limit: a slow CI core, not a hang
+CASE_SECONDS = 30  # a generous per-case limit (validate and a short training): a slow CI core, not a hang
+TRAIN_EPOCHS = 2  # training is capped at this many epochs: the fuzzer looks for crashes, not accuracy
 MEMORY_BYTES = 6 * 1024**3  # torch's import alone reserves ~2 GB of address space
 
 BASE = """\
@@ -258,9 +271,12 @@ FAMILIES: dict[str, Callable[[random.Random], dict]] = {
     "alias bomb": alias_bomb, "deep nesting": deep_nesting, "huge number": huge_number,
     "huge size": huge_size, "control characters": control_chars, "bad identifier": bad_identifier,
     "bad value": bad_value, "random edit": random_edit, "odd file": odd_file, "broken csv": broken_csv,
+    "valid variant": fuzz_train.valid_variant, "csv through train": fuzz_train.broken_csv_train,
+    "npz through train": fuzz_train.broken_npz, "parquet through train": fuzz_train.broken_parquet,
+    "image folder through train": fuzz_train.broken_images,
 }
-# Random edits cover the most ground: they get a larger share.
-WEIGHTS = {name: (4 if name == "random edit" else 1) for name in FAMILIES}
+# Random edits and valid variants cover the most ground: they get a larger share.
+WEIGHTS = {name: {"random edit": 4, "valid variant": 4}.get(name, 1) for name in FAMILIES}
 
 
 def case(seed: int, index: int) -> tuple[str, dict]:
@@ -279,7 +295,7 @@ def write_case(files: dict, folder: Path) -> tuple[Path, bool]:
     for name, content in files.items():
         if name == "--data":
             continue
-        path = folder / name
+        path = folder / name  # a name may hold folders: pics/cat/0.png (its folders come first)
         if content == "dir":
             path.mkdir()
         elif content == "fifo":
@@ -315,16 +331,68 @@ def judge(folder: Path, exit_code: int, output: str, exception: BaseException | 
     return None
 
 
+def judge_train(folder: Path, exit_code: int, output: str, exception: BaseException | None,
+                validated: int) -> str | None:
+    """What is wrong with one training's answer, or None when it is clean.
+
+    Training prints epoch lines and notes besides problems; a refusal (exit 2) must end with a
+    located problem, and what ``validate --data`` refused, training must refuse too.
+    """
+    if exception is not None and not isinstance(exception, SystemExit):
+        return f"train: exception {type(exception).__name__}: {exception}"[:300]
+    if "Traceback" in output:
+        return "train: traceback printed"
+    lines = output.splitlines()
+    if exit_code == 0:
+        if validated == 2:
+            return "train accepted what validate --data refused"
+        return None if any(line.startswith("run saved to") for line in lines) else "train: exit 0 without a run"
+    if exit_code != 2:
+        return f"train: exit {exit_code}: {lines[-1][:200] if lines else ''}"
+    problems = [line for line in lines if LOCATED.match(line) and line.startswith(str(folder))]
+    if not problems:
+        return f"train: refused without a located problem: {lines[-1][:200] if lines else '(nothing printed)'!r}"
+    return None
+
+
 def _alarm(signum, frame):
     raise TimeoutError("case ran past its time limit")
 
 
-def worker(seed: int, start: int, count: int, out) -> None:
+def _capped_epochs(load_spec: Callable) -> Callable:
+    """``load_spec`` with ``train.epochs`` capped at :data:`TRAIN_EPOCHS` (a random edit may ask for 511)."""
+    def load(*args, **kwargs):
+        spec = load_spec(*args, **kwargs)
+        spec.train.epochs = min(spec.train.epochs, TRAIN_EPOCHS)
+        return spec
+    return load
+
+
+def run_case(runner, cli, files: dict, folder: Path, train: bool) -> dict:
+    """Validate one case and, where validate accepts it (or it is a data case), train it."""
+    spec, with_data = write_case(files, folder)
+    result = runner.invoke(cli, ["validate", *(["--data"] if with_data else []), str(spec)], catch_exceptions=True)
+    record = {"exit": result.exit_code, "train": None,
+              "failure": judge(folder, result.exit_code, result.output, result.exception)}
+    if not train or record["failure"] or not (result.exit_code == 0 or (with_data and result.exit_code == 2)):
+        return record
+    if with_data and result.exit_code == 2:  # a data problem validate found: is the spec itself sound?
+        if runner.invoke(cli, ["validate", str(spec)], catch_exceptions=True).exit_code != 0:
+            return record
+    trained = runner.invoke(cli, ["train", str(spec), "--out", str(folder / "run"), "--quiet"], catch_exceptions=True)
+    record["train"] = trained.exit_code
+    record["failure"] = judge_train(folder, trained.exit_code, trained.output, trained.exception, result.exit_code)
+    return record
+
+
+def worker(seed: int, start: int, count: int, out, train: bool = True) -> None:
     """Run cases start..start+count in this process; one JSON line each."""
     from click.testing import CliRunner
 
+    import specnn.spec.loader
     from specnn.cli import cli
 
+    specnn.spec.loader.load_spec = _capped_epochs(specnn.spec.loader.load_spec)
     runner = CliRunner()
     signal.signal(signal.SIGALRM, _alarm)
     with tempfile.TemporaryDirectory() as tmp:
@@ -332,31 +400,30 @@ def worker(seed: int, start: int, count: int, out) -> None:
             family, files = case(seed, index)
             folder = Path(tmp) / str(index)
             folder.mkdir()
-            spec, with_data = write_case(files, folder)
-            args = ["validate", *(["--data"] if with_data else []), str(spec)]
             began = time.perf_counter()
             signal.alarm(CASE_SECONDS)
             try:
-                result = runner.invoke(cli, args, catch_exceptions=True)
-                failure = judge(folder, result.exit_code, result.output, result.exception)
-                code = result.exit_code
+                record = run_case(runner, cli, files, folder, train)
             except TimeoutError:
-                failure, code = "hang: past the time limit", None
+                record = {"exit": None, "train": None, "failure": "hang: past the time limit"}
             finally:
                 signal.alarm(0)
-            print(json.dumps({"index": index, "family": family, "exit": code, "failure": failure,
+            print(json.dumps({"index": index, "family": family, **record,
                               "seconds": round(time.perf_counter() - began, 3)}), file=out, flush=True)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
 
 
-def run(seed: int, cases: int, processes: int = 1) -> list[dict]:
+def run(seed: int, cases: int, processes: int = 1, train: bool = True) -> list[dict]:
     """Every case's record, run in ``processes`` memory-limited worker processes."""
     per = -(-cases // processes)
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    workers = [subprocess.Popen([sys.executable, __file__, "--worker", str(seed), str(start), str(min(per, cases - start))],
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen([sys.executable, __file__, "--worker", str(seed), str(start), str(min(per, cases - start)),
+                                 "train" if train else "validate"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                 preexec_fn=_limit_memory)
                for start in range(0, cases, per)]
@@ -365,7 +432,7 @@ def run(seed: int, cases: int, processes: int = 1) -> list[dict]:
         stdout, stderr = process.communicate()
         records += [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
         if process.returncode != 0:
-            records.append({"index": None, "family": "worker", "exit": process.returncode,
+            records.append({"index": None, "family": "worker", "exit": process.returncode, "train": None,
                             "failure": f"worker died (exit {process.returncode}): {stderr[-500:]}", "seconds": 0})
     return records
 
@@ -373,27 +440,58 @@ def run(seed: int, cases: int, processes: int = 1) -> list[dict]:
 def report(records: list[dict]) -> str:
     by_family = Counter(r["family"] for r in records)
     exits = Counter((r["family"], r["exit"]) for r in records)
+    trains = Counter((r["family"], r["train"]) for r in records)
     failures = [r for r in records if r["failure"]]
     slowest = max(records, key=lambda r: r["seconds"])
-    lines = [f"{len(records)} cases, {len(failures)} failures; slowest {slowest['seconds']:.2f} s "
-             f"({slowest['family']} #{slowest['index']})"]
+    lines = [f"{len(records)} cases, {len(failures)} failures; validate: {sum(r['exit'] == 0 for r in records)} "
+             f"accepted, {sum(r['exit'] == 2 for r in records)} refused; train: "
+             f"{sum(r['train'] is not None for r in records)} trained, {sum(r['train'] == 0 for r in records)} "
+             f"finished, {sum(r['train'] == 2 for r in records)} refused; slowest {slowest['seconds']:.2f} s "
+             f"({slowest['family']} #{slowest['index']})",
+             f"  {'family':26} {'cases':>5}  {'validate: refused':>17} {'accepted':>8}   {'train: refused':>14} "
+             f"{'finished':>8}"]
     for family, n in sorted(by_family.items()):
-        lines.append(f"  {family:20} {n:5}  exit 2: {exits[(family, 2)]:5}  exit 0: {exits[(family, 0)]:5}")
+        lines.append(f"  {family:26} {n:5}  {exits[(family, 2)]:17} {exits[(family, 0)]:8}   "
+                     f"{trains[(family, 2)]:14} {trains[(family, 0)]:8}")
     lines += [f"FAIL {r['family']} #{r['index']}: {r['failure']}" for r in failures]
     return "\n".join(lines)
 
 
+def show(seed: int, index: int) -> None:
+    """One case, run in this process: what each command printed (to reproduce a failure)."""
+    from click.testing import CliRunner
+
+    from specnn.cli import cli
+
+    family, files = case(seed, index)
+    folder = Path(tempfile.mkdtemp(prefix=f"fuzz-{index}-"))
+    spec, with_data = write_case(files, folder)
+    print(f"{family} #{index}: {folder}")
+    for command in (["validate", *(["--data"] if with_data else []), str(spec)],
+                    ["train", str(spec), "--out", str(folder / "run"), "--quiet"]):
+        result = CliRunner().invoke(cli, command, catch_exceptions=True)
+        print(f"$ specnn {' '.join(command)}  -> exit {result.exit_code}\n{result.output}")
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            import traceback
+            traceback.print_exception(result.exception)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.stdout)
+        worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.stdout, train=sys.argv[5] == "train")
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=5000)
+    parser.add_argument("--cases", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--no-train", action="store_true", help="validate only: train no accepted case")
+    parser.add_argument("--show", type=int, metavar="INDEX", help="run one case here, printing its files and answers")
     options = parser.parse_args()
+    if options.show is not None:
+        show(options.seed, options.show)
+        return
     began = time.perf_counter()
-    records = run(options.seed, options.cases, options.processes)
+    records = run(options.seed, options.cases, options.processes, train=not options.no_train)
     print(report(records))
     print(f"{time.perf_counter() - began:.0f} s in all")
     sys.exit(1 if any(r["failure"] for r in records) else 0)

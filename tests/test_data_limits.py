@@ -114,3 +114,62 @@ def test_synthetic_data_too_large_to_allocate_is_refused_before_allocation(cli_r
     result = run_cli(cli_runner, tmp_path, text, *command)
     line = assert_refused(result, tmp_path, expected)
     assert "more than 100,000,000" in line
+
+
+BATCH_NORM = textwrap.dedent(
+    """\
+    name: bn
+    seed: 0
+    model:
+      input: [4]
+      layers:
+        - Linear: {out_features: 8}
+        - BatchNorm1d:
+        - ReLU:
+        - Linear: {out_features: 2}
+    data: {synthetic: {shape: [4], classes: 2, samples: 41}}
+    loss: {CrossEntropyLoss: }
+    optimizer: {Adam: {lr: 0.01}}
+    train: {epochs: 1, batch_size: 4}
+    """
+)
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("samples: 41", "samples: 41", "the training split's 33 samples in batches of 4 leave a last batch of 1, "
+                                   "which it cannot normalize in training (use a batch_size that leaves no batch "
+                                   "of one sample, e.g. 5)"),
+    ("batch_size: 4", "batch_size: 1", "batch_size is 1"),
+    ("samples: 41}}", "samples: 3}, validation_split: 0.5}", "the training split holds 1 sample"),
+])
+@pytest.mark.parametrize("command", [("validate", "--data"), ("train",)])
+def test_a_batch_norm_never_gets_a_batch_of_one_sample(cli_runner, tmp_path, old, new, expected, command):
+    result = run_cli(cli_runner, tmp_path, BATCH_NORM.replace(old, new), *command)
+    line = assert_refused(result, tmp_path, "train.batch_size: BatchNorm1d 'bn1' normalizes each of its channels "
+                                            "over the batch, one value per sample; ")
+    assert expected in line
+
+
+def test_a_batch_norm_over_positions_takes_a_batch_of_one(cli_runner, tmp_path):
+    text = BATCH_NORM.replace("input: [4]", "input: [2, 4]").replace("shape: [4]", "shape: [2, 4]")
+    text = text.replace("    - Linear: {out_features: 8}\n", "").replace("    - ReLU:\n", "    - Flatten:\n")
+    result = run_cli(cli_runner, tmp_path, text.replace("batch_size: 4", "batch_size: 1"), "train")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("arrays, expected", [
+    ({"x": np.ones((6, 4), np.complex64), "y": np.arange(6) % 2}, "'x' holds complex64 values, not real numbers"),
+    ({"x": np.ones((6, 4)), "y": np.ones(6, np.complex128)}, "'y' holds complex128 values, not labels or real numbers"),
+])
+def test_complex_npz_arrays_are_refused_not_cast_with_a_warning(cli_runner, tmp_path, arrays, expected):
+    text = BATCH_NORM.replace("{synthetic: {shape: [4], classes: 2, samples: 41}}", "{npz: {path: d.npz}}")
+    result = run_cli(cli_runner, tmp_path, text, "train", files={"d.npz": arrays})
+    assert result.exit_code == 2, result.output
+    assert result.output == f"{tmp_path / 'd.npz'}: {expected}\n"
+
+
+def test_an_image_size_too_large_to_hold_is_refused_before_a_file_is_decoded(cli_runner, tmp_path):
+    text = BATCH_NORM.replace("{synthetic: {shape: [4], classes: 2, samples: 41}}",
+                              "{images: {path: pics, size: [100000, 64]}}")
+    result = run_cli(cli_runner, tmp_path, text, "train")
+    assert_refused(result, tmp_path, "data.images.size[0]: must be <= 8192, got 100000")

@@ -101,3 +101,11 @@ def test_a_long_constructor_is_wrapped_and_builds_the_same_module():
     torch.manual_seed(0)
     model = build_model(compiled).eval()
     assert model(torch.randint(0, 50, (2, 24))).shape == (2, 3)
+
+
+def test_one_long_output_name_is_returned_as_a_tensor_not_a_tuple():
+    name = "x" * 300  # `return (x,)` once: wrapping the long line made the output a tuple
+    spec = load_spec_text(f"name: t\nmodel:\n  inputs: {{{name}: {{shape: [4]}}}}\n  layers:\n"
+                          "    - Linear: {out_features: 3}\n" + TAIL)
+    model = build_model(compile_spec(spec)).eval()
+    assert model(torch.ones(2, 4)).shape == (2, 3)

@@ -134,3 +134,9 @@ def test_the_budget_is_raised_by_the_spec_or_the_command_line(tmp_path, cli_runn
     assert result.exit_code == 0
     assert result.output.splitlines()[-1] == ("training memory: at least 160 GB (weights, gradients, Adam state); "
                                               "budget: 20,000,000,000 parameters (50.00% used)")
+
+
+@pytest.mark.parametrize("old, new", [("lr: 1e-3", "lr: 1.5e98"), ("{Adam: {lr: 1e-3}}", "{Adam: {lr: 1e-3, eps: 1e39}}")])
+def test_numbers_past_float32_are_refused_where_torch_would_overflow(old, new):
+    [message] = problems(SPEC.replace(old, new))
+    assert message.startswith("s.yaml:6:") and "must be within float32's range (magnitude at most 3.4e38), got " in message

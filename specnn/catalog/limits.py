@@ -27,3 +27,7 @@ MAX_EXPANDED_LAYERS = 10_000
 # plus the per-class and per-token tables it draws from. 100 million float32 values are 400 MB, and
 # generating them briefly needs twice that (numpy draws float64).
 MAX_SYNTHETIC_VALUES = 100_000_000
+
+# Each side of `images.size`: every image is resized to it and held as float32 ([3, 8192, 8192] is
+# 800 MB per image); PIL's decompression-bomb guard refuses larger files the same way.
+MAX_IMAGE_SIDE = 8_192

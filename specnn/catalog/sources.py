@@ -7,13 +7,13 @@ loads it (imported on use, so checking a spec never imports torch or numpy).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 from pydantic_core import PydanticCustomError
 
 from specnn.catalog.base import Args
-from specnn.catalog.limits import MAX_DIMS
+from specnn.catalog.limits import MAX_DIMS, MAX_IMAGE_SIDE
 from specnn.catalog.transforms import Transform
 
 
@@ -126,10 +126,13 @@ class ImageNormalize(Args):
     std: list[PositiveFloat] = Field(min_length=1, max_length=4)
 
 
+ImageSide = Annotated[PositiveInt, Field(le=MAX_IMAGE_SIDE)]
+
+
 class ImagesArgs(Args):
     path: str = Field(description="folder with one subfolder per class (root/<class>/*.png|jpg), relative to the "
                                   "spec file's folder; needs specnn[images]")
-    size: Optional[list[PositiveInt]] = Field(None, min_length=2, max_length=2, description="[height, width] every "
+    size: Optional[list[ImageSide]] = Field(None, min_length=2, max_length=2, description="[height, width] every "
                                               "image is resized to; default: the images' own size (all alike)")
     channels: Literal[1, 3] = Field(3, description="1: grayscale, 3: RGB")
     normalize: Union[Literal["auto", "none"], ImageNormalize] = Field(

@@ -34,9 +34,11 @@ def wrap_line(line: str, width: int = WIDTH) -> list[str]:
     code, comment = _split_comment(line)
     indent = code[: len(code) - len(code.lstrip())]
     opening = _outer_call(code)
-    if opening is None and code.lstrip().startswith("return "):
-        # `return a, b, c` is the tuple `return (a, b, c)`: that one can be split.
-        return wrap_line(f"{indent}return ({code.lstrip()[len('return '):]}){comment}", width)
+    returned = code.lstrip()[len("return "):]
+    if opening is None and code.lstrip().startswith("return ") and len(_split_top(returned, ",")) > 1:
+        # `return a, b, c` is the tuple `return (a, b, c)`: that one can be split. One long name is
+        # left alone: split, `return (x,)` would be a tuple.
+        return wrap_line(f"{indent}return ({returned}){comment}", width)
     if opening is None:
         return [line]
     closing = _matching(code, opening)

@@ -14,6 +14,7 @@ import numpy as np
 
 from specnn.errors import SpecError, spec_problem
 from specnn.runtime.data import tensors
+from specnn.runtime.data.batch_sizes import check_batch_sizes
 from specnn.runtime.data.prepare import is_table_source, load_splits
 from specnn.runtime.data.sources import Arrays
 
@@ -38,6 +39,8 @@ def check_data(spec: Any, compiled: Any, rows: int = PREVIEW_ROWS) -> list[str]:
     splits = load_splits(spec, compiled.inputs, output_shape,
                          None if partial else (lambda arrays: check_classes(compiled, arrays)),
                          preview_rows=rows if partial else None, token_limits=embedding_limits(compiled.graph))
+    if not partial:  # a table's first rows do not say how large its training split is
+        check_batch_sizes(spec, compiled, len(splits.train), spec.train.batch_size)
     return splits.notes
 
 
@@ -73,8 +76,8 @@ def _check_images(spec: Any, compiled: Any, output_shape: tuple) -> list[str]:
 
     args = spec.data.args
     listing, size = images.list_images(args, spec.base_dir)
-    images.decode(listing.files[0], size, args.channels, args.size is not None)
     tensors.match_inputs(spec, compiled.inputs, np.empty((0, args.channels, *size), np.float32))
+    images.decode(listing.files[0], size, args.channels, args.size is not None)  # a size the model takes
     check_classes(compiled, Arrays(np.empty((len(listing), 0)), listing.targets, listing.classes))
     targets_for_loss(spec, listing.targets, output_shape)
     return []

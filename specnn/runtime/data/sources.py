@@ -162,9 +162,9 @@ def load_npz(args: NpzArgs, base_dir: Path, seed: int = 0) -> Arrays:
     features = {key: _npz_features(path, x_names[key], array, first_name, len(y)) for key, array in x.items()}
     features = features[None] if None in features else features
     if None in ys:
-        return Arrays(features, *_npz_targets(y))
+        return Arrays(features, *_npz_targets(path, first_name, y))
     return Arrays(features, np.empty((len(y), 0), np.float32),
-                  by_output={key: _npz_targets(array) for key, array in ys.items()})
+                  by_output={key: _npz_targets(path, y_names[key], array) for key, array in ys.items()})
 
 
 def _check_array_names(path: Path, available: list[str], wanted: list[str]) -> None:
@@ -183,14 +183,16 @@ def _npz_features(path: Path, name: str, x: np.ndarray, y_name: str, samples: in
         raise data_error(path, f"'{name}' has {len(x)} samples but '{y_name}' has {samples}")
     if x.dtype == np.bool_ or np.issubdtype(x.dtype, np.integer):
         return x.astype(np.int64)
-    if not np.issubdtype(x.dtype, np.number):
-        raise data_error(path, f"'{name}' holds {x.dtype} values, not numbers")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise data_error(path, f"'{name}' holds {x.dtype} values, not real numbers")
     return x.astype(np.float32)
 
 
-def _npz_targets(y: np.ndarray) -> tuple[np.ndarray, Optional[list[str]]]:
+def _npz_targets(path: Path, name: str, y: np.ndarray) -> tuple[np.ndarray, Optional[list[str]]]:
     if y.dtype.kind in "US":  # label names
         return encode_labels([str(v) for v in y.reshape(-1)])
+    if not np.issubdtype(y.dtype, np.number) and y.dtype != np.bool_ or np.issubdtype(y.dtype, np.complexfloating):
+        raise data_error(path, f"'{name}' holds {y.dtype} values, not labels or real numbers")
     if np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_:
         return y.astype(np.int64), None
     return y.astype(np.float32), None

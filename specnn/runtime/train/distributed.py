@@ -33,9 +33,9 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 import torch
 
 from specnn.errors import SpecError, spec_problem
+from specnn.runtime.data.batch_sizes import BATCH_SIZE_PATH
 
 BACKENDS = ("gloo", "nccl")
-BATCH_SIZE_PATH = ("train", "batch_size")
 BACKEND_PATH = ("train", "distributed", "backend")
 
 

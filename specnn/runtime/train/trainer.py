@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from specnn.catalog.losses import LOSSES
+from specnn.runtime.data.batch_sizes import check_batch_sizes
 from specnn.runtime.train.best_weights import restore_best_weights
 from specnn.runtime.train.losses import class_weights, make_loss
 from specnn.runtime.train.outputs import OUTPUTS_TASK, make_outputs_loss, output_class_weights
@@ -157,6 +158,7 @@ def _set_up(spec: Any, dist: Any, say: Echo) -> tuple:
     check_tensorboard(spec)  # a missing extra fails before any file, like the spec's own rules
     model = build_model(compiled).to(device)  # the only way a model is built
     prepared = prepare_data(spec, compiled, device, say)
+    check_batch_sizes(spec, compiled, len(prepared.train) // dist.world_size, per_rank_batch_size(spec, dist.world_size))
     if spec.several_losses:  # a loss per output: runtime/train/outputs.py
         prepared.class_weight = output_class_weights(spec, prepared.preprocessor.outputs, prepared.train.y)
     else:
