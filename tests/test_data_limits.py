@@ -173,3 +173,10 @@ def test_an_image_size_too_large_to_hold_is_refused_before_a_file_is_decoded(cli
                               "{images: {path: pics, size: [100000, 64]}}")
     result = run_cli(cli_runner, tmp_path, text, "train")
     assert_refused(result, tmp_path, "data.images.size[0]: must be <= 8192, got 100000")
+
+
+def test_a_single_value_npz_array_is_refused(cli_runner, tmp_path):
+    text = BATCH_NORM.replace("{synthetic: {shape: [4], classes: 2, samples: 41}}", "{npz: {path: d.npz}}")
+    result = run_cli(cli_runner, tmp_path, text, "train", files={"d.npz": {"x": np.float32(1), "y": np.arange(3)}})
+    assert result.exit_code == 2, result.output
+    assert result.output == f"{tmp_path / 'd.npz'}: 'x' is a single value, not an array with one entry per sample\n"

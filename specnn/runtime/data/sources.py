@@ -154,6 +154,9 @@ def load_npz(args: NpzArgs, base_dir: Path, seed: int = 0) -> Arrays:
             ys = {key: archive[name] for key, name in y_names.items()}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise data_error(path, f"cannot read the file as .npz: {e}", code="file") from None
+    for name, array in [*((x_names[key], a) for key, a in x.items()), *((y_names[key], a) for key, a in ys.items())]:
+        if array.ndim == 0:
+            raise data_error(path, f"'{name}' is a single value, not an array with one entry per sample")
     first_name, y = next(iter(y_names.values())), next(iter(ys.values()))
     for key, array in ys.items():
         if len(array) != len(y):
