@@ -10,7 +10,9 @@ processes (in-process through click's CliRunner, one case after another) under a
 
 Each case is validated (``--data`` when it has data files). A case validate accepts is then trained
 (``specnn train SPEC --out FOLDER``, its epochs capped at 2); a data case is trained even when
-``validate --data`` refused it, to see that training refuses it as cleanly. A case passes when every
+``validate --data`` refused it, to see that training refuses it as cleanly. A finished run is then
+used on the case's probe file (new rows, right or damaged): ``specnn predict`` and, for CSV and NPZ,
+``specnn evaluate --data``. A case passes when every
 command exits 0 or 2, every problem line starts with a file name (``file:line:col: ...`` or
 ``file: ...``), no traceback is printed, a finished training says where its run is, training never
 accepts what ``validate --data`` refused, and the case finishes within the time limit.
@@ -46,6 +48,7 @@ import fuzz_train  # noqa: E402  (the generators of cases that reach training, b
 ROOT = Path(__file__).resolve().parent.parent
 CASE_SECONDS = 30  # a generous per-case limit (validate and a short training): a slow CI core, not a hang
 TRAIN_EPOCHS = 2  # training is capped at this many epochs: the fuzzer looks for crashes, not accuracy
+TRAIN_SAMPLES = 2000  # and synthetic data at this many samples (100,000 in batches of 8 take 25 s)
 MEMORY_BYTES = 6 * 1024**3  # torch's import alone reserves ~2 GB of address space
 
 BASE = """\
@@ -191,6 +194,8 @@ def _garbage(rng: random.Random, text: str) -> str:
 
 def _drop_line(rng: random.Random, text: str) -> str:
     lines = text.splitlines(keepends=True)
+    if not lines:
+        return text
     del lines[rng.randrange(len(lines))]
     return "".join(lines)
 
@@ -207,12 +212,16 @@ def _swap_value(rng: random.Random, text: str) -> str:
 
 def _duplicate_line(rng: random.Random, text: str) -> str:
     lines = text.splitlines(keepends=True)
+    if not lines:
+        return text
     i = rng.randrange(len(lines))
     return "".join(lines[:i + 1] + [lines[i]] + lines[i + 1:])
 
 
 def _indent(rng: random.Random, text: str) -> str:
     lines = text.splitlines(keepends=True)
+    if not lines:
+        return text
     i = rng.randrange(len(lines))
     lines[i] = rng.choice(["  ", "\t", " "]) + lines[i] if rng.random() < 0.7 else lines[i].lstrip()
     return "".join(lines)
@@ -365,10 +374,13 @@ def _alarm(signum, frame):
 
 
 def _capped_epochs(load_spec: Callable) -> Callable:
-    """``load_spec`` with ``train.epochs`` capped at :data:`TRAIN_EPOCHS` (a random edit may ask for 511)."""
+    """``load_spec`` with ``train.epochs`` capped at :data:`TRAIN_EPOCHS` (a random edit may ask for 511),
+    and synthetic data at :data:`TRAIN_SAMPLES` samples (validate has judged the spec as written)."""
     def load(*args, **kwargs):
         spec = load_spec(*args, **kwargs)
         spec.train.epochs = min(spec.train.epochs, TRAIN_EPOCHS)
+        if spec.data.kind == "synthetic":
+            spec.data.args.__dict__["samples"] = min(spec.data.args.samples, TRAIN_SAMPLES)  # frozen args
         return spec
     return load
 
@@ -387,7 +399,24 @@ def run_case(runner, cli, files: dict, folder: Path, train: bool) -> dict:
     trained = runner.invoke(cli, ["train", str(spec), "--out", str(folder / "run"), "--quiet"], catch_exceptions=True)
     record["train"] = trained.exit_code
     record["failure"] = judge_train(folder, trained.exit_code, trained.output, trained.exception, result.exit_code)
+    if record["failure"] is None and trained.exit_code == 0:
+        record["failure"] = use_the_run(runner, cli, folder)
     return record
+
+
+def use_the_run(runner, cli, folder: Path) -> str | None:
+    """``predict`` (and ``evaluate --data`` for tables) on the case's probe file: right or broken, a clean answer."""
+    run = str(folder / "run")
+    for probe in sorted(folder.glob("probe.*")):
+        commands = [["predict", run, str(probe), "-o", str(folder / "predictions.csv")]]
+        if probe.suffix in (".csv", ".npz"):  # evaluate --data reads CSV and NPZ
+            commands.append(["evaluate", run, "--data", str(probe), "--json", "-o", str(folder / "evaluation.json")])
+        for command in commands:
+            result = runner.invoke(cli, command, catch_exceptions=True)
+            failure = judge(folder, result.exit_code, result.output if result.exit_code else "", result.exception)
+            if failure is not None:
+                return f"{command[0]}: {failure}"
+    return None
 
 
 def worker(seed: int, start: int, count: int, out, train: bool = True) -> None:
@@ -469,14 +498,20 @@ def show(seed: int, index: int) -> None:
     """One case, run in this process: what each command printed (to reproduce a failure)."""
     from click.testing import CliRunner
 
+    import specnn.spec.loader
     from specnn.cli import cli
 
+    specnn.spec.loader.load_spec = _capped_epochs(specnn.spec.loader.load_spec)
     family, files = case(seed, index)
     folder = Path(tempfile.mkdtemp(prefix=f"fuzz-{index}-"))
     spec, with_data = write_case(files, folder)
     print(f"{family} #{index}: {folder}")
+    run = str(folder / "run")
+    probes = [[command, run, str(probe)] for probe in sorted(folder.glob("probe.*")) for command in ("predict",)]
+    probes += [["evaluate", run, "--data", str(probe)] for probe in sorted(folder.glob("probe.*"))
+               if probe.suffix in (".csv", ".npz")]
     for command in (["validate", *(["--data"] if with_data else []), str(spec)],
-                    ["train", str(spec), "--out", str(folder / "run"), "--quiet"]):
+                    ["train", str(spec), "--out", run, "--quiet"], *probes):
         result = CliRunner().invoke(cli, command, catch_exceptions=True)
         print(f"$ specnn {' '.join(command)}  -> exit {result.exit_code}\n{result.output}")
         if result.exception is not None and not isinstance(result.exception, SystemExit):

@@ -194,7 +194,30 @@ def valid_variant(rng: random.Random) -> dict:
         spec["data"]["preprocess"] = {"scale": rng.choice(["standard", "minmax"])}
     if rng.random() < 0.15:
         spec["export"] = [rng.choice(["state_dict", "safetensors", "onnx"])]
-    return {"spec.json": json.dumps(spec, indent=1)}
+    return {"spec.json": json.dumps(spec, indent=1), "probe.npz": _probe_npz(rng, data)}
+
+
+PROBES = ["fine", "fine", "wrong shape", "flat", "nan", "inf", "empty", "strings", "int", "ids past vocab",
+          "negative ids", "no x", "huge", "not npz", "one row"]
+
+
+def _probe_npz(rng: random.Random, data: dict) -> bytes:
+    """Rows for ``specnn predict`` on the trained run: right, or wrong in one way."""
+    import numpy as np
+
+    kind, shape = rng.choice(PROBES), tuple(data["shape"])
+    n = 1 if kind == "one row" else 5
+    if "vocab" in data:
+        x = np.random.default_rng(0).integers(0, data["vocab"], size=(n, *shape))
+    else:
+        x = np.random.default_rng(0).standard_normal((n, *shape)).astype(np.float32)
+    x = {"wrong shape": lambda: np.ones((n, *shape, 2), x.dtype), "flat": lambda: x.reshape(n, -1),
+         "nan": lambda: np.full(x.shape, np.nan), "inf": lambda: np.full(x.shape, np.inf), "empty": lambda: x[:0],
+         "strings": lambda: x.astype(str), "int": lambda: x.astype(np.int64), "huge": lambda: np.full(x.shape, 1e300),
+         "ids past vocab": lambda: x + 1000, "negative ids": lambda: x - 1000}.get(kind, lambda: x)()
+    buffer = io.BytesIO()
+    np.savez(buffer, **({"features": x} if kind == "no x" else {"x": x}))
+    return b"not an npz" if kind == "not npz" else buffer.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,6 +250,11 @@ CSV_DAMAGE = ["ragged long", "ragged short", "text cell", "nan", "inf", "empty",
 
 
 def broken_csv_train(rng: random.Random) -> dict:
+    return {"spec.yaml": _table_spec(rng, "csv", "data.csv"), "data.csv": _damaged_csv(rng),
+            "probe.csv": _damaged_csv(rng), "--data": True}
+
+
+def _damaged_csv(rng: random.Random) -> bytes:
     kind = rng.choice(CSV_DAMAGE)
     header, rows = ["a", "b", "y"], _rows(rng)
     i = rng.randrange(len(rows))
@@ -280,7 +308,7 @@ def broken_csv_train(rng: random.Random) -> dict:
         data = b"\xef\xbb\xbf" + data
     elif kind == "latin1":
         data = data.replace(b"a,b", b"\xe4,b")
-    return {"spec.yaml": _table_spec(rng, "csv", "data.csv"), "data.csv": data, "--data": True}
+    return data
 
 
 NPZ_DAMAGE = ["wrong key", "object array", "strings x", "complex", "float16", "bool", "lengths differ", "0-d",
@@ -289,6 +317,11 @@ NPZ_DAMAGE = ["wrong key", "object array", "strings x", "complex", "float16", "b
 
 
 def broken_npz(rng: random.Random) -> dict:
+    return {"spec.yaml": _table_spec(rng, "npz", "data.npz").replace(", target: y", ""), "data.npz": _damaged_npz(rng),
+            "probe.npz": _damaged_npz(rng), "--data": True}
+
+
+def _damaged_npz(rng: random.Random) -> bytes:
     import numpy as np
 
     kind = rng.choice(NPZ_DAMAGE)
@@ -324,8 +357,7 @@ def broken_npz(rng: random.Random) -> dict:
         data = b"this is not an npz file\n"
     elif kind == "truncated":
         data = data[:rng.randrange(1, len(data))]
-    return {"spec.yaml": _table_spec(rng, "npz", "data.npz").replace(", target: y", ""), "data.npz": data,
-            "--data": True}
+    return data
 
 
 PARQUET_DAMAGE = ["strings", "nulls", "list column", "timestamps", "bool", "corrupt", "empty table", "no target",
@@ -334,10 +366,17 @@ PARQUET_DAMAGE = ["strings", "nulls", "list column", "timestamps", "bool", "corr
 
 def broken_parquet(rng: random.Random) -> dict:
     try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow  # noqa: F401
     except ImportError:
         return broken_csv_train(rng)
+    return {"spec.yaml": _table_spec(rng, "parquet", "data.parquet"), "data.parquet": _damaged_parquet(rng),
+            "probe.parquet": _damaged_parquet(rng), "--data": True}
+
+
+def _damaged_parquet(rng: random.Random) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     kind = rng.choice(PARQUET_DAMAGE)
     n = 12
     a = [rng.uniform(-1, 1) for _ in range(n)]
@@ -375,7 +414,7 @@ def broken_parquet(rng: random.Random) -> dict:
     if kind == "corrupt":
         at = rng.randrange(len(data))
         data = data[:at] + bytes(rng.randrange(256) for _ in range(16)) + data[at + 16:]
-    return {"spec.yaml": _table_spec(rng, "parquet", "data.parquet"), "data.parquet": data, "--data": True}
+    return data
 
 
 IMAGE_SPEC = """\
@@ -445,4 +484,7 @@ def broken_images(rng: random.Random) -> dict:
         files["pics/cat/.DS_Store"] = b"\x00\x00\x00\x01Bud1"
     size = ", size: [100000, 100000]" if kind == "huge size" else rng.choice(["", ", size: [8, 8]"])
     channels = rng.choice([1, 3])
-    return {"spec.yaml": IMAGE_SPEC.format(channels=channels, size=size), **files, "--data": True}
+    probe = rng.choice([lambda: _png(rng), lambda: _png(rng, "RGBA", (3, 30)), lambda: b"",
+                        lambda: _png(rng)[:40], lambda: _png(rng, "I;16")])()
+    return {"spec.yaml": IMAGE_SPEC.format(channels=channels, size=size), **files, "probe.png": probe,
+            "--data": True}
