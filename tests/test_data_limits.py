@@ -180,3 +180,30 @@ def test_a_single_value_npz_array_is_refused(cli_runner, tmp_path):
     result = run_cli(cli_runner, tmp_path, text, "train", files={"d.npz": {"x": np.float32(1), "y": np.arange(3)}})
     assert result.exit_code == 2, result.output
     assert result.output == f"{tmp_path / 'd.npz'}: 'x' is a single value, not an array with one entry per sample\n"
+
+
+@pytest.fixture(scope="module")
+def token_run(tmp_path_factory):
+    from click.testing import CliRunner
+
+    folder = tmp_path_factory.mktemp("tokens")
+    result = run_cli(CliRunner(), folder, TOKENS, "train")
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+@pytest.mark.parametrize("x, expected", [
+    (np.full((3, 5), 12), "holds token id 12 for input 'tokens' (15 id(s) out of range), but Embedding 'embed1' "
+                          "has num_embeddings: 10 (ids 0..9) (set num_embeddings to at least 13)"),
+    (np.full((3, 5), -1.0), "holds token id -1 for input 'tokens' (15 id(s) out of range), but Embedding 'embed1' "
+                            "has num_embeddings: 10 (ids 0..9) (token ids cannot be negative)"),
+    (np.zeros((0, 5)), "holds no rows to predict"),
+    (np.float32(3), "array 'x' is a single value, not one row per sample"),
+    (np.full((2, 5), 1e300), "x[0, 0]: 1e+300 is past float32's range (3.4e38)"),
+    (np.ones((2, 5), np.complex64), "array 'x' holds complex64 values, not real numbers"),
+])
+def test_predict_refuses_rows_the_model_cannot_take(cli_runner, tmp_path, token_run, x, expected):
+    np.savez(tmp_path / "new.npz", x=x)
+    result = cli_runner.invoke(cli, ["predict", str(token_run), str(tmp_path / "new.npz")])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"{tmp_path / 'new.npz'}: {expected}\n"

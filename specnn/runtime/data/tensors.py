@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from specnn.spec.models import Spec
 
 __all__ = [
-    "Arrays", "Tensors", "load_arrays", "match_inputs", "check_token_ids", "prepare_targets", "to_tensors", "batches",
+    "Arrays", "Tensors", "load_arrays", "match_inputs", "check_token_ids", "token_id_problem", "prepare_targets",
+    "to_tensors", "batches",
 ]
 
 NUMPY_DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64}
@@ -152,23 +153,26 @@ def check_token_ids(spec: "Spec", features: Mapping[str, np.ndarray], limits: Ma
     Raises:
         DataError: located at the Embedding's ``num_embeddings``, naming the data and the id.
     """
+    origin = getattr(spec.data.args, "path", None) or f"the {spec.data.kind} data"
     for name, limit in limits.items():
-        ids = features.get(name)
-        if ids is None or ids.size == 0 or ids.dtype.kind not in "iu":
-            continue
-        low, high = int(ids.min()), int(ids.max())
-        if 0 <= low and high < limit.num_embeddings:
-            continue
-        bad = low if low < 0 else high
-        count = int(np.count_nonzero((ids < 0) | (ids >= limit.num_embeddings)))
-        origin = getattr(spec.data.args, "path", None) or f"the {spec.data.kind} data"
-        raise _data_problem(
-            spec, limit.path,
-            f"{origin} holds token id {bad} for input '{name}' ({count} id(s) out of range), but Embedding "
-            f"'{limit.layer}' has num_embeddings: {limit.num_embeddings} (ids 0..{limit.num_embeddings - 1})",
-            code="data-vocab",
-            hint=f"set num_embeddings to at least {high + 1}" if low >= 0 else "token ids cannot be negative",
-        )
+        found = token_id_problem(features.get(name), limit, origin, name)
+        if found is not None:
+            raise _data_problem(spec, limit.path, found[0], code="data-vocab", hint=found[1])
+
+
+def token_id_problem(ids: Optional[np.ndarray], limit: Any, origin: str, name: str) -> Optional[tuple[str, str]]:
+    """``(message, hint)`` when ``ids`` (from ``origin``, for input ``name``) hold an id outside
+    ``limit``'s Embedding table (a ``compiler.token_ids.TokenLimit``); None when every id fits.
+    Float ids (a file read as numbers, cast to int64 later) are judged by the ids they become."""
+    if ids is None or ids.size == 0 or ids.dtype.kind not in "iuf":
+        return None
+    low, high, n = int(ids.min()), int(ids.max()), limit.num_embeddings  # finite: checked when read
+    if 0 <= low and high < n:
+        return None
+    count = int(np.count_nonzero((ids < 0) | (ids >= n)))
+    return (f"{origin} " * bool(origin) + f"holds token id {low if low < 0 else high} for input '{name}' ({count} id(s) out of range), "
+            f"but Embedding '{limit.layer}' has num_embeddings: {n} (ids 0..{n - 1})",
+            f"set num_embeddings to at least {high + 1}" if low >= 0 else "token ids cannot be negative")
 
 
 def _data_problem(spec: "Spec", path: tuple, message: str, code: str = "data", hint: Optional[str] = None) -> DataError:

@@ -26,7 +26,7 @@ import torch
 
 from specnn.runtime.data.preprocess import Preprocessor, load_preprocessor
 from specnn.runtime.data.table import read_table
-from specnn.runtime.data.tensors import TORCH_DTYPES
+from specnn.runtime.data.tensors import TORCH_DTYPES, token_id_problem
 from specnn.runtime.files import write_atomic
 from specnn.runtime.runs.run import Run, load_run
 from specnn.runtime.data.csv_table import data_error
@@ -165,6 +165,7 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, array: Option
         features = read_features(Path(path), preprocessor, run.spec, array)
         (input_name, input_type), = inputs.items()
         arrays = {input_name: preprocessor.transform(features).reshape(len(features), *input_type.shape)}
+    _check_rows(path, arrays, run.compiled.graph)
     tensors = [torch.as_tensor(arrays[name]).to(TORCH_DTYPES[t.dtype]) for name, t in inputs.items()]
     returned = _forward(run.model, tensors, batch_size, len(run.compiled.outputs))
     if preprocessor.outputs is not None:  # a loss per output: each output read as its own run would be
@@ -176,6 +177,18 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, array: Option
         predictions = _interpret(run, outputs)
     predictions.names = names
     return predictions
+
+
+def _check_rows(path: Path, arrays: dict[str, np.ndarray], graph: Any) -> None:
+    """Rows the model can take: at least one, and token ids within the Embedding reading them."""
+    from specnn.compiler.token_ids import embedding_limits
+
+    if not len(next(iter(arrays.values()))):
+        raise data_error(path, "holds no rows to predict", code="predict")
+    for name, limit in embedding_limits(graph).items():
+        found = token_id_problem(arrays.get(name), limit, "", name)
+        if found is not None:
+            raise data_error(path, found[0], code="data-vocab", hint=found[1])
 
 
 def read_images(path: Path, settings: Any) -> tuple[list[str], np.ndarray]:
@@ -356,13 +369,18 @@ def _encode_npz_columns(path: Path, preprocessor: Preprocessor, arrays: dict[str
 
 
 def _numeric(path: Path, name: str, array: np.ndarray) -> np.ndarray:
-    if not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
-        raise data_error(path, f"array '{name}' holds {array.dtype} values, not numbers")
-    values = array.astype(np.float32)
+    real = np.issubdtype(array.dtype, np.number) and not np.issubdtype(array.dtype, np.complexfloating)
+    if not real and array.dtype != np.bool_:
+        raise data_error(path, f"array '{name}' holds {array.dtype} values, not real numbers")
+    if array.ndim == 0:
+        raise data_error(path, f"array '{name}' is a single value, not one row per sample")
+    with np.errstate(over="ignore"):  # a value past float32's range becomes inf: reported just below
+        values = array.astype(np.float32)
     bad = np.argwhere(~np.isfinite(values))
     if bad.size:
-        at = ", ".join(str(i) for i in bad[0])
-        raise data_error(path, f"{name}[{at}]: {array[tuple(bad[0])]} is not a finite number")
+        at, value = ", ".join(str(i) for i in bad[0]), array[tuple(bad[0])]
+        what = "is not a finite number" if not np.isfinite(value) else "is past float32's range (3.4e38)"
+        raise data_error(path, f"{name}[{at}]: {value} {what}")
     return values if values.ndim > 1 else values[:, None]
 
 
