@@ -282,15 +282,16 @@ FAMILIES: dict[str, Callable[[random.Random], dict]] = {
     "alias bomb": alias_bomb, "deep nesting": deep_nesting, "huge number": huge_number,
     "huge size": huge_size, "control characters": control_chars, "bad identifier": bad_identifier,
     "bad value": bad_value, "random edit": random_edit, "odd file": odd_file, "broken csv": broken_csv,
-    "valid variant": fuzz_train.valid_variant, "csv through train": fuzz_train.broken_csv_train,
+    "valid variant": fuzz_train.valid_variant, "graph variant": fuzz_train.graph_variant,
+    "csv through train": fuzz_train.broken_csv_train,
     "npz through train": fuzz_train.broken_npz, "parquet through train": fuzz_train.broken_parquet,
     "image folder through train": fuzz_train.broken_images,
 }
 # The families whose cases are meant to reach training: valid models and sound specs over broken data.
-TRAINED_FAMILIES = ("valid variant", "csv through train", "npz through train", "parquet through train",
+TRAINED_FAMILIES = ("valid variant", "graph variant", "csv through train", "npz through train", "parquet through train",
                     "image folder through train")
 # Random edits and valid variants cover the most ground: they get a larger share.
-WEIGHTS = {name: {"random edit": 4, "valid variant": 4}.get(name, 1) for name in FAMILIES}
+WEIGHTS = {name: {"random edit": 4, "valid variant": 4, "graph variant": 2}.get(name, 1) for name in FAMILIES}
 
 
 def case(seed: int, index: int) -> tuple[str, dict]:

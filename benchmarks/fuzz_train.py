@@ -220,6 +220,55 @@ def _probe_npz(rng: random.Random, data: dict) -> bytes:
     return b"not an npz" if kind == "not npz" else buffer.getvalue()
 
 
+def graph_variant(rng: random.Random) -> dict:
+    """Two inputs in branches joined by concat, add or multiply; a residual block repeated; ``from`` wiring."""
+    width, steps, feats = rng.choice([4, 8]), rng.randint(1, 6), rng.choice([2, 3])
+    second = rng.choice(["sequence", "tokens", "vector"])
+    inputs = {"a": {"shape": [rng.randint(1, 6)]}}
+    data_inputs = {"a": {"shape": inputs["a"]["shape"]}}
+    layers: list = [{"Linear": {"out_features": width}, "name": "a_fc", "from": "a"}, {"ReLU": None, "name": "a_out"}]
+    if second == "sequence":
+        inputs["b"] = data_inputs["b"] = {"shape": [steps, feats]}
+        layers.append({rng.choice(["GRU", "LSTM"]): {"hidden_size": width, "output": rng.choice(["last", "hidden"])},
+                       "name": "b_out", "from": "b"})
+    elif second == "tokens":
+        vocab = rng.choice([3, 10])
+        inputs["b"] = {"shape": [steps], "dtype": "int64"}
+        data_inputs["b"] = {"shape": [steps], "vocab": vocab}
+        layers += [{"Embedding": {"num_embeddings": vocab, "embedding_dim": width}, "from": "b"},
+                   {"mean": {"dim": 0}, "name": "b_out"}]
+    else:
+        inputs["b"] = data_inputs["b"] = {"shape": [feats]}
+        layers.append({"Linear": {"out_features": width}, "name": "b_out", "from": "b"})
+    join = rng.choice(["concat", "add", "multiply"])
+    layers.append({join: {"dim": 0} if join == "concat" else None, "name": "joined",
+                   "from": rng.choice([["a_out", "b_out"], ["b_out", "a_out"], ["a_out", "a_out", "b_out"],
+                                       ["a_out", "nowhere"], "b"])})
+    blocks = {}
+    if rng.random() < 0.6:
+        blocks["Residual"] = {"params": {"width": width * (2 if join == "concat" else 1)}, "layers": [
+            {"Linear": {"out_features": "$width"}}, {rng.choice(ACTIVATIONS): None, "name": "h"},
+            {"add": None, "from": rng.choice([["input", "h"], ["h", "input"], ["x", "h"]])}]}
+        layers.append({"block": "Residual", "repeat": rng.randint(1, 3)})
+    layers.append({"Linear": {"out_features": CLASSES}, "name": "logits"})
+    model = {"inputs": inputs, "layers": layers, **({"blocks": blocks} if blocks else {})}
+    if rng.random() < 0.2:
+        model["outputs"] = rng.choice([["logits"], ["joined"], ["logits", "a_out"]])
+    spec = {"name": "graph", "seed": rng.randrange(1000), "model": model,
+            "data": {"synthetic": {"inputs": data_inputs, "classes": CLASSES, "samples": rng.choice([10, 50])},
+                     "validation_split": 0.2},
+            "loss": {"CrossEntropyLoss": None}, "optimizer": _optimizer(rng),
+            "train": {"epochs": 1, "batch_size": rng.choice([2, 8])}}
+    probe = io.BytesIO()
+    import numpy as np
+    arrays = {"a": np.ones((3, *inputs["a"]["shape"]), np.float32), "b": np.ones((3, *inputs["b"]["shape"]),
+              np.int64 if second == "tokens" else np.float32)}
+    if rng.random() < 0.3:
+        arrays.pop(rng.choice(["a", "b"]))
+    np.savez(probe, **arrays)
+    return {"spec.json": json.dumps(spec, indent=1), "probe.npz": probe.getvalue()}
+
+
 # ---------------------------------------------------------------------------------------------
 # broken data files, through validate --data and train
 

@@ -248,6 +248,8 @@ def read_features(path: Path, preprocessor: Preprocessor, spec: Any = None,
         table = read_table(path, preprocessor.columns, list(preprocessor.categorical), delimiter=delimiter,
                            target=preprocessor.target, allow_missing=list(preprocessor.fills))
         features = preprocessor.encode(table)
+    if not len(features):
+        raise data_error(path, "holds no rows to predict", code="predict")
     width = math.prod(features.shape[1:])
     if preprocessor.width is not None and width != preprocessor.width:
         named = f" (columns: {', '.join(preprocessor.columns)})" if preprocessor.columns else ""
