@@ -371,3 +371,31 @@ def test_class_weight_per_output_comes_from_the_training_split(tmp_path):
     weights = run.meta["class_weight"]["species"]
     assert list(run.meta["class_weight"]) == ["species"] and len(weights) == 3
     assert specnn.evaluate(run)["metrics"]["loss_species"] > 0
+
+
+def test_confusion_matrices_are_written_per_classifier_output(tmp_path, cli_runner):
+    import json
+
+    from specnn.cli import cli
+
+    (tmp_path / "iris.csv").write_text(IRIS.read_text())
+    path = write(tmp_path, **{"train: {": "train: {metrics: [accuracy, confusion_matrix, mae], ",
+                              "  validation_split: 0.2": "  validation_split: 0.2\n  test_split: 0.1"})
+    out = tmp_path / "run"
+    assert cli_runner.invoke(cli, ["train", str(path), "--out", str(out)]).exit_code == 0
+    written = json.loads((out / "confusion_matrix_species.json").read_text())
+    assert written["classes"] == ["setosa", "versicolor", "virginica"] and set(written) == {"classes", "train", "val"}
+    assert sum(map(sum, written["val"])) == 30
+    assert (out / "confusion_matrix_species.csv").read_text().splitlines()[0] == \
+        "target\\predicted,setosa,versicolor,virginica"
+    assert not (out / "confusion_matrix.json").exists() and not (out / "confusion_matrix_width.json").exists()
+    test = json.loads((out / "test.json").read_text())
+    assert test["classes"] == {"species": ["setosa", "versicolor", "virginica"]}
+    assert sum(map(sum, test["metrics"]["confusion_matrix_species"])) == test["samples"] == 15
+    evaluated = cli_runner.invoke(cli, ["evaluate", str(out)])
+    assert "confusion matrix species (rows: target, columns: predicted)" in evaluated.output
+    # --overwrite replaces the run whole: no per-output file of the old one is left behind
+    single = write(tmp_path, SPEC.replace("loss:\n  species: CrossEntropyLoss\n  width: {MSELoss: {}, weight: 0.5}",
+                                          "loss:\n  width: MSELoss\n  species: CrossEntropyLoss"))
+    assert cli_runner.invoke(cli, ["train", str(single), "--out", str(out), "--overwrite"]).exit_code == 0
+    assert not (out / "confusion_matrix_species.json").exists()

@@ -67,6 +67,14 @@ RUN_FILES = (
       for which in ("best", "last")),
 )
 RUN_FOLDERS = (CHECKPOINT_DIR, TENSORBOARD_DIR)
+# Files named after a model output (a loss per output): confusion_matrix_<output>.json and .csv.
+RUN_FILE_PATTERNS = (f"{CONFUSION_FILE}_*.json", f"{CONFUSION_FILE}_*.csv")
+
+
+def run_files(folder: Path) -> list[str]:
+    """The names of every run file ``folder`` may hold: ``RUN_FILES`` and those ``RUN_FILE_PATTERNS`` find."""
+    found = sorted({p.name for pattern in RUN_FILE_PATTERNS for p in folder.glob(pattern)}) if folder.is_dir() else []
+    return [*RUN_FILES, *found]
 
 WRITE_FAILED = "cannot-write"  # the code of every problem a refused write becomes (see `writing`)
 # What to do about the reasons a write is refused; the message names the reason itself.

@@ -115,11 +115,7 @@ def _unmeasured_metrics(spec: Any) -> list[Problem]:
     problems = []
     for index, (name, _) in enumerate(metric_choices(spec.train, "classification")):
         task = METRICS[name].task
-        if name == "confusion_matrix":
-            problems.append(Problem("metric-task", "confusion_matrix is not written for a model with several outputs "
-                                    "yet", ("train", "metrics", index),
-                                    hint="use accuracy, precision, recall or f1 per output"))
-        elif not tasks & set(FITS[task]):
+        if not tasks & set(FITS[task]):
             problems.append(Problem("metric-task", f"{name} is a {task} metric, but no output has a {task} loss "
                                     f"(outputs: {outputs})", ("train", "metrics", index)))
     return problems

@@ -52,7 +52,7 @@ class Evaluation(TypedDict):
     run: str  # the run folder
     data: str  # "validation split" ("test split"), or the file evaluated
     samples: int
-    classes: Optional[list[str]]  # class names; None for numeric labels or regression
+    classes: Any  # class names; None for numeric labels or regression; several outputs: {output: names}
     metrics: dict[str, MetricValue]  # "loss" first, then the spec's metrics
 
 
@@ -101,9 +101,17 @@ def evaluate(run: Union[Run, str, Path], data: Union[str, Path, None] = None, *,
         "run": str(run.path),
         "data": (VALIDATION if split == "validation" else f"{split} split") if data is None else str(data),
         "samples": len(tensors),
-        "classes": run.classes,
+        "classes": _classes(run),
         "metrics": values,
     }
+
+
+def _classes(run: Run) -> Any:
+    """The run's class names; with several outputs, each classifier output's, by name."""
+    outputs = run.meta.get("outputs")
+    if outputs is None:
+        return run.classes
+    return {o["name"]: o["classes"] for o in outputs if o["task"] != "regression"}
 
 
 def _device(name: str) -> torch.device:
@@ -417,7 +425,10 @@ def format_evaluation(result: Evaluation) -> str:
     lines += _aligned([("metric", "value")] + [(name, format(value, ".6g")) for name, value in numbers])
     for name, value in metrics.items():
         if isinstance(value, list):
-            classes = result.get("classes") or [str(i) for i in range(len(value))]
+            classes = result.get("classes")
+            if isinstance(classes, dict):  # several outputs: confusion_matrix_<output>
+                classes = classes.get(name.removeprefix("confusion_matrix_"))
+            classes = classes or [str(i) for i in range(len(value))]
             title = name.replace("_", " ") + " (rows: target, columns: predicted)"
             lines += ["", title] + _aligned([("target\\predicted", *classes)] +
                                             [(c, *map(str, row)) for c, row in zip(classes, value)], numeric=True)

@@ -33,9 +33,11 @@ def evaluate_test_split(session: Any, prepared: Any, loss_fn: Any, num_classes: 
         from specnn.runtime.train.outputs import OutputsMetrics
 
         result = evaluate(session.model, prepared.test, loss_fn, spec.train.batch_size,
-                          OutputsMetrics(spec, loss_fn, device), autocast_for(spec.train.precision, device))
+                          OutputsMetrics(spec, loss_fn, device, confusion=True),
+                          autocast_for(spec.train.precision, device))
         values = {key.removeprefix("val_"): value for key, value in result.items()}
-        return {"data": "test split", "samples": len(prepared.test), "classes": None, "metrics": values}
+        classes = {t.output: t.classes for t in prepared.preprocessor.outputs if t.indices}
+        return {"data": "test split", "samples": len(prepared.test), "classes": classes, "metrics": values}
     task = LOSSES[spec.loss.kind].task
     chosen = metric_choices(spec.train, task)
     if task != "regression" and not any(name == "confusion_matrix" for name, _ in chosen):

@@ -75,16 +75,30 @@ class EpochLogs:
             self._board.close()
 
 
-def write_confusion(folder: Path, classes: Optional[list[str]], matrices: dict[str, Any]) -> None:
-    """``confusion_matrix.json`` (train and val) and ``.csv`` (val, else train), rows = targets."""
+def write_confusion(folder: Path, classes: Any, matrices: dict[str, Any]) -> None:
+    """``confusion_matrix.json`` (train and val) and ``.csv`` (val, else train), rows = targets.
+
+    With several outputs, ``classes`` maps each classifier output to its class names and
+    ``matrices`` is keyed ``train_<output>``: one ``confusion_matrix_<output>`` pair per output.
+    """
     if not matrices:
         return
-    write_json(folder / f"{CONFUSION_FILE}.json", {"classes": classes, **matrices})
+    if isinstance(classes, dict):
+        for output, names in classes.items():
+            mine = {split: matrices[f"{split}_{output}"] for split in ("train", "val") if f"{split}_{output}" in matrices}
+            if mine:
+                _write_confusion(folder, f"{CONFUSION_FILE}_{output}", names, mine)
+        return
+    _write_confusion(folder, CONFUSION_FILE, classes, matrices)
+
+
+def _write_confusion(folder: Path, name: str, classes: Optional[list[str]], matrices: dict[str, Any]) -> None:
+    write_json(folder / f"{name}.json", {"classes": classes, **matrices})
     matrix = matrices.get("val", matrices.get("train"))
     names = classes or [str(i) for i in range(len(matrix))]
     rows = [",".join(["target\\predicted", *names])]
     rows += [",".join([name, *map(str, row)]) for name, row in zip(names, matrix)]
-    write_atomic(folder / f"{CONFUSION_FILE}.csv", "\n".join(rows) + "\n")
+    write_atomic(folder / f"{name}.csv", "\n".join(rows) + "\n")
 
 
 def check_resumable_log(folder: Path, epoch: int) -> None:

@@ -241,7 +241,7 @@ def set_aside(values: dict[str, Any], confusion: dict[str, Any]) -> dict[str, An
     numbers = {}
     for key, value in values.items():
         if isinstance(value, list):
-            confusion[key.split("_", 1)[0]] = value  # keyed train / val
+            confusion[key.replace("_confusion_matrix", "")] = value  # train / val (train_<output> ...)
         else:
             numbers[key] = value
     return numbers

@@ -20,6 +20,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from specnn.catalog.losses import LOSSES
 from specnn.errors import SpecError, locate
 from specnn.runtime.train.losses import build_loss, class_weights
 from specnn.runtime.train.metrics import MetricSet
@@ -95,9 +96,13 @@ class OutputsMetrics:
     Values are keyed ``loss_species``, ``accuracy_species``, ``mse_width`` ...
     """
 
-    def __init__(self, spec: Any, loss_fn: OutputsLoss, device: torch.device) -> None:
+    def __init__(self, spec: Any, loss_fn: OutputsLoss, device: torch.device, confusion: bool = False) -> None:
         self.loss_fn, self.device = loss_fn, device
         chosen = {head.output: metrics for head, metrics in output_metrics(spec)}
+        for head in spec.losses if confusion else ():  # the test split: a matrix per classifier, as for one loss
+            wanted = chosen[head.output]
+            if LOSSES[head.kind].task != "regression" and all(name != "confusion_matrix" for name, _ in wanted):
+                chosen[head.output] = [*wanted, ("confusion_matrix", None)]
         self.sets = []
         try:
             for target in loss_fn.layout:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional, Union
 
 from specnn.errors import Problem, RunError
 from specnn.runtime.files import (
-    CHECKPOINT_DIR, LAST, META_FILE, RUN_FILES, RUN_FOLDERS, cannot_write, temporary_writer,
+    CHECKPOINT_DIR, LAST, META_FILE, RUN_FOLDERS, cannot_write, run_files, temporary_writer,
 )
 from specnn.runtime.train.claim import FolderClaim, FolderInUse, take_claim
 
@@ -270,7 +270,7 @@ def _broadcast_device(dist: Any) -> Any:
 
 def clear_run(folder: Path) -> None:
     """Remove an old run's files from ``folder`` (``--overwrite``); other files stay."""
-    for name in RUN_FILES:
+    for name in run_files(folder):
         (folder / name).unlink(missing_ok=True)
     for name in RUN_FOLDERS:
         if (folder / name).is_dir():
@@ -317,7 +317,7 @@ def remove_what_this_run_wrote(before: FolderBefore) -> None:
             except OSError:  # not empty: something else lives there now
                 break
         return
-    for name in (*RUN_FILES, *RUN_FOLDERS):
+    for name in (*run_files(folder), *RUN_FOLDERS):
         if name not in before.entries:
             path = folder / name
             if path.is_dir():

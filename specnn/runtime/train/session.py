@@ -99,7 +99,8 @@ class Session:
         self.scaler = torch.amp.GradScaler(device.type) if train.precision == "fp16" else None
         self.parameters = [p for p in model.parameters() if p.requires_grad]  # what clipping bounds
         self.generator = torch.Generator().manual_seed(spec.seed)  # the shuffling order, independent of init
-        self.classes = prepared.classes
+        outputs = getattr(prepared.preprocessor, "outputs", None)  # several outputs: each classifier's names
+        self.classes = {t.output: t.classes for t in outputs if t.indices} if outputs else prepared.classes
         self.train_metrics = _metric_set(spec, device, num_classes, loss_fn)
         self.val_metrics = _metric_set(spec, device, num_classes, loss_fn) if prepared.validation is not None else None
         self.trackers = _trackers(spec)
