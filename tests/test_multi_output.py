@@ -399,3 +399,22 @@ def test_confusion_matrices_are_written_per_classifier_output(tmp_path, cli_runn
                                           "loss:\n  width: MSELoss\n  species: CrossEntropyLoss"))
     assert cli_runner.invoke(cli, ["train", str(single), "--out", str(out), "--overwrite"]).exit_code == 0
     assert not (out / "confusion_matrix_species.json").exists()
+
+
+def test_a_validation_file_gives_every_outputs_targets(tmp_path):
+    import specnn
+
+    lines = IRIS.read_text().splitlines()
+    (tmp_path / "iris.csv").write_text("\n".join(lines[:1] + lines[1::2]) + "\n")
+    (tmp_path / "val.csv").write_text("\n".join(lines[:1] + lines[2::2]) + "\n")
+    path = write(tmp_path, **{"  validation_split: 0.2": "  validation_path: val.csv"})
+    run = specnn.train(load_spec(path), out=tmp_path / "run", quiet=True)
+    assert run.meta["samples"] == {"train": 75, "validation": 75}
+    result = specnn.evaluate(run)
+    assert result["samples"] == 75 and set(result["metrics"]) >= {"loss_species", "accuracy_species", "mse_width"}
+    (tmp_path / "val.csv").write_text(lines[0] + "\n5.0,3.0,1.5,0.2,rose\n")
+    from specnn.errors import DataError
+
+    with pytest.raises(DataError) as info:
+        specnn.train(load_spec(path), out=tmp_path / "again", quiet=True)
+    assert "row 2, column 'species': unknown label 'rose'" in str(info.value)

@@ -245,10 +245,6 @@ def _table(spec: "Spec", fitted: Optional[Preprocessor],
     preprocessor.categorical = {c: Encoding(kind, sorted({str(v) for v in set(table.values[c]) if v is not None}))
                                 for c, kind in categorical.items()}
     arrays = Arrays(preprocessor.encode(table), targets, classes, by_output=by_output)
-    if (spec.data.validation_path or spec.data.test_path) and by_output is not None:
-        key = "validation_path" if spec.data.validation_path else "test_path"
-        raise _spec_error(spec, ("data", key), f"{key} cannot give targets per output yet",
-                          hint="use validation_split and test_split")
     if spec.data.validation_path or spec.data.test_path:
         arrays, parts = _with_part_files(spec, arrays, parts, preprocessor, notes)
     return arrays, preprocessor, parts, notes
@@ -281,24 +277,36 @@ def _with_part_files(spec: "Spec", arrays: Arrays, parts: tuple, preprocessor: P
                      notes: list[str]) -> tuple[Arrays, tuple]:
     """``validation_path``/``test_path``: their rows appended, read and encoded as the training file's."""
     data, args = spec.data, spec.data.args
+    delimiter = getattr(args, "delimiter", ",")
+    first, *more = args.target_columns
     blocks, targets, parts = [arrays.features], [arrays.targets], list(parts)
+    by_output = {name: [values] for name, (values, _) in (arrays.by_output or {}).items()}
     n = len(arrays)
     for i, key in ((1, "validation_path"), (2, "test_path")):
         given = getattr(data, key)
         if not given:
             continue
         path = resolve_path(given, spec.base_dir)
-        table = read_table(path, preprocessor.columns, list(preprocessor.categorical),
-                           delimiter=getattr(args, "delimiter", ","), target=args.target, target_required=True,
-                           allow_missing=list(preprocessor.fills))
+        table = read_table(path, preprocessor.columns, list(preprocessor.categorical), delimiter=delimiter,
+                           target=first, target_required=True, allow_missing=list(preprocessor.fills))
+        table.more_targets = {column: read_table(path, [], [], delimiter=delimiter, target=column,
+                                                 target_required=True).target for column in more}
         table, dropped = drop_missing(table, spec.data.preprocess)
         notes += dropped
-        labels = _labels_as_training(table, args.target, arrays.classes)
         blocks.append(preprocessor.encode(table))
-        targets.append(labels)
+        if arrays.by_output is None:
+            targets.append(_labels_as_training(table, first, arrays.classes))
+        else:  # each output's column in that output's training terms
+            targets.append(np.empty((len(table), 0), np.float32))
+            for output, column in args.targets.items():
+                own = table if column == first else replace(table, target=table.more_targets[column])
+                by_output[output].append(_labels_as_training(own, column, arrays.by_output[output][1]))
         parts[i] = np.arange(n, n + len(table))
         n += len(table)
     joined = Arrays(np.concatenate(blocks), np.concatenate(targets), arrays.classes)
+    if arrays.by_output is not None:
+        joined.by_output = {name: (np.concatenate(values), arrays.by_output[name][1])
+                            for name, values in by_output.items()}
     return joined, tuple(parts)
 
 
