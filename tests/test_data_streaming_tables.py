@@ -240,3 +240,87 @@ def test_auto_streams_a_table_whose_features_exceed_the_memory_limit(tmp_path):
     for limit, streams in ((1, True), (2, False)):
         spec = write_spec(tmp_path, path="big.csv", loader=f"{{memory_limit_mb: {limit}}}", target="y")
         assert table_streams(load_spec(spec)) is streams
+
+
+# ---------------------------------------------------------------------------------------------
+# under torchrun: each rank streams its own equal, disjoint shard (two real gloo processes)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_reads(rank: int, world: int, port: int, specs: list[str], folder: str) -> None:
+    """One rank: each spec's training split streamed through the trainer's shard_batches, one epoch."""
+    import os
+
+    from specnn.runtime.data.streaming import place
+    from specnn.runtime.train import distributed as D
+    from specnn.runtime.train.shards import shard_batches
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    # A rank torchrun starts forks its loader workers; one made by mp.spawn would spawn them (seconds each).
+    torch.multiprocessing.set_start_method("fork", force=True)
+    read = []
+    with D.distributed_session(torch.device("cpu")) as dist:
+        for path in specs:
+            spec = load_spec(path)
+            compiled = compile_spec(spec)
+            splits = load_splits(spec, compiled.inputs, next(iter(compiled.outputs.values())))
+            data = place(splits.train, torch.device("cpu"), spec=spec, settings=splits.preprocessor.image, train=True)
+            seen = [(x, y) for (x,), y in shard_batches(data, 16, dist, shuffle=True,
+                                                        generator=torch.Generator().manual_seed(0))]
+            read.append({"x": torch.cat([x for x, _ in seen]), "y": torch.cat([y for _, y in seen])})
+    torch.save(read, Path(folder) / f"rank{rank}.pt")
+
+
+@pytest.mark.slow  # two processes (gloo), each streaming a table and an image folder with loader workers
+def test_two_ranks_stream_equal_disjoint_shards_of_a_table_and_of_an_image_folder(tmp_path):
+    import torch.multiprocessing as mp
+
+    table = _id_table_spec(tmp_path)
+    images, memory = _noise_folder_specs(tmp_path)
+    mp.spawn(_rank_reads, args=(2, _free_port(), [str(table), str(images)], str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+
+    # the table: each rank 140 of the 280 training ids, disjoint, together all of them
+    ids = [r[0]["y"].reshape(-1).long().tolist() for r in ranks]
+    assert len(ids[0]) == len(ids[1]) == 140 and not set(ids[0]) & set(ids[1])
+    assert sorted(ids[0] + ids[1]) == split_indices(400, 0.2, 0.1, seed=3)[0].tolist()
+    # the image folder: each rank 36 of the 72 training images (told apart by their pixels)
+    compiled = compile_spec(load_spec(memory))
+    whole = load_splits(load_spec(memory), compiled.inputs, (2,)).train.features["x"]
+    key = lambda x: np.round(np.asarray(x, np.float64), 4).tobytes()  # noqa: E731
+    shards = [[key(x) for x in r[1]["x"].numpy()] for r in ranks]
+    assert len(shards[0]) == len(shards[1]) == 36 and not set(shards[0]) & set(shards[1])
+    assert sorted(shards[0] + shards[1]) == sorted(key(x) for x in whole)
+
+
+def _id_table_spec(folder: Path) -> Path:
+    columns = shop_columns(400)
+    write_csv(folder / "shop.csv", {"id": columns["id"], "b": columns["b"], "c": columns["c"]})
+    return write_spec(folder, preprocess="{}", target="id", width=2, outputs=1, loss="MSELoss")
+
+
+def _noise_folder_specs(folder: Path) -> tuple[Path, Path]:
+    """90 noise images (every one its own pixels) in two classes; streamed with 2 workers, and in memory."""
+    image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (folder / "pics" / label).mkdir(parents=True)
+        for i in range(45):
+            image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / "pics" / label / f"{i}.png")
+    text = ("specnn: 1\nname: pics\nseed: 3\nmodel:\n  input: [1, 8, 8]\n  layers:\n    - Flatten:\n"
+            "    - Linear: {{out_features: 2}}\ndata:\n  images: {{path: pics, channels: 1}}\n"
+            "  validation_split: 0.2\n  loader: {loader}\nloss:\n  CrossEntropyLoss:\noptimizer:\n  SGD: {{lr: 0.1}}\n"
+            "train: {{epochs: 1, batch_size: 16, device: cpu}}\n")
+    streamed, memory = folder / "streamed.yaml", folder / "memory.yaml"
+    streamed.write_text(text.format(loader="{in_memory: false, workers: 2}"))
+    memory.write_text(text.format(loader="{in_memory: true}"))
+    return streamed, memory

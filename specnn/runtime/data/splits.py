@@ -15,7 +15,7 @@ import numpy as np
 
 from specnn.errors import DataError, Problem
 
-__all__ = ["split_indices", "part_size"]
+__all__ = ["split_indices", "split_parts", "part_size"]
 
 
 def part_size(n: int, share: float) -> int:
@@ -43,11 +43,7 @@ def split_indices(n: int, validation: float, test: float, seed: int,
     >>> [part.tolist() for part in split_indices(6, 0.34, 0.0, seed=0)]
     [[0, 1, 4, 5], [2, 3], []]
     """
-    n_val, n_test = part_size(n, validation), part_size(n, test)
-    if n - n_val - n_test < 1:
-        held = f"a validation split of {validation}" + (f" and a test split of {test}" if test else "")
-        raise DataError([Problem("data", f"{n} sample(s) leave none for training after {held}",
-                                 ("data", "validation_split"))])
+    n_val, n_test = _sizes(n, validation, test)
     rng = np.random.default_rng(seed)
     if labels is None:
         order = rng.permutation(n)
@@ -56,6 +52,33 @@ def split_indices(n: int, validation: float, test: float, seed: int,
         parts = _stratified(rng, labels, n_val, n_test)
     train, val, held_out = (np.sort(p) for p in parts)
     return train, val, held_out
+
+
+def split_parts(n: int, validation: float, test: float, seed: int) -> np.ndarray:
+    """The plain split as one byte per sample: 0 training, 1 validation, 2 test.
+
+    The same parts as :func:`split_indices` without ``labels``, held in 1 byte per sample (and
+    8 while the permutation is drawn) rather than three index arrays: how a streamed table
+    (``table_stream.py``) remembers which rows it holds out.
+
+    >>> split_parts(6, 0.34, 0.0, seed=0).tolist()
+    [0, 0, 1, 1, 0, 0]
+    """
+    n_val, n_test = _sizes(n, validation, test)
+    order = np.random.default_rng(seed).permutation(n)
+    parts = np.zeros(n, np.uint8)
+    parts[order[:n_val]] = 1
+    parts[order[n_val:n_val + n_test]] = 2
+    return parts
+
+
+def _sizes(n: int, validation: float, test: float) -> tuple[int, int]:
+    n_val, n_test = part_size(n, validation), part_size(n, test)
+    if n - n_val - n_test < 1:
+        held = f"a validation split of {validation}" + (f" and a test split of {test}" if test else "")
+        raise DataError([Problem("data", f"{n} sample(s) leave none for training after {held}",
+                                 ("data", "validation_split"))])
+    return n_val, n_test
 
 
 def _stratified(rng: np.random.Generator, labels: np.ndarray, n_val: int, n_test: int) -> tuple:

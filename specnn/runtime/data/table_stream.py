@@ -41,7 +41,7 @@ from specnn.runtime.data.preprocess import (
     only_input,
 )
 from specnn.runtime.data.sources import Arrays, resolve_path
-from specnn.runtime.data.splits import split_indices
+from specnn.runtime.data.splits import split_parts
 from specnn.runtime.data.table import Table, Wanted, is_parquet
 from specnn.runtime.data.table_units import TableFile
 from specnn.runtime.data.tensors import match_inputs, prepare_targets
@@ -155,12 +155,9 @@ def stream_table(spec: "Spec", inputs: Mapping[str, Any], output_shape: Sequence
 def _split(spec: "Spec", rows: int) -> np.ndarray:
     """One byte per kept row: its part (0 train, 1 validation, 2 test), as the in-memory split makes it."""
     try:
-        at = split_indices(rows, spec.data.validation_split, spec.data.test_split, spec.seed)
+        return split_parts(rows, spec.data.validation_split, spec.data.test_split, spec.seed)
     except DataError as error:
         raise DataError(locate(spec, error.problems)) from None
-    parts = np.zeros(rows, np.uint8)
-    parts[at[1]], parts[at[2]] = VALIDATION, TEST
-    return parts
 
 
 def _check_width(spec: "Spec", reader: "RowReader", inputs: Mapping[str, Any]) -> None:
