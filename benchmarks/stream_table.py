@@ -9,8 +9,8 @@ scaling; streamed: the count, split and fit passes) and then one shuffled traini
 batches of 1024 through a linear model (``forward``, ``backward``, ``step``). Printed per way:
 seconds for the data stage, the epoch's rows/s, and the peak resident memory above the process's
 resident memory before the data stage, after the model's first step (Linux's ``VmHWM``), as a multiple of the float32 features
-(rows x features x 4 bytes). With workers, a worker's peak (``RUSAGE_CHILDREN``, above the same
-baseline; an upper bound, as a forked worker counts the pages it shares with its parent) is
+(rows x features x 4 bytes). With workers, the largest worker's peak (its ``VmHWM``, above the
+same baseline; an upper bound, as a forked worker counts the pages it shares with its parent) is
 printed too. The streamed peak must stay far below the float32 data, and flat as the table grows
 (only the split's byte per row, and 8 while it is drawn, grow with it).
 """
@@ -31,7 +31,7 @@ from read_table import generate  # noqa: E402 (the same generated CSV as the rea
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
-import gc, json, resource, sys, time
+import json, os, sys, time
 import numpy, pyarrow, pyarrow.csv, pyarrow.parquet, torch
 torch.set_num_threads(1)
 from specnn.compiler import compile_spec
@@ -61,11 +61,20 @@ for (x,), y in batches(train, 1024, shuffle=True, generator=generator):
     rows += len(y)
 epoch = time.perf_counter() - start
 peak = status_mb("VmHWM")
-del train, splits
-gc.collect()  # persistent workers stop and are waited for: their peaks reach RUSAGE_CHILDREN
-workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+def worker_peaks():
+    # the loader's persistent workers, alive until the data goes: this process's children
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid():
+                with open(f"/proc/{pid}/status") as f:
+                    yield int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) / 1024
+        except (OSError, StopIteration, ValueError):
+            continue
+workers = max(worker_peaks(), default=None)
 print(json.dumps({"prepare_s": prepared, "rows": rows, "epoch_s": epoch, "peak_mb": peak - baseline,
-                  "worker_mb": max(workers - baseline, 0.0) if workers else None}))
+                  "worker_mb": workers - baseline if workers is not None else None}))
 """
 
 SPEC = """\

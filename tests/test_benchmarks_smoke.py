@@ -26,3 +26,12 @@ def test_quick_run_prints_one_ratio_line_per_way() -> None:
     floor_line = next(line for line in lines if " floor " in line and "ratio" in line)
     assert floor_line.endswith(" 1.000x floor")  # the floor is its own baseline
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow  # three fresh processes
+def test_stream_table_benchmark_prints_a_ratio_line_per_streamed_way() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stream_table.py"), "--rows", "20000"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    ratios = [line for line in result.stdout.splitlines() if line.startswith("ratio 20000 rows: peak csv streamed")]
+    assert len(ratios) == 2 and all("/ float32 data" in line and "epoch rows/s" in line for line in ratios)

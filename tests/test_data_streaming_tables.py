@@ -324,3 +324,21 @@ def _noise_folder_specs(folder: Path) -> tuple[Path, Path]:
     streamed.write_text(text.format(loader="{in_memory: false, workers: 2}"))
     memory.write_text(text.format(loader="{in_memory: true}"))
     return streamed, memory
+
+
+def test_a_target_per_output_and_a_source_that_cannot_stream_are_refused_at_their_key(tmp_path):
+    import shutil
+
+    spec = tmp_path / "two_heads.yaml"
+    shutil.copy(Path(__file__).parent.parent / "examples" / "data" / "iris.csv", tmp_path / "iris.csv")
+    text = (Path(__file__).parent.parent / "examples" / "two_heads.yaml").read_text()
+    spec.write_text(text.replace("path: data/iris.csv", "path: iris.csv").replace(
+        "  validation_split: 0.2\n", "  validation_split: 0.2\n  loader: {in_memory: false}\n"))
+    with pytest.raises(SpecError, match=r": data\.csv\.targets: a target column per output is not streamed yet"):
+        train(load_spec(spec), tmp_path / "run", quiet=True)
+    synthetic = tmp_path / "synthetic.yaml"
+    synthetic.write_text(write_spec(tmp_path).read_text().replace(
+        "  csv: {path: shop.csv, target: label}",
+        "  synthetic: {shape: [6], classes: 2, samples: 64}").replace(f"  preprocess: {SHOP}\n", ""))
+    with pytest.raises(SpecError, match=r": data\.loader\.in_memory: streaming reads image folders and tables"):
+        train(load_spec(synthetic), tmp_path / "run", quiet=True)

@@ -16,8 +16,9 @@ file's units (``table_units.py``), each holding one unit at a time:
    file is found here, located, before anything trains.
 
 What streaming cannot do as memory does, it refuses at the spec key: ``median`` fills (a median
-needs every value; use ``mean``), ``stratify`` (it needs every label at once), and
-``validation_path``/``test_path`` files. Epochs are read by ``table_loader.py``.
+needs every value; use ``mean``), ``stratify`` (it needs every label at once),
+``validation_path``/``test_path`` files, a target column per output (``targets``) and int64
+(token id) inputs. Epochs are read by ``table_loader.py``.
 """
 
 from __future__ import annotations
@@ -66,12 +67,12 @@ def table_streams(spec: "Spec") -> bool:
         return not loader.in_memory
     path = resolve_path(spec.data.args.path, spec.base_dir)
     try:
-        return float32_bytes(path) > loader.memory_limit_mb * 2**20
+        return float32_bytes(path, getattr(spec.data.args, "delimiter", ",")) > loader.memory_limit_mb * 2**20
     except (OSError, ValueError, ImportError):
         return False  # unreadable: the in-memory reader says what is wrong, located
 
 
-def float32_bytes(path: Path) -> float:
+def float32_bytes(path: Path, delimiter: str = ",") -> float:
     """About the size of a table's features as float32: rows x (columns - 1 target) x 4."""
     if is_parquet(path):
         import pyarrow.parquet as pq
@@ -81,7 +82,7 @@ def float32_bytes(path: Path) -> float:
     with path.open("rb") as f:
         head = f.read(1 << 20)
     lines = head.split(b"\n")
-    columns = lines[0].count(b",") + 1 if lines else 1
+    columns = lines[0].count(delimiter.encode()) + 1
     per_line = len(head) / max(len(lines) - 1, 1)
     return path.stat().st_size / max(per_line, 1.0) * max(columns - 1, 1) * 4.0
 
@@ -90,7 +91,7 @@ def check_streamable(spec: "Spec") -> None:
     """What a streamed table cannot do, refused at the spec key that asks for it.
 
     Raises:
-        SpecError: ``stratify``, ``validation_path``/``test_path``, or a ``median`` fill.
+        SpecError: ``stratify``, ``validation_path``/``test_path``, ``targets``, or a ``median`` fill.
     """
     data, settings = spec.data, spec.data.preprocess
     why = "a streamed table is read in units and never held whole"
@@ -102,6 +103,9 @@ def check_streamable(spec: "Spec") -> None:
             raise _refuse(spec, ("data", key), f"{key} is not streamed yet; {why}",
                           f"use {key.replace('_path', '_split')}, or hold the tables in memory "
                           "(data.loader.in_memory: true)")
+    if getattr(data.args, "targets", None) is not None:
+        raise _refuse(spec, ("data", data.kind, "targets"), f"a target column per output is not streamed yet; {why}",
+                      "hold the table in memory (data.loader.in_memory: true)")
     per_column = isinstance(settings.missing, Mapping)
     for column, chosen in (settings.missing.items() if per_column else [(None, settings.missing)]):
         if chosen == "median":
@@ -166,6 +170,9 @@ def _check_width(spec: "Spec", reader: "RowReader", inputs: Mapping[str, Any]) -
     empty = np.empty((0, width), np.float32)
     check_input_width(spec, reader.preprocessor, empty, inputs)
     (name, matched), = match_inputs(spec, inputs, empty).items()
+    if matched.dtype.kind in "iu":  # whole-number and range checks of token ids read the whole column
+        raise _refuse(spec, ("model", "input"), f"a {matched.dtype} (token id) input is not streamed yet; a streamed "
+                      "table feeds float32 features", "hold the table in memory (data.loader.in_memory: true)")
     if reader.preprocessor.scale != "none":
         only_input(spec, reader.preprocessor, matched)  # no scaling of int64 token ids
     reader.input_shape, reader.input_dtype = matched.shape[1:], matched.dtype
