@@ -266,6 +266,25 @@ def test_a_read_only_run_folder_refuses_a_resume_before_anything_changes(cli_run
     assert _contents(out) == before
 
 
+def test_overwriting_a_run_whose_files_cannot_be_removed_is_a_clean_error(cli_runner, tmp_path, monkeypatch):
+    spec, out = _spec(tmp_path), tmp_path / "run"
+    assert _train(cli_runner, spec, "--out", str(out)).exit_code == 0
+    before = _contents(out)
+    real = Path.unlink
+
+    def guarded_unlink(self, *args, **kwargs):
+        if self == out / "spec.yaml":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", guarded_unlink)
+    result = _train(cli_runner, spec, "--out", str(out), "--overwrite")
+    assert result.exit_code == 2
+    assert result.stderr == (f"{out / 'spec.yaml'}: cannot remove the old run's file: Permission denied "
+                             "(make the folder writable)\n")
+    assert _contents(out) == before
+
+
 def test_a_resumed_run_that_cannot_write_keeps_everything(cli_runner, tmp_path, monkeypatch):
     from specnn.runtime import files
 

@@ -269,12 +269,19 @@ def _broadcast_device(dist: Any) -> Any:
 
 
 def clear_run(folder: Path) -> None:
-    """Remove an old run's files from ``folder`` (``--overwrite``); other files stay."""
-    for name in run_files(folder):
-        (folder / name).unlink(missing_ok=True)
-    for name in RUN_FOLDERS:
-        if (folder / name).is_dir():
-            shutil.rmtree(folder / name)
+    """Remove an old run's files from ``folder`` (``--overwrite``); other files stay.
+
+    Raises:
+        RunError: a file cannot be removed (a read-only folder), naming it.
+    """
+    try:
+        for name in run_files(folder):
+            (folder / name).unlink(missing_ok=True)
+        for name in RUN_FOLDERS:
+            if (folder / name).is_dir():
+                shutil.rmtree(folder / name)
+    except OSError as error:
+        raise cannot_write(error.filename or folder, error, "the old run's file", "remove") from None
 
 
 @dataclass(frozen=True)
@@ -345,7 +352,7 @@ def remove_stale_temp_files(folder: Path, older_than: float = STALE_TEMP_SECONDS
             if pid is not None and path.is_file() and (not _running(pid) or path.stat().st_mtime < cutoff):
                 path.unlink()
                 removed.append(path)
-        except FileNotFoundError:  # its writer renamed or removed it meanwhile
+        except OSError:  # its writer renamed or removed it meanwhile; or it cannot go: tidying is not worth failing
             continue
     return removed
 
