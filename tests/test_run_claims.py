@@ -174,11 +174,10 @@ def test_a_forked_child_that_outlives_a_killed_training_does_not_keep_its_folder
         from pathlib import Path
         from specnn.runtime.train.claim import take_claim
         claim = take_claim(Path({str(tmp_path / "run")!r}))
-        child = os.fork()
-        if child == 0:
+        if os.fork() == 0:  # at-fork handlers have run once the child's own code runs
+            print(os.getpid(), flush=True)
             time.sleep(60)
             os._exit(0)
-        print(child, flush=True)
         time.sleep(60)
     """)
     training = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
