@@ -85,7 +85,8 @@ class Choice(Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Choice":
-        chosen = [k for k in self.table if k in self.model_fields_set]
+        given = self.model_fields_set  # a property: read once, not once per table key
+        chosen = [k for k in self.table if k in given]
         chosen += [k for k in self.extra_choices if getattr(self, k) is not None]
         if len(chosen) != 1:
             raise PydanticCustomError(
@@ -98,7 +99,7 @@ class Choice(Strict):
     @property
     def kind(self) -> str:
         """The chosen table key, e.g. ``"Linear"``; or the extra choice's name (``"block"``)."""
-        chosen = (k for k in self.table if k in self.model_fields_set)
+        chosen = (k for k in self.model_fields_set if k in self.table)  # a handful of keys, not the table
         return next(chosen, None) or next(k for k in self.extra_choices if getattr(self, k) is not None)
 
     @property
