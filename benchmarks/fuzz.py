@@ -12,7 +12,8 @@ Each case is validated (``--data`` when it has data files). A case validate acce
 (``specnn train SPEC --out FOLDER``, its epochs capped at 2); a data case is trained even when
 ``validate --data`` refused it, to see that training refuses it as cleanly. A finished run is then
 used on the case's probe file (new rows, right or damaged): ``specnn predict`` and, for CSV and NPZ,
-``specnn evaluate --data``. A case passes when every
+``specnn evaluate --data``; then one of its files is damaged (truncated, emptied, garbage, deleted)
+and ``evaluate``, ``export``, ``show`` and ``predict`` must answer that cleanly too. A case passes when every
 command exits 0 or 2, every problem line starts with a file name (``file:line:col: ...`` or
 ``file: ...``), no traceback is printed, a finished training says where its run is, training never
 accepts what ``validate --data`` refused, and the case finishes within the time limit.
@@ -325,8 +326,9 @@ def write_case(files: dict, folder: Path) -> tuple[Path, bool]:
 
 
 LOCATED = re.compile(r"^(?P<file>[^:]+?)(:\d+(:\d+)?)?: \S")
-# click's own answer to a path that is not a file (a folder): exit 2 with a usage line, no traceback.
-USAGE = re.compile(r"^(Usage: |Try '|Error: Invalid value for|$)")
+# click's own answer to a path that is not a file (a folder): exit 2 with a usage line, no traceback;
+# and the line saying which checkpoint's weights a command uses (--checkpoint), before its problem.
+USAGE = re.compile(r"^(Usage: |Try '|Error: Invalid value for|using checkpoints/\w+\.pt \(epoch \d+\)$|$)")
 
 
 def judge(folder: Path, exit_code: int, output: str, exception: BaseException | None) -> str | None:
@@ -386,8 +388,9 @@ def _capped_epochs(load_spec: Callable) -> Callable:
     return load
 
 
-def run_case(runner, cli, files: dict, folder: Path, train: bool) -> dict:
+def run_case(runner, cli, files: dict, folder: Path, train: bool, rng: random.Random | None = None) -> dict:
     """Validate one case and, where validate accepts it (or it is a data case), train it."""
+    rng = rng or random.Random(str(folder.name))
     spec, with_data = write_case(files, folder)
     result = runner.invoke(cli, ["validate", *(["--data"] if with_data else []), str(spec)], catch_exceptions=True)
     record = {"exit": result.exit_code, "train": None,
@@ -401,8 +404,41 @@ def run_case(runner, cli, files: dict, folder: Path, train: bool) -> dict:
     record["train"] = trained.exit_code
     record["failure"] = judge_train(folder, trained.exit_code, trained.output, trained.exception, result.exit_code)
     if record["failure"] is None and trained.exit_code == 0:
-        record["failure"] = use_the_run(runner, cli, folder)
+        record["failure"] = use_the_run(runner, cli, folder) or damaged_run(runner, cli, folder, rng)
     return record
+
+
+RUN_DAMAGE = ["truncate", "empty", "garbage", "delete", "json list", "edit spec"]
+RUN_FILES = ["weights.pt", "meta.json", "preprocess.json", "spec.yaml", "model.py", "checkpoints/last.pt",
+             "checkpoints/best.pt", "manifest.json"]
+
+
+def damaged_run(runner, cli, folder: Path, rng: random.Random) -> str | None:
+    """One file of the finished run damaged, then ``predict``, ``evaluate``, ``export`` and ``show`` on it:
+    each answers cleanly (exit 0, or 2 naming the file), and none of them trains or writes anything new."""
+    run = folder / "run"
+    victim, damage = run / rng.choice(RUN_FILES), rng.choice(RUN_DAMAGE)
+    if not victim.exists():
+        return None
+    data = victim.read_bytes()
+    if damage == "delete":
+        victim.unlink()
+    else:
+        victim.write_bytes({"truncate": data[:len(data) // 2], "empty": b"", "garbage": bytes(range(256)) * 4,
+                            "json list": b"[1, 2, 3]\n",
+                            "edit spec": data.replace(b"out_features", b"out_feature", 1)}[damage])
+    probe = next(iter(sorted(folder.glob("probe.*"))), None)
+    checkpoint = ["--checkpoint", rng.choice(["best", "last"])] if rng.random() < 0.3 else []
+    commands = [["evaluate", str(run), *checkpoint], ["export", str(run), "--format", "state_dict", "-o",
+                                                       str(folder / "export.pt")], ["show", str(run)]]
+    if probe is not None:
+        commands.append(["predict", str(run), str(probe), "-o", str(folder / "predictions.csv"), *checkpoint])
+    for command in commands:
+        result = runner.invoke(cli, command, catch_exceptions=True)
+        failure = judge(folder, result.exit_code, result.output if result.exit_code else "", result.exception)
+        if failure is not None:
+            return f"{command[0]} after {damage} {victim.relative_to(run)}: {failure}"
+    return None
 
 
 def use_the_run(runner, cli, folder: Path) -> str | None:
@@ -439,7 +475,7 @@ def worker(seed: int, start: int, count: int, out, train: bool = True) -> None:
             family = "harness"
             try:
                 family, files = case(seed, index)
-                record = run_case(runner, cli, files, folder, train)
+                record = run_case(runner, cli, files, folder, train, random.Random(f"{seed}:{index}:run"))
             except TimeoutError:
                 record = {"exit": None, "train": None, "failure": "hang: past the time limit"}
             except Exception as error:  # the generator's own bug: one failed case, not a dead worker
