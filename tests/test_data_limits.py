@@ -207,3 +207,15 @@ def test_predict_refuses_rows_the_model_cannot_take(cli_runner, tmp_path, token_
     result = cli_runner.invoke(cli, ["predict", str(token_run), str(tmp_path / "new.npz")])
     assert result.exit_code == 2, result.output
     assert result.output == f"{tmp_path / 'new.npz'}: {expected}\n"
+
+
+def test_predict_checks_the_row_width_even_without_the_runs_preprocessing_file(cli_runner, tmp_path, token_run):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(token_run, run)
+    (run / "preprocess.json").unlink()
+    np.savez(tmp_path / "new.npz", x=np.ones((2, 5, 2), np.int64))
+    result = cli_runner.invoke(cli, ["predict", str(run), str(tmp_path / "new.npz")])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"{tmp_path / 'new.npz'}: has 10 values per row, the model input [5] takes 5\n"

@@ -164,6 +164,9 @@ def predict(run: Union[Run, str, Path], path: Union[str, Path], *, array: Option
     else:
         features = read_features(Path(path), preprocessor, run.spec, array)
         (input_name, input_type), = inputs.items()
+        if math.prod(features.shape[1:]) != math.prod(input_type.shape):  # no preprocess.json to say the width
+            raise data_error(path, f"has {math.prod(features.shape[1:])} values per row, the model input "
+                                   f"{list(input_type.shape)} takes {math.prod(input_type.shape)}", code="data-shape")
         arrays = {input_name: preprocessor.transform(features).reshape(len(features), *input_type.shape)}
     _check_rows(path, arrays, run.compiled.graph)
     tensors = [torch.as_tensor(arrays[name]).to(TORCH_DTYPES[t.dtype]) for name, t in inputs.items()]
