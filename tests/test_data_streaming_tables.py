@@ -342,3 +342,29 @@ def test_a_target_per_output_and_a_source_that_cannot_stream_are_refused_at_thei
         "  synthetic: {shape: [6], classes: 2, samples: 64}").replace(f"  preprocess: {SHOP}\n", ""))
     with pytest.raises(SpecError, match=r": data\.loader\.in_memory: streaming reads image folders and tables"):
         train(load_spec(synthetic), tmp_path / "run", quiet=True)
+
+
+def test_a_streamed_run_stopped_by_ctrl_c_mid_epoch_resumes_bitwise_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    import signal
+
+    from specnn.runtime.train.loop import TrainingInterrupted
+
+    monkeypatch.setattr(table_units, "UNIT_BYTES", 2048)
+    write_csv(tmp_path / "shop.csv", shop_columns(400))
+    spec = write_spec(tmp_path, loader="{in_memory: false}", features="a, b, c, color", epochs=3)
+    whole = train(load_spec(spec), tmp_path / "whole", quiet=True)
+    real_step, count = torch.optim.Adam.step, {"n": 0}
+
+    def step(self, *args, **kwargs):  # step 13 of 9 per epoch: epoch 2, batch 4 presses Ctrl-C
+        count["n"] += 1
+        if count["n"] == 13:
+            signal.raise_signal(signal.SIGINT)
+        return real_step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.optim.Adam, "step", step)
+        with pytest.raises(TrainingInterrupted, match="epoch 2, batch 4"):
+            train(load_spec(spec), tmp_path / "cut", quiet=True)
+    resumed = train(load_spec(spec), tmp_path / "cut", quiet=True, resume=True)
+    for name, weight in whole.model.state_dict().items():
+        assert torch.equal(weight, resumed.model.state_dict()[name]), name
