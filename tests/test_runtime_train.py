@@ -159,3 +159,15 @@ def test_a_missing_data_file_is_named_and_nothing_is_written(tmp_path):
         train(spec, tmp_path / "run", quiet=True)
     assert str(info.value) == f"{tmp_path / 'missing.csv'}: data file not found"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_diverged_sigmoid_gives_bce_a_nan_loss_that_training_reports_not_torchs_range_error():
+    from specnn.runtime.train.losses import DivergedBCELoss
+
+    loss_fn = DivergedBCELoss()
+    output = torch.tensor([[0.5], [float("nan")]], requires_grad=True)
+    loss = loss_fn(output, torch.tensor([[1.0], [0.0]]))
+    assert torch.isnan(loss)
+    loss.backward()  # the loop steps on: its epoch check stops the run with "the training loss is nan"
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        loss_fn(torch.tensor([[1.5]]), torch.tensor([[1.0]]))  # a finite value out of range stays torch's error

@@ -75,4 +75,22 @@ def build_loss(kind: str, arguments: Any, device: torch.device,
     for key in ("weight", "pos_weight"):
         if args.get(key) is not None:
             args[key] = torch.tensor(args[key], dtype=torch.float32, device=device)
-    return getattr(torch.nn, kind)(**args)
+    return (DivergedBCELoss if kind == "BCELoss" else getattr(torch.nn, kind))(**args)
+
+
+class DivergedBCELoss(torch.nn.BCELoss):
+    """BCELoss whose NaN inputs (a diverged model's Sigmoid) give a NaN loss instead of torch's error.
+
+    torch refuses a probability outside [0, 1], NaN included, with "all elements of input should be
+    between 0 and 1"; the loop reports a NaN loss as such, saying which batch and what to change.
+    The same parameters and state as torch's BCELoss: checkpoints do not tell them apart.
+    """
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        try:
+            return super().forward(input, target)
+        except RuntimeError:
+            if bool(torch.isfinite(input).all()):
+                raise
+            nan = input * float("nan")  # keeps the graph: backward gives NaN gradients, not an error
+            return nan if self.reduction == "none" else nan.sum()
