@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional
 
@@ -181,6 +182,7 @@ class Distributed:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     backend: Optional[str] = None
     restart_count: int = 0
+    store: Any = field(default=None, repr=False, compare=False)  # the rendezvous store while the group lives
 
     @property
     def is_main(self) -> bool:
@@ -261,8 +263,9 @@ def start(device: torch.device, backend: Optional[str] = None, spec: Any = None,
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before init: nccl binds each rank's communicator to its GPU
     timeout = timeout or datetime.timedelta(minutes=30)
+    dist.store = attempt_store(env, timeout)
     torch.distributed.init_process_group(chosen, rank=env.rank, world_size=env.world_size, timeout=timeout,
-                                         store=attempt_store(env, timeout))
+                                         store=dist.store)
     dist.backend = chosen
     return dist
 
@@ -285,11 +288,35 @@ def attempt_store(env: LaunchEnv, timeout: datetime.timedelta) -> Optional[Any]:
     return torch.distributed.PrefixStore(f"specnn/attempt_{env.restart_count}", base)
 
 
-def stop(dist: Distributed) -> None:
-    """Leave the process group (idempotent)."""
-    if dist.active and torch.distributed.is_initialized():
+# How long rank 0 waits, after a successful run, for the other ranks to tear their groups down.
+LEAVE_SECONDS = 30.0
+
+
+def stop(dist: Distributed, together: bool = False) -> None:
+    """Leave the process group (idempotent).
+
+    ``together`` (every rank got here on success): rank 0 then waits, bounded by LEAVE_SECONDS,
+    until every rank has torn its group down, so its exit never takes the store it may host and
+    its gloo pairs away from a rank still inside ``destroy_process_group`` (gloo then aborts that
+    rank: "terminate called without an active exception", seen about once in a few full test runs).
+    """
+    left = dist.active and torch.distributed.is_initialized()
+    if left:
         torch.distributed.destroy_process_group()
     dist.backend = None
+    store, dist.store = dist.store, None
+    if left and together and store is not None:
+        _leave_together(store, dist.rank, dist.world_size)
+
+
+def _leave_together(store: Any, rank: int, world_size: int) -> None:
+    try:
+        store.add("specnn/left", 1)
+        deadline = time.monotonic() + LEAVE_SECONDS
+        while rank == 0 and store.add("specnn/left", 0) < world_size and time.monotonic() < deadline:
+            time.sleep(0.01)
+    except (RuntimeError, OSError):  # the store is gone: no one is left to wait for
+        pass
 
 
 @contextlib.contextmanager
@@ -307,5 +334,7 @@ def distributed_session(device: torch.device, backend: Optional[str] = None, spe
             # Leave together: a rank tearing down while another still talks to the group (or
             # to the store rank 0 may host) makes gloo abort that rank at exit.
             dist.barrier()
-    finally:
+    except BaseException:
         stop(dist)
+        raise
+    stop(dist, together=True)
