@@ -109,13 +109,6 @@ def test_world_of_one_starts_no_group():
     assert not torch.distributed.is_initialized()
 
 
-def test_main_only_runs_on_rank_zero():
-    calls = []
-    D.Distributed(rank=0, world_size=2).main_only(calls.append)("rank 0")
-    D.Distributed(rank=1, world_size=2).main_only(calls.append)("rank 1")
-    assert calls == ["rank 0"]
-
-
 # ---------------------------------------------------------------------------------------------
 # shards
 

@@ -29,7 +29,7 @@ import datetime
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import torch
 
@@ -233,12 +233,6 @@ class Distributed:
             out[name] = packed[start:start + value.numel()].reshape(value.shape).to(value.dtype)
             start += value.numel()
         return out
-
-    def main_only(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        """``function`` on rank 0; a no-op returning None on the others (printing, writing files)."""
-        if self.is_main:
-            return function
-        return lambda *args, **kwargs: None
 
     def _device_ids(self) -> dict[str, Any]:
         # nccl's barrier must know the rank's GPU, or it guesses one and may hang.
