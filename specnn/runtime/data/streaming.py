@@ -15,6 +15,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import torch
 
+from specnn.runtime.data.epoch_sampler import EpochItems
 from specnn.runtime.data.augment import Augment
 from specnn.runtime.data.images import ImageFiles, ImageSettings, decode, normalize
 from specnn.runtime.data.sources import Arrays
@@ -50,25 +51,12 @@ class ImageDataset(torch.utils.data.Dataset):
         return torch.from_numpy(x[0]), self.labels[index]
 
 
-class _Order(torch.utils.data.Sampler):
-    """The items of the coming epoch, set before each epoch (the loader's workers may persist)."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-
 class Streamed:
     """A data set read from disk batch by batch: the streamed counterpart of :class:`Tensors`."""
 
     def __init__(self, dataset: ImageDataset, device: torch.device, workers: int) -> None:
         self.dataset, self.device, self.workers = dataset, device, workers
-        self._order = _Order()
+        self._order = EpochItems()
         self._loaders: dict[int, torch.utils.data.DataLoader] = {}
 
     def _loader(self, batch_size: int) -> torch.utils.data.DataLoader:

@@ -28,6 +28,7 @@ import torch
 
 from specnn.errors import DataError
 from specnn.runtime.data.table_stream import TablePart
+from specnn.runtime.data.epoch_sampler import EpochItems
 
 __all__ = ["StreamedTable", "spans", "epoch_items", "rebatch"]
 
@@ -45,7 +46,7 @@ class StreamedTable:
     def __init__(self, part: TablePart, device: torch.device, workers: int, shuffle_rows: Optional[int] = None) -> None:
         self.part, self.device, self.workers = part, device, workers
         self.shuffle_rows = shuffle_rows or SHUFFLE_ROWS
-        self._items = _Items()
+        self._items = EpochItems()
         self._loader: Optional[torch.utils.data.DataLoader] = None
 
     def __len__(self) -> int:
@@ -76,19 +77,6 @@ class StreamedTable:
                 persistent_workers=self.workers > 0, pin_memory=self.device.type == "cuda",
                 prefetch_factor=2 if self.workers > 0 else None)
         return self._loader
-
-
-class _Items(torch.utils.data.Sampler):
-    """The items of the coming epoch, set before each epoch."""
-
-    def __init__(self) -> None:
-        self.items: list[Item] = []
-
-    def __iter__(self) -> Iterator[Item]:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
 
 
 @dataclass
