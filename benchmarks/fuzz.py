@@ -433,11 +433,17 @@ def damaged_run(runner, cli, folder: Path, rng: random.Random) -> str | None:
                                                        str(folder / "export.pt")], ["show", str(run)]]
     if probe is not None:
         commands.append(["predict", str(run), str(probe), "-o", str(folder / "predictions.csv"), *checkpoint])
+    failed = first_failure(runner, cli, folder, commands)
+    return None if failed is None else f"{failed[0]} after {damage} {victim.relative_to(run)}: {failed[1]}"
+
+
+def first_failure(runner, cli, folder: Path, commands: list[list[str]]) -> tuple[str, str] | None:
+    """The first of ``commands`` that does not answer cleanly (see :func:`judge`): its name and why."""
     for command in commands:
         result = runner.invoke(cli, command, catch_exceptions=True)
         failure = judge(folder, result.exit_code, result.output if result.exit_code else "", result.exception)
         if failure is not None:
-            return f"{command[0]} after {damage} {victim.relative_to(run)}: {failure}"
+            return command[0], failure
     return None
 
 
@@ -448,11 +454,9 @@ def use_the_run(runner, cli, folder: Path) -> str | None:
         commands = [["predict", run, str(probe), "-o", str(folder / "predictions.csv")]]
         if probe.suffix in (".csv", ".npz"):  # evaluate --data reads CSV and NPZ
             commands.append(["evaluate", run, "--data", str(probe), "--json", "-o", str(folder / "evaluation.json")])
-        for command in commands:
-            result = runner.invoke(cli, command, catch_exceptions=True)
-            failure = judge(folder, result.exit_code, result.output if result.exit_code else "", result.exception)
-            if failure is not None:
-                return f"{command[0]}: {failure}"
+        failed = first_failure(runner, cli, folder, commands)
+        if failed is not None:
+            return f"{failed[0]}: {failed[1]}"
     return None
 
 
